@@ -1,0 +1,8 @@
+use crate::output::Output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
+    anyhow::bail!("install is not implemented yet")
+}

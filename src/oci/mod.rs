@@ -1,0 +1,1 @@
+//! OCI: image references, pulling from registries, image layouts.

@@ -1,0 +1,1 @@
+//! The built-in registry: a content-addressed store loaded from bundles, served over the OCI distribution API.

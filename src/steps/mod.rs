@@ -1,0 +1,1 @@
+//! The installation steps and the engine that runs them (check / apply / verify, journaled, resumable).
