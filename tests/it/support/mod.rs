@@ -1,0 +1,3 @@
+//! Shared test harness code.
+
+pub mod bundle;
