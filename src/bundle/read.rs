@@ -296,8 +296,6 @@ fn read_stream(
         count += 1;
         content_bytes += size;
     }
-    drop(next);
-    drop(entries);
 
     let missing: Vec<&String> = expected.iter().filter(|(_, (_, seen))| !seen).map(|(p, _)| p).collect();
     if let Some(first) = missing.first() {

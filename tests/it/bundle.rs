@@ -394,3 +394,21 @@ fn keygen_command() {
     )));
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn bundle_unpacks_into_an_empty_existing_dir_only() {
+    let fx = Fixture::new();
+    let w = fx.write(&fx.content(10_000), "out", None, 2);
+    let to = fx.path().join("empty");
+    std::fs::create_dir(&to).unwrap();
+    let (code, _, err) = unpack_cmd(&fx, &w.archive, &to);
+    assert_eq!(code, 0, "{err}");
+    assert!(to.join("files/bin/kubeadm").is_file());
+    // A file in the way is refused and left alone.
+    let file = fx.path().join("afile");
+    std::fs::write(&file, b"keep").unwrap();
+    let (code, _, err) = unpack_cmd(&fx, &w.archive, &file);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists and is not an empty directory"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+}
