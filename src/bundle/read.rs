@@ -91,7 +91,19 @@ pub fn verify_signature_with_progress(source: &BundleSource, pk: &PublicKey, bar
     let reader = bar.wrap_read(source.raw_reader()?);
     let r = sign::verify_reader(pk, &sig, reader, &source.archive);
     bar.finish_and_clear();
-    r
+    r.map_err(|e| damaged_part_error(source).unwrap_or(e))
+}
+
+/// When a split bundle fails, name its damaged part (re-hashes the parts: only on the failure path).
+fn damaged_part_error(source: &BundleSource) -> Option<anyhow::Error> {
+    if !source.is_split() {
+        return None;
+    }
+    let msg = source.find_damaged_part()?;
+    Some(with_hint(
+        anyhow!(msg).context(format!("the split bundle {} is damaged", source.name())),
+        "copy the damaged part again from the packaging machine (`sha256sum -c` on the .parts file names it too)",
+    ))
 }
 
 /// Read the root document only (the first entry; nothing is verified). For `inspect`.
@@ -201,13 +213,8 @@ fn explain(source: &BundleSource, state: &Rc<RefCell<RawState>>, err: anyhow::Er
         return err;
     }
     let name = source.name();
-    if source.is_split() {
-        if let Some(msg) = source.find_damaged_part() {
-            return with_hint(
-                anyhow!(msg).context(format!("the split bundle {name} is damaged")),
-                "copy the damaged part again from the packaging machine (`sha256sum -c` on the .parts file names it too)",
-            );
-        }
+    if let Some(e) = damaged_part_error(source) {
+        return e;
     }
     let st = state.borrow();
     if st.eof {
