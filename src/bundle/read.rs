@@ -456,3 +456,36 @@ fn cross_check(root: &RootDoc, sums: &BTreeMap<String, (Digest, bool)>) -> Resul
 pub fn display_name(source: &BundleSource) -> String {
     file_name(&source.archive)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_escaping_the_root_are_detected() {
+        assert!(link_escapes("files/evil", "/etc/passwd"));
+        assert!(link_escapes("files/evil", "../../x"));
+        assert!(link_escapes("a", "../x"));
+        assert!(!link_escapes("files/a/b", "../c"));
+        assert!(!link_escapes("files/a", "./b"));
+        assert!(link_escapes("files/a", "b/../../../c"));
+    }
+
+    #[test]
+    fn sums_are_parsed_strictly() {
+        let d = "a".repeat(64);
+        let ok = format!("{d}  files/a\n{d}  images/index.json\n");
+        assert_eq!(parse_sums(ok.as_bytes()).unwrap().len(), 2);
+        for bad in [
+            format!("{d} files/a\n"),
+            format!("{d}  ../a\n"),
+            format!("{d}  /a\n"),
+            format!("{d}  files/a\n{d}  files/a\n"),
+            format!("{d}  airgap.json\n"),
+            format!("{}  files/a\n", "A".repeat(64)),
+            format!("{d}  files//a\n"),
+        ] {
+            assert!(parse_sums(bad.as_bytes()).is_err(), "{bad:?} accepted");
+        }
+    }
+}
