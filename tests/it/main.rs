@@ -1,0 +1,4 @@
+//! The one integration test binary: real daemons and stock tools, started by the harness in `support`.
+
+mod support;
+mod harness;
