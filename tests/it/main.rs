@@ -1,5 +1,6 @@
-//! The one integration test binary.
+//! The one integration test binary: real daemons and stock tools, started by the harness in `support`.
 
 mod support;
 
 mod bundle;
+mod harness;
