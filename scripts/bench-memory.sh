@@ -25,9 +25,9 @@ measure() { # key, label, command...
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.err")
     secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.err")
     WALL[$key]=$secs
-    printf '%-34s peak RSS %7.1f MiB   wall %6.2f s\n' "$label" "$(echo "$rss/1024" | bc -l)" "$secs"
+    printf '%-34s peak RSS %7.1f MiB   wall %6.2f s\n' "$label" "$(awk -v k="$rss" 'BEGIN {print k/1024}')" "$secs"
 }
-ratio() { echo "scale=2; ${WALL[$1]} / ${WALL[$2]}" | bc -l; }
+ratio() { awk -v a="${WALL[$1]}" -v b="${WALL[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
 
 measure build "airgap writer ($size_mib MiB layer)" target/$profile/examples/bench_bundle "$work" "$size_mib" $split
 bundle=$(cat "$work/time.out")
