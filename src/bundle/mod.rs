@@ -19,5 +19,6 @@
 
 pub mod format;
 pub mod read;
+pub mod source;
 pub mod split;
 pub mod write;
