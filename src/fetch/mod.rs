@@ -151,7 +151,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         }
         images.push(ImageEntry { reference: r.image.as_written.clone(), digest: r.digest.clone(), media_type: r.media_type.clone(), size: total, platforms: r.platforms.clone() });
         index_entries.push(serde_json::json!({
-            "mediaType": r.media_type,
+            "mediaType": layout_media_type(&r.media_type),
             "digest": r.digest.to_string(),
             "size": r.size,
             "annotations": { REF_NAME_ANNOTATION: r.image.as_written },
@@ -205,6 +205,19 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
 }
 
 use futures::FutureExt;
+
+/// The media type of an image's descriptor in `images/index.json`. skopeo (containers/image) looks images up
+/// in an OCI layout only among descriptors typed as OCI manifest or index, so Docker schema 2 lists/manifests
+/// (structurally the same documents) are described with their OCI equivalents there. The blob keeps its
+/// original bytes and digest (and its own `mediaType` field); the true type is in `airgap.json`
+/// (`images[].media_type`): a registry serving the bundle must send that as the Content-Type.
+pub fn layout_media_type(media_type: &str) -> &str {
+    match media_type {
+        crate::oci::DOCKER_LIST => crate::oci::OCI_INDEX,
+        crate::oci::DOCKER_MANIFEST => crate::oci::OCI_MANIFEST,
+        other => other,
+    }
+}
 
 /// `1.5 MiB` style sizes.
 pub fn human(n: u64) -> String {
