@@ -238,3 +238,201 @@ fn platform_filtering_keeps_index_bytes_and_drops_other_blobs() {
     assert!(err.contains("has no linux/s390x image (it has: linux/amd64, linux/arm64)"), "{err}");
     assert!(err.contains("hint: remove that platform from `platforms:`"), "{err}");
 }
+
+/// Resolved image digests in a lock file.
+fn lock_images(out: &Path) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&fs_err::read(out.join("demo-1.0.0-1.lock.json")).unwrap()).unwrap();
+    v["images"].clone()
+}
+
+#[test]
+fn tls_registry_with_ca_cert() {
+    let env = Env::new();
+    let reg = Registry::start(Mode::Tls);
+    env.push(&reg);
+    let fs = FileServer::start(&env.files);
+    let m = env.manifest(&reg.addr, &format!("http://{}", fs.addr), "[linux/amd64, linux/arm64]", "");
+    let cache = env.tmp.path().join("cache");
+    // Without the CA: a clear TLS error naming the registry, with the hint.
+    let err = failed(&env.build(&m, &env.tmp.path().join("bad"), &cache, &["--retries", "1"]));
+    assert!(err.contains(&format!("failed to fetch the manifest of {}/test/multi:1 from {}", reg.addr, reg.addr)), "{err}");
+    assert!(err.contains("--ca-cert"), "{err}");
+    assert!(!env.tmp.path().join("bad/demo-1.0.0-1.tar.zst").exists());
+    let out = env.tmp.path().join("out");
+    ok(&env.build(&m, &out, &cache, &["--ca-cert", reg.ca_cert.as_ref().unwrap().to_str().unwrap()]));
+    let images = lock_images(&out);
+    assert_eq!(images[format!("{}/library/docker:2", reg.addr)], env.docker.digest.to_string());
+    let root = env.tmp.path().join("x");
+    extract_and_check(&out.join("demo-1.0.0-1.tar.zst"), &root);
+    assert_eq!(skopeo_raw_digest(&root, &format!("{}/test/single:3", reg.addr)), env.single.digest.to_string());
+}
+
+#[test]
+fn basic_auth_registry_with_authfile() {
+    let env = Env::new();
+    let reg = Registry::start(Mode::BasicAuth { user: "builder".into(), password: "s3cret:x".into() });
+    env.push(&reg);
+    let fs = FileServer::start(&env.files);
+    let m = env.manifest(&reg.addr, &format!("http://{}", fs.addr), "[linux/amd64, linux/arm64]", "");
+    let ca = reg.ca_cert.as_ref().unwrap().to_str().unwrap().to_string();
+    let cache = env.tmp.path().join("cache");
+    // No credentials: refused, nothing written.
+    let err = failed(&env.build(&m, &env.tmp.path().join("anon"), &cache, &["--ca-cert", &ca]));
+    assert!(err.contains(&format!("failed to fetch the manifest of {}/test/multi:1", reg.addr)), "{err}");
+    assert!(err.contains("Not authorized"), "{err}");
+    assert!(err.contains("hint: the registry") && err.contains("refused the credentials"), "{err}");
+    // Wrong password: refused too.
+    let bad = env.tmp.path().join("bad.json");
+    let enc = |s: &str| base64_encode(s.as_bytes());
+    fs_err::write(&bad, format!(r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#, reg.addr, enc("builder:wrong"))).unwrap();
+    failed(&env.build(&m, &env.tmp.path().join("anon"), &cache, &["--ca-cert", &ca, "--authfile", bad.to_str().unwrap()]));
+    // The right credentials, from a docker-style auth file in the default place (~/.docker/config.json).
+    let docker_dir = env.tmp.path().join(".docker");
+    fs_err::create_dir_all(&docker_dir).unwrap();
+    fs_err::write(docker_dir.join("config.json"), format!(r#"{{"auths":{{"https://{}":{{"auth":"{}"}}}}}}"#, reg.addr, enc("builder:s3cret:x"))).unwrap();
+    let out = env.tmp.path().join("out");
+    ok(&env.build(&m, &out, &cache, &["--ca-cert", &ca]));
+    assert_eq!(lock_images(&out)[format!("{}/test/multi:1", reg.addr)], env.multi.digest.to_string());
+    run_ok(Command::new("minisign").arg("-Vm").arg(out.join("demo-1.0.0-1.tar.zst")).arg("-p").arg(&env.pubkey));
+    // A named auth file that does not exist is an error (not silently anonymous).
+    let err = failed(&env.build(&m, &env.tmp.path().join("o3"), &cache, &["--ca-cert", &ca, "--authfile", "/nonexistent/auth.json"]));
+    assert!(err.contains("failed to read the auth file"), "{err}");
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn wrong_file_sha256_fails_and_keeps_nothing() {
+    let env = Env::new();
+    let reg = Registry::start(Mode::Plain);
+    env.push(&reg);
+    let fs = FileServer::start(&env.files);
+    let fs_url = format!("http://{}", fs.addr);
+    let wrong = "0".repeat(64);
+    let extra = format!("  - url: {fs_url}/big.bin\n    sha256: {wrong}\n    path: big.bin\n");
+    let m = env.manifest(&reg.addr, &fs_url, "[linux/amd64]", &extra);
+    let out = env.tmp.path().join("out");
+    let cache = env.tmp.path().join("cache");
+    let err = failed(&env.build(&m, &out, &cache, &["--insecure-registry", &reg.addr]));
+    assert!(err.contains(&format!("sha256 mismatch for {fs_url}/big.bin: expected {wrong}, got {} (2500000 bytes)", env.sha("big.bin"))), "{err}");
+    assert!(err.contains("hint: if the file changed upstream on purpose, update its sha256"), "{err}");
+    assert!(!out.join("demo-1.0.0-1.tar.zst").exists() && !out.join("demo-1.0.0-1.tar.zst.minisig").exists());
+    assert!(!cache.join("blobs/sha256").join(env.sha("big.bin")).exists(), "a mismatching download must not enter the cache");
+    assert_eq!(fs_err::read_dir(cache.join("tmp")).unwrap().count(), 0, "temp files left in the cache");
+}
+
+#[test]
+fn registry_down_is_a_clear_error() {
+    let env = Env::new();
+    let mut reg = Registry::start(Mode::Plain);
+    let fs = FileServer::start(&env.files);
+    let addr = reg.addr.clone();
+    reg.stop();
+    let m = env.manifest(&addr, &format!("http://{}", fs.addr), "[linux/amd64]", "");
+    let out = env.tmp.path().join("out");
+    let start = std::time::Instant::now();
+    let err = failed(&env.build(&m, &out, &env.tmp.path().join("cache"), &["--insecure-registry", &addr, "--retries", "2"]));
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    insta::assert_snapshot!(err.replace(&addr, "REGISTRY").lines().filter(|l| !l.contains("Caused by: error sending") && !l.contains("client error (Connect)")).collect::<Vec<_>>().join("\n"));
+    assert!(!out.join("demo-1.0.0-1.tar.zst").exists());
+}
+
+#[test]
+fn retries_transient_failures_of_registry_and_file_server() {
+    let env = Env::new();
+    let reg = Registry::start(Mode::Plain);
+    env.push(&reg);
+    let fs = FileServer::start(&env.files);
+    // The registry answers 503 to its first 3 connections, the file server drops its first 2.
+    let reg_proxy = FaultProxy::start(&reg.addr, Fault::Status503, 3);
+    let fs_proxy = FaultProxy::start(&fs.addr, Fault::Reset, 2);
+    let m = env.manifest(&reg_proxy.addr, &format!("http://{}", fs_proxy.addr), "[linux/amd64, linux/arm64]", "");
+    let out = env.tmp.path().join("out");
+    let o = env.build(&m, &out, &env.tmp.path().join("cache"), &["--insecure-registry", &reg_proxy.addr, "--jobs", "2"]);
+    ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("503"), "retries must be logged:\n{stderr}");
+    assert_eq!(reg_proxy.faults.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(fs_proxy.faults.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let root = env.tmp.path().join("x");
+    extract_and_check(&out.join("demo-1.0.0-1.tar.zst"), &root);
+    assert_eq!(skopeo_raw_digest(&root, &format!("{}/library/docker:2", reg_proxy.addr)), env.docker.digest.to_string());
+
+    // Too many failures: gives up with a clear error after the configured attempts.
+    let always = FaultProxy::start(&reg.addr, Fault::Status503, usize::MAX);
+    let m = env.manifest(&always.addr, &format!("http://{}", fs.addr), "[linux/amd64]", "");
+    let err = failed(&env.build(&m, &env.tmp.path().join("o2"), &env.tmp.path().join("cache2"), &["--insecure-registry", &always.addr, "--retries", "3"]));
+    assert!(err.contains("gave up after 3 attempts"), "{err}");
+    assert!(err.contains("503"), "{err}");
+}
+
+#[test]
+fn cache_and_lock_rebuild_without_the_registry() {
+    let env = Env::new();
+    let mut reg = Registry::start(Mode::Plain);
+    env.push(&reg);
+    let fs = FileServer::start(&env.files);
+    let m = env.manifest(&reg.addr, &format!("http://{}", fs.addr), "[linux/amd64, linux/arm64]", "");
+    let cache = env.tmp.path().join("cache");
+    let out1 = env.tmp.path().join("out1");
+    ok(&env.build(&m, &out1, &cache, &["--insecure-registry", &reg.addr]));
+    // Move the tag upstream: a pinned rebuild still gets the locked digest.
+    reg.push_layout(&env.layout, "single", "test/multi:1");
+    // Registry and file server gone: with the lock, everything comes from the cache, byte-identical.
+    reg.stop();
+    drop(fs);
+    let lock = out1.join("demo-1.0.0-1.lock.json");
+    let out2 = env.tmp.path().join("out2");
+    let o = env.build(&m, &out2, &cache, &["--insecure-registry", &reg.addr, "--lock", lock.to_str().unwrap(), "--retries", "1"]);
+    let stdout = ok(&o);
+    assert!(stdout.contains("(fetched 0 B in"), "{stdout}");
+    assert_eq!(sha256sum(&out1.join("demo-1.0.0-1.tar.zst")), sha256sum(&out2.join("demo-1.0.0-1.tar.zst")));
+    // Without the lock the tag must be resolved: the registry is needed.
+    failed(&env.build(&m, &env.tmp.path().join("out3"), &cache, &["--insecure-registry", &reg.addr, "--retries", "1"]));
+    // With the registry back, the lock pins the old digest although the tag moved.
+    reg.restart();
+    let fs = FileServer::start(&env.files);
+    let m2 = env.manifest(&reg.addr, &format!("http://{}", fs.addr), "[linux/amd64, linux/arm64]", "");
+    // (m2 has a new file-server port: the files come from the cache by sha256 anyway.)
+    let out4 = env.tmp.path().join("out4");
+    let o = env.build(&m2, &out4, &env.tmp.path().join("cache4"), &["--insecure-registry", &reg.addr, "--lock", lock.to_str().unwrap()]);
+    ok(&o);
+    assert_eq!(lock_images(&out4)[format!("{}/test/multi:1", reg.addr)], env.multi.digest.to_string());
+    let out5 = env.tmp.path().join("out5");
+    ok(&env.build(&m2, &out5, &cache, &["--insecure-registry", &reg.addr]));
+    assert_eq!(lock_images(&out5)[format!("{}/test/multi:1", reg.addr)], env.single.digest.to_string(), "unpinned build follows the tag");
+}
+
+#[test]
+fn split_size_writes_parts() {
+    let env = Env::new();
+    let reg = Registry::start(Mode::Plain);
+    env.push(&reg);
+    let fs = FileServer::start(&env.files);
+    let fs_url = format!("http://{}", fs.addr);
+    let extra = format!("  - url: {fs_url}/big.bin\n    sha256: {}\n    path: big.bin\n", env.sha("big.bin"));
+    let m = env.manifest(&reg.addr, &fs_url, "[linux/amd64]", &extra);
+    let out = env.tmp.path().join("out");
+    let stdout = ok(&env.build(&m, &out, &env.tmp.path().join("cache"), &["--insecure-registry", &reg.addr, "--split-size", "1M", "--quiet"]));
+    let lines: Vec<&str> = stdout.lines().collect();
+    let parts: Vec<&&str> = lines.iter().filter(|l| l.contains(".tar.zst.0")).collect();
+    assert!(parts.len() >= 3, "{stdout}");
+    for p in &parts {
+        assert!(fs_err::metadata(p).unwrap().len() <= 1024 * 1024);
+    }
+    assert!(lines.iter().any(|l| l.ends_with(".tar.zst.parts")), "{stdout}");
+    assert!(lines.iter().all(|l| l.starts_with('/')), "--quiet prints only paths: {stdout}");
+    // The concatenated parts are the signed archive.
+    let whole = env.tmp.path().join("whole.tar.zst");
+    let mut f = fs_err::File::create(&whole).unwrap();
+    for p in &parts {
+        std::io::copy(&mut fs_err::File::open(p).unwrap(), &mut f).unwrap();
+    }
+    drop(f);
+    fs_err::copy(out.join("demo-1.0.0-1.tar.zst.minisig"), env.tmp.path().join("whole.tar.zst.minisig")).unwrap();
+    run_ok(Command::new("minisign").arg("-Vm").arg(&whole).arg("-p").arg(&env.pubkey));
+    extract_and_check(&whole, &env.tmp.path().join("x"));
+}
