@@ -143,9 +143,14 @@ fn plain_registry_end_to_end_and_reproducible() {
     // The stock minisign accepts the signature.
     run_ok(Command::new("minisign").arg("-Vm").arg(&archive).arg("-p").arg(&env.pubkey));
 
-    // Stock tar + zstd + sha256sum, then skopeo reads every image back with its upstream digest.
+    // airgap verify, then airgap unpack, then the stock sha256sum in the unpacked tree.
+    run_ok(Command::new(airgap_bin()).arg("verify").arg(&archive).arg("--pubkey").arg(&env.pubkey));
     let root = env.tmp.path().join("x1");
-    extract_and_check(&archive, &root);
+    run_ok(Command::new(airgap_bin()).arg("unpack").arg(&archive).arg("--to").arg(&root).arg("--pubkey").arg(&env.pubkey));
+    run_ok(Command::new("sha256sum").args(["--quiet", "--strict", "-c", "SHA256SUMS"]).current_dir(&root));
+    // The stock tar + zstd read the same archive.
+    extract_and_check(&archive, &env.tmp.path().join("x1-tar"));
+    // skopeo reads every image back with its upstream digest.
     let r = |s: &str| format!("{}/{s}", reg.addr);
     let md = env.multi.digest.to_string();
     for (reference, want) in [
@@ -435,4 +440,9 @@ fn split_size_writes_parts() {
     fs_err::copy(out.join("demo-1.0.0-1.tar.zst.minisig"), env.tmp.path().join("whole.tar.zst.minisig")).unwrap();
     run_ok(Command::new("minisign").arg("-Vm").arg(&whole).arg("-p").arg(&env.pubkey));
     extract_and_check(&whole, &env.tmp.path().join("x"));
+    // airgap verify and unpack take the parts directly.
+    run_ok(Command::new(airgap_bin()).arg("verify").arg(parts[0]).arg("--pubkey").arg(&env.pubkey));
+    let root = env.tmp.path().join("unpacked");
+    run_ok(Command::new(airgap_bin()).arg("unpack").arg(parts[0]).arg("--to").arg(&root).arg("--pubkey").arg(&env.pubkey));
+    assert_eq!(sha256sum(&root.join("files/big.bin")), env.sha("big.bin"));
 }

@@ -18,6 +18,7 @@ pub struct FaultProxy {
     /// `127.0.0.1:PORT`
     pub addr: String,
     /// Connections seen (first request of each).
+    #[allow(dead_code)]
     pub requests: Arc<AtomicUsize>,
     /// Requests that got a fault.
     pub faults: Arc<AtomicUsize>,

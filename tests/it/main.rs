@@ -2,6 +2,8 @@
 
 mod support;
 mod harness;
+
+mod bundle;
 mod manifest;
 mod build;
 mod fault;
