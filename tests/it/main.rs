@@ -1,9 +1,9 @@
 //! The one integration test binary: real daemons and stock tools, started by the harness in `support`.
 
 mod support;
-mod harness;
 
-mod bundle;
-mod manifest;
 mod build;
+mod bundle;
 mod fault;
+mod harness;
+mod manifest;
