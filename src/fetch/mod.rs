@@ -78,6 +78,10 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         let d = match (&f.checksum, locked.and_then(|l| l.file_digest(&f.url))) {
             (Checksum::Fixed(d), _) => d.clone(),
             (Checksum::Url(_), Some(d)) => d,
+            (Checksum::Url(_), None) if locked.is_some() => {
+                return Err(anyhow!("the lock file has no sha256 for {}", f.url))
+                    .hint("rebuild without --lock to resolve it (and write a new lock file)");
+            }
             (Checksum::Url(u), None) => http.checksum(u).await.with_context(|| format!("failed to resolve the sha256 of {}", f.url))?,
         };
         file_digests.push(d);

@@ -397,15 +397,25 @@ fn cache_and_lock_rebuild_without_the_registry() {
     assert_eq!(sha256sum(&out1.join("demo-1.0.0-1.tar.zst")), sha256sum(&out2.join("demo-1.0.0-1.tar.zst")));
     // Without the lock the tag must be resolved: the registry is needed.
     failed(&env.build(&m, &env.tmp.path().join("out3"), &cache, &["--insecure-registry", &reg.addr, "--retries", "1"]));
-    // With the registry back, the lock pins the old digest although the tag moved.
+    // With the registry back, the lock pins the old digest although the tag moved: fetched by digest (the
+    // image's blobs are removed from a copy of the cache; the files stay, their server is gone).
     reg.restart();
+    let cache4 = env.tmp.path().join("cache4");
+    run_ok(Command::new("cp").arg("-a").arg(&cache).arg(&cache4));
+    for (d, _) in env.multi.blobs.iter().chain(&env.single.blobs) {
+        let _ = fs_err::remove_file(cache4.join("blobs/sha256").join(d.hex()));
+    }
+    let out4 = env.tmp.path().join("out4");
+    let o = env.build(&m, &out4, &cache4, &["--insecure-registry", &reg.addr, "--lock", lock.to_str().unwrap()]);
+    let stdout = ok(&o);
+    assert!(!stdout.contains("(fetched 0 B in"), "{stdout}");
+    assert_eq!(lock_images(&out4)[format!("{}/test/multi:1", reg.addr)], env.multi.digest.to_string());
+    assert_eq!(sha256sum(&out1.join("demo-1.0.0-1.tar.zst")), sha256sum(&out4.join("demo-1.0.0-1.tar.zst")));
+    // A manifest entry the lock does not know is an error when pinned.
     let fs = FileServer::start(&env.files);
     let m2 = env.manifest(&reg.addr, &format!("http://{}", fs.addr), "[linux/amd64, linux/arm64]", "");
-    // (m2 has a new file-server port: the files come from the cache by sha256 anyway.)
-    let out4 = env.tmp.path().join("out4");
-    let o = env.build(&m2, &out4, &env.tmp.path().join("cache4"), &["--insecure-registry", &reg.addr, "--lock", lock.to_str().unwrap()]);
-    ok(&o);
-    assert_eq!(lock_images(&out4)[format!("{}/test/multi:1", reg.addr)], env.multi.digest.to_string());
+    let err = failed(&env.build(&m2, &env.tmp.path().join("o6"), &cache, &["--insecure-registry", &reg.addr, "--lock", lock.to_str().unwrap()]));
+    assert!(err.contains("the lock file has no sha256 for"), "{err}");
     let out5 = env.tmp.path().join("out5");
     ok(&env.build(&m2, &out5, &cache, &["--insecure-registry", &reg.addr]));
     assert_eq!(lock_images(&out5)[format!("{}/test/multi:1", reg.addr)], env.single.digest.to_string(), "unpinned build follows the tag");
