@@ -7,3 +7,4 @@ mod bundle;
 mod fault;
 mod harness;
 mod manifest;
+mod token;
