@@ -16,7 +16,7 @@ use crate::oci::auth::Credentials;
 use crate::oci::pull::{Puller, Resolved};
 use crate::output::Output;
 use anyhow::{anyhow, Context, Result};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use lock::{Lock, LOCK_SCHEMA};
 use retry::RetryPolicy;
 use std::collections::BTreeMap;
@@ -207,8 +207,6 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
     };
     Ok(Fetched { content: BundleContent { root, index_json, blobs: blob_sources, files: file_sources }, lock, downloaded, cached })
 }
-
-use futures::FutureExt;
 
 /// The media type of an image's descriptor in `images/index.json`. skopeo (containers/image) looks images up
 /// in an OCI layout only among descriptors typed as OCI manifest or index, so Docker schema 2 lists/manifests

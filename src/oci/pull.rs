@@ -185,6 +185,9 @@ impl Puller {
                     bail!("{} nests an index inside its index; nested indexes are not supported", image.as_written);
                 }
                 let cd: Digest = child.digest.parse().with_context(|| format!("bad digest in the index of {}", image.as_written))?;
+                if out.manifests.iter().any(|(d, _)| d == &cd) {
+                    continue; // two requested platforms resolved to the same manifest (linux/arm64 and linux/arm64/v8)
+                }
                 let (_, cbytes) = self.manifest(image, Some(&cd), cache).await?;
                 if cbytes.len() as u64 != child.size {
                     bail!("the {want} manifest of {} has {} bytes, its index says {}", image.as_written, cbytes.len(), child.size);

@@ -231,7 +231,10 @@ fn platform_filtering_keeps_index_bytes_and_drops_other_blobs() {
             assert_eq!(blob_present(&root, &d), shared, "arm64 blob {d}");
         }
     }
-    // The amd64 image of a filtered index can be copied out by platform.
+    // A filtered index cannot be copied whole (`skopeo copy --all` wants every child manifest)...
+    let all = Command::new("skopeo").args(["copy", "--all"]).arg(format!("oci:{}/images:{}/test/multi:1", root.display(), reg.addr)).arg(format!("oci:{}:all", env.tmp.path().join("copy-all").display())).output().unwrap();
+    assert!(!all.status.success(), "skopeo copy --all of a filtered index unexpectedly worked");
+    // ...but its platforms can be copied out one by one.
     let copy_dir = env.tmp.path().join("copy");
     run_ok(Command::new("skopeo").args(["--override-arch", "amd64", "--override-os", "linux", "copy"]).arg(format!("oci:{}/images:{}/test/multi:1", root.display(), reg.addr)).arg(format!("oci:{}:x", copy_dir.display())));
     let doc: serde_json::Value = serde_json::from_slice(&fs_err::read(root.join("airgap.json")).unwrap()).unwrap();
