@@ -2,5 +2,9 @@
 
 mod support;
 
+mod build;
 mod bundle;
+mod fault;
 mod harness;
+mod manifest;
+mod token;
