@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what airgap's demo and tests need on a Debian 12 machine (idempotent; quick when all is there).
+# Needs root (or sudo). The Rust toolchain itself is expected to be installed (rustup / cargo).
+set -euo pipefail
+
+PACKAGES=(
+  # stock verifiers and archive tools the tests compare against
+  minisign zstd tar gzip coreutils curl openssl ca-certificates time
+  # the reference registry (upstream + peer) and its real clients
+  docker-registry apache2-utils skopeo containerd
+  # daemons the installer configures, checked with their own config checkers
+  keepalived haproxy nginx libnginx-mod-stream redis-server
+  # the multi-host lab: systemd-nspawn nodes with sshd, network namespaces
+  systemd-container debootstrap openssh-server openssh-client iproute2 procps psmisc util-linux
+  # harness helpers
+  python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  # policy-rc.d: do not start the daemons we install (the tests start their own copies)
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
