@@ -1,6 +1,8 @@
 //! The built-in registry (`airgap load`, `airgap serve`, `airgap images`) against real clients: skopeo,
 //! containerd's `ctr` (direct and through a hosts.toml mirror), curl; compared with the reference registry.
 
+mod load;
+
 use crate::support::containerd::Containerd;
 use crate::support::images::{make_image, Format, ImageSpec, MadeImage};
 use crate::support::registry::{Mode, Registry};
