@@ -173,6 +173,7 @@ fn failed_loads_leave_the_store_byte_for_byte_unchanged() {
 
     // Signed by another key.
     let (ok, _, err) = load(&v2, &store, &other.public);
+    eprintln!("wrong key load:\n{err}");
     assert!(!ok);
     assert!(err.contains("error:") && err.contains("the store is exactly as it was"), "{err}");
     assert_eq!(store_state(&store), before);
@@ -186,10 +187,61 @@ fn failed_loads_leave_the_store_byte_for_byte_unchanged() {
     fs_err::copy(format!("{}.minisig", v2.display()), format!("{}.minisig", tampered.display())).unwrap();
     let (ok, _, err) = load(&tampered, &store, &k.public);
     assert!(!ok, "a tampered bundle loaded");
+    eprintln!("tampered load:\n{err}");
     assert!(err.contains("error:"), "{err}");
     assert_eq!(store_state(&store), before, "a failed load changed the store");
 
     // A good load still works afterwards.
     let (ok, out, err) = load(&v2, &store, &k.public);
     assert!(ok && out.contains("1 moved"), "{out}{err}");
+}
+
+#[test]
+fn serve_chooses_the_host_by_ns_reloads_the_catalog_and_logs_json() {
+    require_tool("curl");
+    let dir = tempfile::tempdir().unwrap();
+    let (lx, ly) = (dir.path().join("x"), dir.path().join("y"));
+    let x = make_image(&lx, "one.example.test/shared/app:1", &ImageSpec::single(10));
+    let y = make_image(&ly, "two.example.test/shared/app:1", &ImageSpec::single(11));
+    make_image(&ly, "two.example.test/shared/app:only-two", &ImageSpec::single(12));
+    let (_d, store) = super::new_store();
+    airgap::registry::store::load_layout(&store, &lx).unwrap();
+    let served = Served::start_with(store.root(), &["--json"]);
+    let get = |path: &str| {
+        let o = Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %header{docker-content-digest}"]).arg(served.url(path)).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(get("/v2/shared/app/manifests/1"), format!("200 {}", x.digest));
+    assert!(get("/v2/shared/app/manifests/only-two").starts_with("404"));
+
+    // A load into the served store is picked up without a restart.
+    airgap::registry::store::load_layout(&store, &ly).unwrap();
+    let start = std::time::Instant::now();
+    while !get("/v2/shared/app/manifests/only-two").starts_with("200") {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "the served catalog was not reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(get("/v2/shared/app/manifests/1?ns=one.example.test"), format!("200 {}", x.digest));
+    assert_eq!(get("/v2/shared/app/manifests/1?ns=two.example.test"), format!("200 {}", y.digest));
+    // Without ns: the most recently loaded host.
+    assert_eq!(get("/v2/shared/app/manifests/1"), format!("200 {}", y.digest));
+    assert!(get("/v2/shared/app/manifests/only-two?ns=one.example.test").starts_with("404"));
+    let tags = |q: &str| {
+        let o = Command::new("curl").args(["-sS"]).arg(served.url(&format!("/v2/shared/app/tags/list{q}"))).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["tags"].clone()
+    };
+    assert_eq!(tags("?ns=one.example.test"), serde_json::json!(["1"]));
+    assert_eq!(tags(""), serde_json::json!(["1", "only-two"]));
+
+    // --json: one JSON object per line, one per request at debug level.
+    let log = served.log();
+    let lines: Vec<serde_json::Value> = log.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let req = lines
+        .iter()
+        .find(|v| v["fields"]["path"].as_str().is_some_and(|p| p.contains("ns=two.example.test")))
+        .unwrap_or_else(|| panic!("no JSON request line with ns=:\n{log}"));
+    assert_eq!(req["level"], "DEBUG");
+    assert_eq!(req["fields"]["status"], 200);
+    assert_eq!(req["fields"]["method"], "GET");
+    assert!(lines.iter().any(|v| v["fields"]["message"].as_str().is_some_and(|m| m.contains("catalog reloaded"))), "{log}");
 }

@@ -24,6 +24,10 @@ pub struct Served {
 
 impl Served {
     pub fn start(store: &Path) -> Served {
+        Served::start_with(store, &[])
+    }
+
+    pub fn start_with(store: &Path, extra: &[&str]) -> Served {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("serve.log");
         let port = free_port();
@@ -32,6 +36,7 @@ impl Served {
         let child = Command::new(airgap_bin())
             .args(["-v", "serve", "--listen", &addr, "--store"])
             .arg(store)
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
