@@ -36,7 +36,15 @@ wait_ready() {  # wait_ready URL -> prints ms until the first 200
   until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ]; do sleep 0.005; done
   echo $(( $(now_ms) - t0 ))
 }
-status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
+status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+sampler() {  # sampler PID FILE: the peak RssAnon (kB) of PID, sampled every 50 ms, kept in FILE
+  local max=0 v
+  while kill -0 "$1" 2>/dev/null; do
+    v=$(status_kb "$1" RssAnon); v=${v:-0}
+    if [ "$v" -gt "$max" ]; then max=$v; echo "$max" > "$2"; fi
+    sleep 0.05
+  done
+}
 
 # --- the image set: names and sizes shaped like a Kubernetes 1.30 install (single platform) ---
 layout=$work/layout
@@ -109,6 +117,8 @@ a_ready=$(wait_ready "$t0" "http://127.0.0.1:$aport/v2/")
 t0=$(now_ms)
 docker-registry serve "$work/dist/config.yml" > "$work/dist/log" 2>&1 & dpid=$!; pids+=($dpid)
 d_ready=$(wait_ready "$t0" "http://127.0.0.1:$dport/v2/")
+sampler "$apid" "$work/airgap.anon" & pids+=($!)
+sampler "$dpid" "$work/dist.anon" & pids+=($!)
 
 # --- the URL list: every manifest (top-level; child manifests of indexes too) and every blob ---
 python3 - "$layout" > "$work/paths" <<'PY'
@@ -160,8 +170,9 @@ d_ms=$(storm "$work/dist.curl")
 a_ms2=$(storm "$work/airgap.curl")
 d_ms2=$(storm "$work/dist.curl")
 a_ms=$(( (a_ms + a_ms2) / 2 )); d_ms=$(( (d_ms + d_ms2) / 2 ))
-a_hwm=$(status_kb "$apid" VmHWM); a_anon=$(status_kb "$apid" RssAnon)
-d_hwm=$(status_kb "$dpid" VmHWM); d_anon=$(status_kb "$dpid" RssAnon)
+sleep 0.1
+a_hwm=$(status_kb "$apid" VmHWM); a_anon=$(cat "$work/airgap.anon")
+d_hwm=$(status_kb "$dpid" VmHWM); d_anon=$(cat "$work/dist.anon")
 gb=$(python3 -c "print(round($total * $CLIENTS * $ROUNDS / 1e9, 2))")
 
 echo
@@ -174,7 +185,7 @@ printf '  pull storm:         %s clients x %s rounds (%s GB): airgap %s ms (%s M
   "$d_ms" "$(python3 -c "print(round($total*$CLIENTS*$ROUNDS/1e6/($d_ms/1000)))")"
 echo "  ratio airgap/distribution: $(python3 -c "print(round($a_ms / $d_ms, 3))") (< 1: airgap faster)"
 echo "  peak RSS (VmHWM):   airgap $((a_hwm / 1024)) MB, distribution $((d_hwm / 1024)) MB"
-echo "  anonymous RSS now:  airgap $((a_anon / 1024)) MB, distribution $((d_anon / 1024)) MB"
+echo "  peak RssAnon:       airgap $((a_anon / 1024)) MB, distribution $((d_anon / 1024)) MB"
 
 if [ "$BIG" = 1 ]; then
   bigd=$(python3 -c '
@@ -187,6 +198,7 @@ for m in json.load(open(l+"/index.json"))["manifests"]:
     port=$aport; pid=$apid; [ $who = dist ] && { port=$dport; pid=$dpid; }
     t0=$(now_ms)
     seq "$CLIENTS" | xargs -P "$CLIENTS" -I{} curl -sS --fail -o /dev/null "http://127.0.0.1:$port/v2/big/blob/blobs/$bigd"
-    echo "  1 GiB blob x $CLIENTS clients: $who $(( $(now_ms) - t0 )) ms, VmHWM $(( $(status_kb $pid VmHWM) / 1024 )) MB, RssAnon $(( $(status_kb $pid RssAnon) / 1024 )) MB"
+    sleep 0.1
+    echo "  1 GiB blob x $CLIENTS clients: $who $(( $(now_ms) - t0 )) ms, VmHWM $(( $(status_kb $pid VmHWM) / 1024 )) MB, peak RssAnon $(( $(cat "$work/$who.anon") / 1024 )) MB"
   done
 fi

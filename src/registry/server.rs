@@ -5,6 +5,15 @@
 //! `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag|digest>`, `GET|HEAD /v2/<name>/blobs/<digest>` (single
 //! `Range`), `GET /v2/<name>/tags/list` and `GET /v2/_catalog` (both with `n`/`last` and a `Link` header).
 //!
+//! Names: a request's `<name>` is the image path without its upstream host (see `names`); `?ns=<host>` (sent by
+//! containerd mirrors) picks that host's image when several hosts provide the same path, otherwise the most
+//! recently loaded one wins (logged at debug level). Content by digest (manifests and blobs) is served under
+//! any repository name the store knows: distribution scopes blobs per repository, but everything in this
+//! store is equally public to its clients, so the check would cost a lookup and protect nothing.
+//! `Accept` headers are not used for content negotiation: the exact stored bytes are always served with their
+//! own media type (what distribution does for OCI indexes; containerd, skopeo and docker >= 20 accept every
+//! type a bundle can hold).
+//!
 //! Blob bodies: hyper cannot `sendfile`, so large blobs are memory-mapped and handed to hyper as a stream of
 //! 1 MiB `Bytes` slices of the map: no user-space copy (the kernel copies from the page cache straight into
 //! the socket), no anonymous memory. Behind the stream, the pages already sent are dropped from the process's
