@@ -7,4 +7,5 @@ mod bundle;
 mod fault;
 mod harness;
 mod manifest;
+mod registry;
 mod token;
