@@ -105,6 +105,8 @@ node_up() {
   mkdir -p "$B/upper" "$B/work" "$B/merged"
   mountpoint -q "$B/merged" || mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$B/upper,workdir=$B/work" "$B/merged"
   [ -f "$B/merged/etc/hostname" ] || echo "$n" >"$B/merged/etc/hostname"
+  # its own machine id, as a separately installed machine has (preflight rejects clones)
+  [ -s "$B/merged/etc/machine-id" ] || tr -d '-' </proc/sys/kernel/random/uuid >"$B/merged/etc/machine-id"
   install -m 600 "$LAB_DIR/id_lab.pub" "$B/merged/root/.ssh/authorized_keys"
   [ -f "$B/merged/etc/ssh/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$n" -f "$B/merged/etc/ssh/ssh_host_ed25519_key"
   # /proc/sys/net is the node's own (its netns): writable, as on a real host (SYSTEMD_NSPAWN_API_VFS_WRITABLE).
