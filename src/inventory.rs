@@ -227,6 +227,8 @@ fn default_skew() -> f64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub line: Option<usize>,
+    /// Known for syntax errors and unknown fields (from the YAML parser).
+    pub column: Option<usize>,
     pub path: String,
     pub message: String,
 }
@@ -243,9 +245,10 @@ impl fmt::Display for InvalidInventory {
         let n = self.problems.len();
         write!(f, "invalid inventory {} ({n} problem{}):", self.file, if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
-            match p.line {
-                Some(l) => write!(f, "\n  {}:{l}: {}", self.file, p.message)?,
-                None => write!(f, "\n  {}: {}", self.file, p.message)?,
+            match (p.line, p.column) {
+                (Some(l), Some(c)) => write!(f, "\n  {}:{l}:{c}: {}", self.file, p.message)?,
+                (Some(l), None) => write!(f, "\n  {}:{l}: {}", self.file, p.message)?,
+                _ => write!(f, "\n  {}: {}", self.file, p.message)?,
             }
         }
         Ok(())
@@ -266,16 +269,17 @@ impl Inventory {
     /// Parse and validate inventory text; `file` names it in messages.
     pub fn parse(text: &str, file: &str) -> Result<Inventory, InvalidInventory> {
         let inv: Inventory = serde_yaml_ng::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line());
+            let (line, column) = e.location().map(|l| (Some(l.line()), Some(l.column()))).unwrap_or((None, None));
             let msg = e.to_string();
             // serde_yaml_ng appends " at line X column Y": the line is printed in front instead
             let msg = match msg.find(" at line ") {
                 Some(i) => msg[..i].to_string(),
                 None => msg,
             };
-            InvalidInventory { file: file.into(), problems: vec![Problem { line, path: String::new(), message: msg }] }
+            InvalidInventory { file: file.into(), problems: vec![Problem { line, column, path: String::new(), message: msg }] }
         })?;
-        let problems = inv.validate(&LineIndex::new(text));
+        let mut problems = inv.validate(&LineIndex::new(text));
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         if problems.is_empty() {
             Ok(inv)
         } else {
@@ -353,8 +357,6 @@ impl Inventory {
         } else {
             if m < 3 {
                 v.push(&["nodes"], format!("nodes: the HA layout needs at least 3 masters, found {m} (set cluster.allow_single_master: true for a single-master layout)"));
-            } else if m % 2 == 0 {
-                v.push(&["nodes"], format!("nodes: {m} masters cannot keep etcd quorum better than {}: use an odd number", m - 1));
             }
             if w < 2 {
                 v.push(&["nodes"], format!("nodes: the HA layout needs at least 2 workers (the workers' VIP runs on worker1 and worker2), found {w}"));
@@ -433,7 +435,7 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn push(&mut self, path: &[&str], message: String) {
-        self.problems.push(Problem { line: self.idx.line_of(path), path: path.join("."), message });
+        self.problems.push(Problem { line: self.idx.line_of(path), column: None, path: path.join("."), message });
     }
 }
 

@@ -174,18 +174,18 @@ impl OpenSsh {
     /// Turn ssh's own failure (exit 255) into "failed to reach NODE (ADDR:PORT): REASON" with a hint.
     fn unreachable(&self, stderr: &str) -> anyhow::Error {
         let low = stderr.to_lowercase();
-        let (reason, hint) = if low.contains("connection refused") {
-            ("connection refused", "is sshd running on the node and listening on this port? (ssh.port in the inventory)")
+        let (reason, hint, known) = if low.contains("connection refused") {
+            ("connection refused", "is sshd running on the node and listening on this port? (ssh.port in the inventory)", true)
         } else if low.contains("timed out") {
-            ("connection timed out", "check the address, the cable and any firewall between this machine and the node")
+            ("connection timed out", "check the address, the cable and any firewall between this machine and the node", true)
         } else if low.contains("no route to host") || low.contains("network is unreachable") {
-            ("no route to host", "check the address and that this machine is on the nodes' network")
+            ("no route to host", "check the address and that this machine is on the nodes' network", true)
         } else if low.contains("permission denied") {
-            ("authentication failed", "put the public half of ssh.key_file in the node's ~/.ssh/authorized_keys, or set ssh.password_env")
+            ("authentication failed", "put the public half of ssh.key_file in the node's ~/.ssh/authorized_keys, or set ssh.password_env", true)
         } else if low.contains("host key verification failed") || low.contains("remote host identification has changed") {
-            ("the node's host key changed", "if the node was reinstalled, remove its line from <state-dir>/ssh/known_hosts")
+            ("the node's host key changed", "if the node was reinstalled, remove its line from <state-dir>/ssh/known_hosts", true)
         } else {
-            ("ssh failed", "run the ssh command with -v by hand to see why")
+            ("ssh failed", "run the ssh command with -v by hand to see why", false)
         };
         let detail = stderr.trim().lines().last().unwrap_or("").to_string();
         crate::error::with_hint(
@@ -194,7 +194,7 @@ impl OpenSsh {
                 self.node,
                 self.address,
                 self.settings.port,
-                if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+                if detail.is_empty() || known { String::new() } else { format!(" ({detail})") }
             ),
             hint,
         )
