@@ -156,8 +156,19 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
 }
 
 fn ensure_binary(t: &dyn Transport, binary: &LocalFile, progress: &Progress) -> Result<()> {
+    // the sha256 of the binary on the node; a sidecar stamp (HEX SIZE MTIME, as `airgap node receive` writes)
+    // saves hashing it again when nothing changed
+    let script = r#"f=$1; want=$2; s="$(dirname "$f")/.$(basename "$f").sha256"
+[ -f "$f" ] || exit 0
+cur="$(stat -c '%s %Y' "$f")"
+if [ -f "$s" ] && [ "$(cat "$s")" = "$want $cur" ]; then echo "$want"; exit 0; fi
+h=$(sha256sum "$f" | cut -d' ' -f1); echo "$h"
+if [ "$h" = "$want" ]; then echo "$want $cur" > "$s"; fi"#;
     let remote_sha = || -> Result<Option<String>> {
-        let out = t.run(&crate::ssh::sv(&["sh", "-c", r#"[ -f "$1" ] && sha256sum "$1" || true"#, "sh", REMOTE_BIN]), Stdin::Null)?;
+        let out = t.run(&crate::ssh::sv(&["sh", "-c", script, "sh", REMOTE_BIN, binary.sha256.hex()]), Stdin::Null)?;
+        if !out.success() {
+            bail!("failed to hash {REMOTE_BIN} on {}: {}", t.node(), out.reason());
+        }
         Ok(out.stdout_str().split_whitespace().next().map(String::from))
     };
     if remote_sha()?.as_deref() == Some(binary.sha256.hex()) {

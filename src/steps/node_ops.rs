@@ -50,6 +50,22 @@ pub fn merge_block(text: &str, block: &str, content: &str) -> String {
     }
 }
 
+/// The sidecar of a received file: its verified sha256 with the size and mtime it had then, so that a re-run
+/// need not hash gigabytes again (`HEX SIZE MTIME`, the same line `stat -c '%s %Y'` helps a shell write).
+pub fn stamp_path(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.sha256"))
+}
+
+fn stamp_line(meta: &std::fs::Metadata, sha256: &Digest) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{} {} {}", sha256.hex(), meta.len(), meta.mtime())
+}
+
+fn stamp_matches(path: &Path, meta: &std::fs::Metadata, sha256: &Digest) -> bool {
+    std::fs::read_to_string(stamp_path(path)).is_ok_and(|s| s.trim() == stamp_line(meta, sha256))
+}
+
 /// Compare `path` with the desired sha256 (of the whole file, or of its managed block) and mode.
 pub fn check_file(path: &Path, sha256: &Digest, mode: Option<u32>, block: Option<&str>) -> Result<FileState> {
     let meta = match fs_err::metadata(path) {
@@ -65,6 +81,7 @@ pub fn check_file(path: &Path, sha256: &Digest, mode: Option<u32>, block: Option
                 None => return Ok(FileState::Differs(format!("no '# BEGIN {b}' block"))),
             }
         }
+        None if stamp_matches(path, &meta, sha256) => sha256.clone(),
         None => Digest::of_file(path)?.0,
     };
     if &actual != sha256 {
@@ -127,6 +144,8 @@ pub fn receive(path: &Path, mode: u32, sha256: &Digest, input: impl Read) -> Res
         f.sync_all()?;
     }
     fsutil::rename_durable(&partial, path)?;
+    let meta = fs_err::metadata(path)?;
+    fsutil::atomic_write(&stamp_path(path), format!("{}\n", stamp_line(&meta, sha256)).as_bytes())?;
     Ok(())
 }
 

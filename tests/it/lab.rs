@@ -55,37 +55,41 @@ fn write_random(p: &Path, mib: usize) {
     std::fs::write(p, buf).unwrap();
 }
 
-/// What every node must look like after preflight,os-prepare,distribute.
+/// Everything the assertions look at on a node, in one `nsenter` (sections split by `@@@`).
+const PROBE: &str = "hostname; echo @@@; cat /etc/hostname; echo @@@; cat /etc/hosts; echo @@@; \
+    cat /etc/sysctl.d/99-airgap.conf; echo @@@; cat /proc/sys/net/ipv4/ip_forward; echo @@@; \
+    cat /proc/sys/net/bridge/bridge-nf-call-iptables; echo @@@; cat /etc/modules-load.d/airgap.conf; echo @@@; \
+    cat /etc/fstab; echo @@@; swapon --show --noheadings; echo @@@; sha256sum /opt/airgap/bin/airgap; echo @@@; \
+    ls -A /opt/airgap/bundles 2>/dev/null; echo @@@; sha256sum /opt/airgap/bundles/site.tar.zst 2>/dev/null; true";
+
+/// What every node must look like after preflight,os-prepare,distribute (nodes probed in parallel).
 fn assert_converged(lab: &Lab, bundle: &Path) {
     let exe_sha = sha256_local(Path::new(env!("CARGO_BIN_EXE_airgap")));
     let bundle_sha = sha256_local(bundle);
-    for (i, node) in lab.nodes.iter().enumerate() {
-        assert_eq!(lab.exec(node, "hostname").trim(), node);
-        assert_eq!(lab.exec(node, "cat /etc/hostname").trim(), node);
-        let hosts = lab.exec(node, "cat /etc/hosts");
+    let probes: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = lab.nodes.iter().map(|n| s.spawn(move || lab.exec(n, PROBE))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (node, probe)) in lab.nodes.iter().zip(&probes).enumerate() {
+        let p: Vec<&str> = probe.split("@@@\n").collect();
+        assert_eq!(p.len(), 12, "{node}: probe output:\n{probe}");
+        assert_eq!(p[0].trim(), node, "hostname");
+        assert_eq!(p[1].trim(), node, "/etc/hostname");
         for other in &lab.nodes {
-            assert!(hosts.contains(&format!("{}\t{other}\n", lab.address(other))), "{node}: /etc/hosts lacks {other}:\n{hosts}");
+            assert!(p[2].contains(&format!("{}\t{other}\n", lab.address(other))), "{node}: /etc/hosts lacks {other}:\n{}", p[2]);
         }
-        assert_eq!(
-            lab.exec(node, "cat /etc/sysctl.d/99-airgap.conf"),
-            airgap::steps::os_prepare::sysctl_conf(),
-            "{node}: sysctl.d file"
-        );
-        assert_eq!(lab.exec(node, "cat /proc/sys/net/ipv4/ip_forward").trim(), "1", "{node}: ip_forward");
-        assert_eq!(lab.exec(node, "cat /proc/sys/net/bridge/bridge-nf-call-iptables").trim(), "1", "{node}: bridge-nf-call-iptables");
-        assert_eq!(lab.exec(node, "cat /etc/modules-load.d/airgap.conf"), airgap::steps::os_prepare::modules_conf());
-        let fstab = lab.exec(node, "cat /etc/fstab");
-        assert!(!fstab.lines().any(|l| !l.starts_with('#') && l.split_whitespace().nth(2) == Some("swap")), "{node}: swap in fstab:\n{fstab}");
-        assert_eq!(lab.exec(node, "swapon --show --noheadings 2>/dev/null || true").trim(), "");
-        let bin = lab.exec(node, "sha256sum /opt/airgap/bin/airgap");
-        assert_eq!(bin.split_whitespace().next(), Some(exe_sha.as_str()), "{node}: airgap binary");
-        let bundles = lab.exec(node, "ls -A /opt/airgap/bundles 2>/dev/null || true");
-        assert!(!bundles.contains("airgap-partial"), "{node}: partial file left: {bundles}");
+        assert_eq!(p[3], airgap::steps::os_prepare::sysctl_conf(), "{node}: sysctl.d file");
+        assert_eq!(p[4].trim(), "1", "{node}: ip_forward");
+        assert_eq!(p[5].trim(), "1", "{node}: bridge-nf-call-iptables");
+        assert_eq!(p[6], airgap::steps::os_prepare::modules_conf(), "{node}: modules-load.d");
+        assert!(!p[7].lines().any(|l| !l.starts_with('#') && l.split_whitespace().nth(2) == Some("swap")), "{node}: swap in fstab:\n{}", p[7]);
+        assert_eq!(p[8].trim(), "", "{node}: swap on");
+        assert_eq!(p[9].split_whitespace().next(), Some(exe_sha.as_str()), "{node}: airgap binary");
+        assert!(!p[10].contains("airgap-partial"), "{node}: partial file left: {}", p[10]);
         if i == 3 || i == 4 {
-            let b = lab.exec(node, "sha256sum /opt/airgap/bundles/site.tar.zst");
-            assert_eq!(b.split_whitespace().next(), Some(bundle_sha.as_str()), "{node}: bundle");
+            assert_eq!(p[11].split_whitespace().next(), Some(bundle_sha.as_str()), "{node}: bundle");
         } else {
-            assert!(!bundles.contains("site.tar.zst"), "{node} (a master) got the bundle");
+            assert!(!p[10].contains("site.tar.zst"), "{node} (a master) got the bundle");
         }
     }
 }
