@@ -258,6 +258,17 @@ pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Jou
             if let Err(e) = step.before(ctx, &pairs) {
                 let msg = render::error_text(&e);
                 for (c, hash, _) in &pending {
+                    // the node's own lines of a per-node report ("  master1: ..."), else the whole message
+                    let prefix = format!("  {}: ", c.node.name);
+                    let own: Vec<&str> = msg.lines().filter_map(|l| l.strip_prefix(&prefix)).collect();
+                    let first = msg.lines().next().unwrap_or_default();
+                    let msg = if own.is_empty() && msg.lines().count() > 1 {
+                        format!("{first} (problems on other nodes)")
+                    } else if own.is_empty() {
+                        msg.clone()
+                    } else {
+                        own.join("; ")
+                    };
                     journal.record(name, &c.node.name, Status::Failed, hash, &msg)?;
                     progress.outcome(&c.node.name, &format!("{name}: FAILED"));
                 }

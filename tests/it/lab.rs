@@ -98,6 +98,11 @@ fn assert_converged(lab: &Lab, bundle: &Path) {
 fn install_over_ssh_on_a_five_node_lab() {
     let t0 = std::time::Instant::now();
     let Some(lab) = Lab::up(5) else { return };
+    let mut last = std::time::Instant::now();
+    let mut phase = |name: &str| {
+        eprintln!("  {name}: {:.1} s", last.elapsed().as_secs_f64());
+        last = std::time::Instant::now();
+    };
     let work = tempfile::tempdir().unwrap();
     let site = Site {
         inventory: work.path().join("site.yaml"),
@@ -121,6 +126,7 @@ fn install_over_ssh_on_a_five_node_lab() {
     assert!(lab.exec("master2", "cat /etc/hosts").starts_with("127.0.0.1\tlocalhost\n10.1.2.3\tntp.plant\n# BEGIN airgap"));
     assert!(std::fs::read_dir(&site.logs).unwrap().count() >= 1, "no log under --log-dir");
 
+    phase("first install + asserts");
     // 2. the same command again: everything already done, journal unchanged
     let before = site.journal();
     let t = std::time::Instant::now();
@@ -130,6 +136,7 @@ fn install_over_ssh_on_a_five_node_lab() {
     assert!(err.contains("0 node-steps applied, 15 already done"), "{err}");
     assert_eq!(before, site.journal(), "journal changed by a run that did nothing");
 
+    phase("second install");
     // 3. status, text and JSON
     let st = site.status(false);
     let out = text(&st.stdout);
@@ -138,6 +145,7 @@ fn install_over_ssh_on_a_five_node_lab() {
     let rows: serde_json::Value = serde_json::from_slice(&site.status(true).stdout).unwrap();
     assert!(rows.as_array().unwrap().iter().all(|r| r["status"] == "done"));
 
+    phase("status");
     // 4. a node changed by hand: the dry run shows the diff and changes nothing; the next run repairs it
     lab.exec("worker1", &format!("sed -i 's/^{}\\tmaster3$/10.0.0.99\\tmaster3/' /etc/hosts", lab.address("master3")));
     let dry = site.install(&["--only", "os-prepare", "--dry-run"]);
@@ -149,6 +157,7 @@ fn install_over_ssh_on_a_five_node_lab() {
     ok(&site.install(&["--only", "os-prepare"]));
     assert_converged(&lab, &site.bundle);
 
+    phase("dry run + repair");
     // 5. SIGKILL in the middle of distribute (a new bundle), then the same command converges
     write_random(&site.bundle, 96);
     let mut child = {
@@ -180,6 +189,7 @@ fn install_over_ssh_on_a_five_node_lab() {
     assert!(err.contains("worker1: distribute: done: copied /opt/airgap/bundles/site.tar.zst") || err.contains("worker2: distribute: done"), "{err}");
     assert_converged(&lab, &site.bundle);
 
+    phase("kill + converge");
     // 6. an unreachable node: a clear error naming it; the other nodes' results are kept
     lab.stop_node("worker2");
     let fresh = Site { state: work.path().join("state2"), inventory: site.inventory.clone(), bundle: site.bundle.clone(), logs: site.logs.clone() };
@@ -200,6 +210,7 @@ fn install_over_ssh_on_a_five_node_lab() {
     assert!(err.contains("master1: os-prepare: already done"), "{err}");
     assert_converged(&lab, &fresh.bundle);
 
+    phase("unreachable node + restart");
     // 7. preflight reports every problem at once and changes nothing
     let strict = Site { state: work.path().join("state3"), inventory: work.path().join("strict.yaml"), bundle: fresh.bundle.clone(), logs: fresh.logs.clone() };
     lab.inventory(&strict.inventory, "preflight:\n  master_min_memory_mb: 99999999\n");
@@ -226,6 +237,8 @@ fn install_over_ssh_on_a_five_node_lab() {
     assert_eq!(journal["steps"]["preflight"]["master2"]["status"], "failed");
     lab.exec("master1", "systemctl stop occupy-6443");
 
+    phase("preflight problems");
     lab.down();
+    phase("lab down");
     eprintln!("lab test total: {:.1} s", t0.elapsed().as_secs_f64());
 }
