@@ -29,7 +29,12 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let bundle = args.bundle.as_deref().map(steps::distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let warn = |_: &str| {};
-    let ctx = Ctx { inv: &inv, bundle: bundle.as_deref(), binary: Some(&binary), warn: &warn };
+    let ctx = Ctx {
+        inv: &inv,
+        bundle: bundle.as_deref(),
+        binary: Some(&binary),
+        warn: &warn,
+    };
     if args.json {
         print_json(&render::plan_json(&ctx, &steps)?)
     } else {

@@ -55,13 +55,21 @@ fn base_and_example_are_valid() {
 
 #[test]
 fn unknown_field_names_line_and_column() {
-    insta::assert_snapshot!(error(&BASE.replace("    address: 10.20.0.13", "    adress: 10.20.0.13")));
-    insta::assert_snapshot!(error(&BASE.replace("  node_subnet: 10.20.0.0/24", "  node_subnet: 10.20.0.0/24\n  pod_subnt: 10.244.0.0/16")));
+    insta::assert_snapshot!(error(
+        &BASE.replace("    address: 10.20.0.13", "    adress: 10.20.0.13")
+    ));
+    insta::assert_snapshot!(error(&BASE.replace(
+        "  node_subnet: 10.20.0.0/24",
+        "  node_subnet: 10.20.0.0/24\n  pod_subnt: 10.244.0.0/16"
+    )));
 }
 
 #[test]
 fn duplicate_names_and_addresses() {
-    let text = BASE.replace("  - name: master3\n    address: 10.20.0.13", "  - name: master2\n    address: 10.20.0.11");
+    let text = BASE.replace(
+        "  - name: master3\n    address: 10.20.0.13",
+        "  - name: master2\n    address: 10.20.0.11",
+    );
     insta::assert_snapshot!(error(&text));
 }
 
@@ -73,9 +81,15 @@ fn vip_on_a_node_or_outside_the_subnet() {
 
 #[test]
 fn ha_layout_needs_3_masters_and_2_workers() {
-    let two_masters = BASE.replace("    address: 10.20.0.13\n    role: master", "    address: 10.20.0.13\n    role: worker");
+    let two_masters = BASE.replace(
+        "    address: 10.20.0.13\n    role: master",
+        "    address: 10.20.0.13\n    role: worker",
+    );
     insta::assert_snapshot!(error(&two_masters));
-    let one_worker = BASE.replace("    address: 10.20.0.22\n    role: worker", "    address: 10.20.0.22\n    role: master");
+    let one_worker = BASE.replace(
+        "    address: 10.20.0.22\n    role: worker",
+        "    address: 10.20.0.22\n    role: master",
+    );
     insta::assert_snapshot!(error(&one_worker));
     // a single-master layout, allowed explicitly
     let single = "cluster:\n  name: lab\n  kubernetes_version: 1.31.4\n  allow_single_master: true\nnodes:\n  - name: m1\n    address: 10.20.0.11\n    role: master\nvips:\n  masters: 10.20.0.100\n  workers: 10.20.0.200\nnetwork:\n  node_subnet: 10.20.0.0/24\n";
@@ -103,8 +117,16 @@ fn every_problem_reported_together() {
 #[test]
 fn cli_prints_error_and_hint() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("site.yaml"), BASE.replace("masters: 10.20.0.100", "masters: 10.20.0.21")).unwrap();
-    let out = super::support::airgap().current_dir(d.path()).args(["plan", "--inventory", "site.yaml"]).output().unwrap();
+    std::fs::write(
+        d.path().join("site.yaml"),
+        BASE.replace("masters: 10.20.0.100", "masters: 10.20.0.21"),
+    )
+    .unwrap();
+    let out = super::support::airgap()
+        .current_dir(d.path())
+        .args(["plan", "--inventory", "site.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
 }

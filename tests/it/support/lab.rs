@@ -26,11 +26,23 @@ impl Lab {
         let id = format!("t{}", pid % 100_000);
         // a /24 unused on this host, derived from the PID (lab.sh refuses one already in use)
         let net = format!("10.{}.{}", 200 + (pid / 250) % 50, pid % 250);
-        let dir = tempfile::Builder::new().prefix("airgap-lab-").tempdir_in("/var/tmp").unwrap();
-        let mut lab = Lab { id, net, dir, nodes: Vec::new() };
+        let dir = tempfile::Builder::new()
+            .prefix("airgap-lab-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let mut lab = Lab {
+            id,
+            net,
+            dir,
+            nodes: Vec::new(),
+        };
         let t = std::time::Instant::now();
         let out = lab.script(&["up", &n.to_string()]);
-        assert!(out.status.success(), "lab up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "lab up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         eprintln!("lab {} up in {:.1} s", lab.id, t.elapsed().as_secs_f64());
         let nodes = std::fs::read_to_string(lab.dir.path().join("nodes.list")).unwrap();
         lab.nodes = nodes.lines().map(String::from).collect();
@@ -50,7 +62,11 @@ impl Lab {
     /// Run a command inside a node without SSH (nsenter); panics on failure; returns stdout.
     pub fn exec(&self, node: &str, cmd: &str) -> String {
         let out = self.script(&["exec", node, "sh", "-c", cmd]);
-        assert!(out.status.success(), "{node}: `{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{node}: `{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -78,11 +94,21 @@ impl Lab {
     /// Stop the lab and check that nothing of it is left.
     pub fn down(&self) {
         let out = self.script(&["down"]);
-        assert!(out.status.success(), "lab down failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "lab down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
         let netns = String::from_utf8_lossy(&netns.stdout);
-        assert!(!netns.lines().any(|l| l.starts_with(&format!("{}-", self.id))), "netns left behind: {netns}");
-        assert!(!Path::new(&format!("/sys/fs/cgroup/systemd/airgap-lab-{}", self.id)).exists(), "cgroup left behind");
+        assert!(
+            !netns.lines().any(|l| l.starts_with(&format!("{}-", self.id))),
+            "netns left behind: {netns}"
+        );
+        assert!(
+            !Path::new(&format!("/sys/fs/cgroup/systemd/airgap-lab-{}", self.id)).exists(),
+            "cgroup left behind"
+        );
     }
 }
 
