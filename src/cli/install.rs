@@ -153,21 +153,32 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     }
     let summary = result?;
     if !summary.failed.is_empty() {
-        let mut msg = format!(
-            "install stopped: {} failure{}",
-            summary.failed.len(),
-            if summary.failed.len() == 1 { "" } else { "s" }
-        );
+        let n = summary.failed.len();
+        let mut msg = format!("install stopped: {n} failure{}", if n == 1 { "" } else { "s" });
+        let mut hints: Vec<String> = Vec::new();
         for (step, node, m) in &summary.failed {
-            msg.push_str(&format!("\n  {node}: {step}: {m}"));
+            // "(hint: ...)" parts are printed once each, as hints
+            let mut parts = m.split(" (hint: ");
+            msg.push_str(&format!("\n  {node}: {step}: {}", parts.next().unwrap_or_default()));
+            for h in parts {
+                let h = h.strip_suffix(')').unwrap_or(h).to_string();
+                if !hints.contains(&h) {
+                    hints.push(h);
+                }
+            }
         }
-        return Err(anyhow::anyhow!(msg)).with_hint(|| {
+        let mut err = anyhow::anyhow!(msg);
+        for h in hints.into_iter().rev() {
+            err = crate::error::with_hint(err, h);
+        }
+        return Err(crate::error::with_hint(
+            err,
             format!(
-                "fix it and run the same command again: done steps are skipped (results of the other nodes are kept in {}; full log {})",
+                "fix it and run the same command again: done steps are skipped (the other nodes' results are kept in {}; full log {})",
                 journal.path().display(),
                 log_file.display()
-            )
-        });
+            ),
+        ));
     }
     if args.dry_run {
         out.info(format!(

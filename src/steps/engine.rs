@@ -45,8 +45,9 @@ impl Progress {
         let (multi, mut bars) = (out.progress.then(indicatif::MultiProgress::new), BTreeMap::new());
         if let Some(m) = &multi {
             let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(8);
-            let style = indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}}"))
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            let style =
+                indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{wide_msg}}"))
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
             for n in nodes {
                 let b = m.add(
                     indicatif::ProgressBar::new_spinner()

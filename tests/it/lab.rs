@@ -376,3 +376,58 @@ fn install_over_ssh_on_a_five_node_lab() {
     phase("lab down");
     eprintln!("lab test total: {:.1} s", t0.elapsed().as_secs_f64());
 }
+
+/// Without a lab (and without root): nodes that refuse connections on 127.0.0.x are named, with a hint, and
+/// the journal records the failure per node.
+#[test]
+fn unreachable_nodes_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    let mut inv = String::from(
+        "cluster:\n  name: lo\n  kubernetes_version: 1.31.4\nssh:\n  port: 1\n  connect_timeout: 2\nnodes:\n",
+    );
+    for (i, n) in ["master1", "master2", "master3", "worker1", "worker2"]
+        .iter()
+        .enumerate()
+    {
+        let role = if i < 3 { "master" } else { "worker" };
+        inv.push_str(&format!(
+            "  - name: {n}\n    address: 127.0.0.{}\n    role: {role}\n",
+            11 + i
+        ));
+    }
+    inv.push_str("vips:\n  masters: 127.0.0.100\n  workers: 127.0.0.200\nnetwork:\n  node_subnet: 127.0.0.0/24\n");
+    std::fs::write(d.path().join("site.yaml"), inv).unwrap();
+    let site = Site {
+        inventory: d.path().join("site.yaml"),
+        bundle: d.path().join("none.tar.zst"),
+        state: d.path().join("state"),
+        logs: d.path().join("logs"),
+    };
+    let mut c = airgap();
+    c.args(["--quiet", "install", "--only", "preflight,os-prepare", "--inventory"])
+        .arg(&site.inventory);
+    c.arg("--state-dir").arg(&site.state).arg("--log-dir").arg(&site.logs);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let mut err = text(&o.stderr).replace(&d.path().display().to_string(), "[tmp]");
+    if let Some(a) = err.find("install-lo-") {
+        let b = a + err[a..].find(".log").unwrap();
+        err.replace_range(a..b, "install-lo-[time]");
+    }
+    insta::assert_snapshot!(err);
+    let st = text(&site.status(false).stdout);
+    assert_eq!(
+        st.lines()
+            .filter(|l| l.starts_with("preflight") && l.contains("failed   ") && l.contains("failed to reach"))
+            .count(),
+        5,
+        "{st}"
+    );
+    assert_eq!(
+        st.lines()
+            .filter(|l| l.starts_with("os-prepare") && l.contains("pending"))
+            .count(),
+        5,
+        "{st}"
+    );
+}
