@@ -63,7 +63,8 @@ bundle=bundles/demo-0.1.0-1.tar.zst
 
 step "3. check it: stock minisign, zstd + tar, then airgap verify and inspect"
 minisign -Vm "$bundle" -p "$work/keys/airgap.pub"
-zstd -dc "$bundle" | tar -t | head -4
+zstd -dc "$bundle" | tar -t > "$work/entries.txt"
+echo "tar -t: $(wc -l < "$work/entries.txt") entries, first: $(head -3 "$work/entries.txt" | tr '\n' ' ')"
 "$airgap" verify "$bundle" --pubkey "$work/keys/airgap.pub"
 "$airgap" inspect "$bundle"
 
@@ -85,6 +86,7 @@ skopeo copy -q --all --src-tls-verify=false "docker://127.0.0.1:$serve_port/demo
 echo "skopeo copy --all from airgap serve: $(ls "$work/pulled/blobs/sha256" | wc -l) blobs"
 
 step "5. airgap plan for the example site, with this bundle"
-"$airgap" plan --inventory manifests/site.example.yaml --bundle "$bundle" | head -40
-echo "..."
+"$airgap" plan --inventory manifests/site.example.yaml --bundle "$bundle" > "$work/plan.txt"
+head -40 "$work/plan.txt"
+echo "... ($(wc -l < "$work/plan.txt") lines in all: $work/plan.txt)"
 step "demo done: bundle in $bundle, work files in $work"
