@@ -6,6 +6,7 @@
 # Usage: scripts/bench-build.sh [TOTAL_MIB=400]
 #   PROFILE=debug to measure the debug build (default: release; `cargo build --release` once, a few minutes).
 #   JOBS=N        airgap's --jobs (default 8).
+#   SEED_DIR=DIR  keep the seeded registry storage in DIR and reuse it on the next run (seeding takes minutes).
 # Needs: docker-registry, skopeo, zstd, tar, openssl, python3, /usr/bin/time (Debian package `time`), bc.
 # Traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -23,12 +24,13 @@ cleanup() { [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; wait 2>/dev/null; 
 trap cleanup EXIT
 
 # 1. A docker-registry on a free loopback port.
+storage=${SEED_DIR:-$work/registry}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 reg=127.0.0.1:$port
 cat > "$work/registry.yml" <<YML
 version: 0.1
 log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/registry}}
+storage: {filesystem: {rootdirectory: $storage}}
 http: {addr: $reg}
 YML
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
@@ -40,8 +42,11 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break;
 names=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy coredns pause etcd flannel flannel-cni-plugin ingress-controller webhook-certgen registry)
 weights=(14 13 9 12 6 1 8 8 2 16 3 8)   # relative sizes, sum 100
 mib=$((1024 * 1024))
-echo "seeding $reg with ${#names[@]} images (~$total_mib MiB over 2 platforms)..."
 seed_start=$(date +%s)
+if [ -f "$storage/.seeded-$total_mib" ]; then
+    echo "reusing the seeded registry storage in $storage"
+else
+echo "seeding $reg with ${#names[@]} images (~$total_mib MiB over 2 platforms)..."
 for i in "${!names[@]}"; do
     per_platform=$((total_mib * mib * ${weights[$i]} / 100 / 2))
     sizes="$((per_platform / 20)),$((per_platform / 5)),$((per_platform / 4)),$((per_platform - per_platform / 20 - per_platform / 5 - per_platform / 4))"
@@ -49,7 +54,9 @@ for i in "${!names[@]}"; do
     skopeo copy -q --all --preserve-digests --dest-tls-verify=false "oci:$work/src:${names[$i]}" "docker://$reg/bench/${names[$i]}:v1"
 done
 rm -rf "$work/src"
+touch "$storage/.seeded-$total_mib"
 echo "seeded in $(( $(date +%s) - seed_start ))s"
+fi
 
 # 3. The manifest and a key.
 {
