@@ -167,9 +167,6 @@ curl -sS --fail -K "$work/airgap.curl"; curl -sS --fail -K "$work/dist.curl"
 echo "== pull storm: $CLIENTS clients x $ROUNDS rounds x $nreq requests ($((total / 1000000)) MB per client pass)" >&2
 a_ms=$(storm "$work/airgap.curl")
 d_ms=$(storm "$work/dist.curl")
-a_ms2=$(storm "$work/airgap.curl")
-d_ms2=$(storm "$work/dist.curl")
-a_ms=$(( (a_ms + a_ms2) / 2 )); d_ms=$(( (d_ms + d_ms2) / 2 ))
 sleep 0.1
 a_hwm=$(status_kb "$apid" VmHWM); a_anon=$(cat "$work/airgap.anon")
 d_hwm=$(status_kb "$dpid" VmHWM); d_anon=$(cat "$work/dist.anon")
