@@ -9,6 +9,7 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod fsutil;
+pub mod infra;
 pub mod inventory;
 pub mod manifest;
 pub mod oci;
