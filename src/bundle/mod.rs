@@ -19,5 +19,8 @@
 
 pub mod format;
 pub mod read;
+pub mod source;
+pub mod unpack;
+pub mod inspect;
 pub mod split;
 pub mod write;

@@ -3,10 +3,19 @@
 //! while it goes; nothing is held whole in memory.
 //!
 //! CONTRACT (used by `build`; do not change the signatures without updating every caller):
+//! `write_bundle(&BundleContent, &SecretKey, &WriteOptions) -> Result<Written>`; with a progress bar:
+//! `write_bundle_with_progress(.., &ProgressBar)` (length set here, advanced by content bytes written).
 
-use crate::bundle::format::RootDoc;
-use crate::digest::Digest;
-use std::path::PathBuf;
+use crate::bundle::format::{self, RootDoc, FILES_DIR, IMAGES_DIR, ROOT_DOC, SHA256SUMS, ZSTD_LEVEL};
+use crate::bundle::split::{self, PartInfo, PartsWriter};
+use crate::digest::{Digest, Hasher, HashingReader};
+use crate::sign::{self, Prehasher};
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::ProgressBar;
+use minisign::SecretKey;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 /// Everything a bundle holds, with the bytes still on disk (in the download cache).
 #[derive(Debug, Clone)]
@@ -62,4 +71,367 @@ pub struct Written {
     /// Size and sha256 of the whole archive.
     pub size: u64,
     pub sha256: Digest,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            out_dir: PathBuf::from("."),
+            split_size: None,
+            zstd_workers: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
+        }
+    }
+}
+
+/// Content of `images/oci-layout`.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// zstd window log (the level's own default, pinned so the output never depends on the input size hint).
+pub const ZSTD_WINDOW_LOG: u32 = 21;
+
+/// The archive's file name for a root document: `<name>-<version>.tar.zst`.
+pub fn archive_name(root: &RootDoc) -> Result<String> {
+    for (what, v) in [("name", &root.name), ("version", &root.version)] {
+        if v.is_empty() || v.contains(['/', '\\', '\0']) || v.starts_with('.') || v.chars().any(char::is_whitespace) {
+            bail!("the bundle {what} {v:?} cannot be used in a file name (no slashes, spaces, or leading dot)");
+        }
+    }
+    Ok(format!("{}-{}.tar.zst", root.name, root.version))
+}
+
+/// The trusted comment of a bundle signature (deterministic: no timestamp).
+pub fn trusted_comment(root: &RootDoc, file_name: &str) -> String {
+    format!("airgap bundle {} {} {}", root.name, root.version, file_name)
+}
+
+/// Write a bundle (see the module docs); no progress shown.
+pub fn write_bundle(content: &BundleContent, sk: &SecretKey, opts: &WriteOptions) -> Result<Written> {
+    write_bundle_with_progress(content, sk, opts, &ProgressBar::hidden())
+}
+
+/// One archive entry, in order.
+enum Item<'a> {
+    Bytes { path: String, data: Vec<u8> },
+    Blob(&'a BlobSource),
+    File(&'a FileSource),
+}
+
+/// What will be written, in archive order, with `SHA256SUMS` and the root document computed up front.
+struct Plan<'a> {
+    items: Vec<Item<'a>>,
+    total_bytes: u64,
+}
+
+impl<'a> Plan<'a> {
+    fn new(content: &'a BundleContent) -> Result<Self> {
+        let mut sums: BTreeMap<String, Digest> = BTreeMap::new();
+        let layout_path = format!("{IMAGES_DIR}/oci-layout");
+        let index_path = format!("{IMAGES_DIR}/index.json");
+        sums.insert(layout_path.clone(), Digest::of_bytes(OCI_LAYOUT));
+        sums.insert(index_path.clone(), Digest::of_bytes(&content.index_json));
+
+        let mut blobs: BTreeMap<String, &BlobSource> = BTreeMap::new();
+        for b in &content.blobs {
+            let path = format!("{IMAGES_DIR}/{}", b.digest.blob_path());
+            match blobs.get(&path) {
+                Some(prev) if prev.size != b.size => {
+                    bail!("blob {} is listed twice with different sizes ({} and {})", b.digest, prev.size, b.size)
+                }
+                Some(_) => continue,
+                None => {
+                    sums.insert(path.clone(), b.digest.clone());
+                    blobs.insert(path, b);
+                }
+            }
+        }
+        let mut files: BTreeMap<String, &FileSource> = BTreeMap::new();
+        for f in &content.files {
+            let rel = crate::fsutil::safe_relative_path(&f.path).with_context(|| format!("bad file path {:?}", f.path))?;
+            if rel != f.path {
+                bail!("file path {:?} is not in normal form (expected {rel:?})", f.path);
+            }
+            if f.mode != 0o644 && f.mode != 0o755 {
+                bail!("file {} has mode {:o}; only 644 and 755 are allowed", f.path, f.mode);
+            }
+            let path = format!("{FILES_DIR}/{rel}");
+            if files.insert(path.clone(), f).is_some() {
+                bail!("file {} is listed twice", f.path);
+            }
+            sums.insert(path, f.sha256.clone());
+        }
+        // The root document must agree with the content (the reader cross-checks the same).
+        let root = &content.root;
+        for fe in &root.files {
+            let f = files
+                .get(&format!("{FILES_DIR}/{}", fe.path))
+                .ok_or_else(|| anyhow!("the root document lists file {} but no content was given for it", fe.path))?;
+            if f.sha256.hex() != fe.sha256 || f.size != fe.size || f.mode != fe.mode {
+                bail!("the root document's entry for file {} disagrees with its content (sha256/size/mode)", fe.path);
+            }
+        }
+        for pe in &root.packages {
+            let f = files
+                .get(&format!("{FILES_DIR}/{}", pe.path))
+                .ok_or_else(|| anyhow!("the root document lists package {} but no content was given for it", pe.path))?;
+            if f.sha256.hex() != pe.sha256 || f.size != pe.size {
+                bail!("the root document's entry for package {} disagrees with its content", pe.path);
+            }
+        }
+        for ie in &root.images {
+            if !blobs.contains_key(&format!("{IMAGES_DIR}/{}", ie.digest.blob_path())) {
+                bail!("image {} ({}) has no blob in the bundle content", ie.reference, ie.digest);
+            }
+        }
+
+        let sums_text: String = sums.iter().map(|(p, d)| format::sha256sums_line(d.hex(), p)).collect();
+        let mut root = root.clone();
+        root.schema = format::SCHEMA.to_string();
+        root.sha256sums = Digest::of_bytes(sums_text.as_bytes()).hex().to_string();
+        let mut root_json = serde_json::to_vec_pretty(&root).context("failed to serialize the root document")?;
+        root_json.push(b'\n');
+
+        let mut items = vec![
+            Item::Bytes { path: ROOT_DOC.to_string(), data: root_json },
+            Item::Bytes { path: SHA256SUMS.to_string(), data: sums_text.into_bytes() },
+            Item::Bytes { path: layout_path, data: OCI_LAYOUT.to_vec() },
+            Item::Bytes { path: index_path, data: content.index_json.clone() },
+        ];
+        items.extend(blobs.into_values().map(Item::Blob));
+        items.extend(files.into_values().map(Item::File));
+        let total_bytes = items
+            .iter()
+            .map(|i| match i {
+                Item::Bytes { data, .. } => data.len() as u64,
+                Item::Blob(b) => b.size,
+                Item::File(f) => f.size,
+            })
+            .sum();
+        Ok(Plan { items, total_bytes })
+    }
+}
+
+/// Write a bundle, advancing `bar` by the bytes of content written (its length is set here).
+pub fn write_bundle_with_progress(
+    content: &BundleContent,
+    sk: &SecretKey,
+    opts: &WriteOptions,
+    bar: &ProgressBar,
+) -> Result<Written> {
+    let plan = Plan::new(content)?;
+    let name = archive_name(&content.root)?;
+    if opts.split_size == Some(0) {
+        bail!("the split size must be at least 1 byte");
+    }
+    fs_err::create_dir_all(&opts.out_dir).context("failed to create the output directory")?;
+    // Everything is written into a staging directory beside the output and moved in at the end, the whole
+    // archive's signature last: a failed build never leaves a bundle that looks complete.
+    let staging = tempfile::Builder::new()
+        .prefix(".airgap-build-")
+        .tempdir_in(&opts.out_dir)
+        .with_context(|| format!("failed to create a staging directory in {}", opts.out_dir.display()))?;
+    bar.set_length(plan.total_bytes);
+
+    let sink = match opts.split_size {
+        None => {
+            let f = fs_err::File::create(staging.path().join(&name))?;
+            Sink::File(io::BufWriter::with_capacity(1 << 20, f))
+        }
+        Some(limit) => Sink::Parts(PartsWriter::new(staging.path(), &name, limit)?),
+    };
+    let tee = HashTee { inner: sink, sha: Hasher::new(), pre: Prehasher::new() };
+    let mut enc = zstd::stream::write::Encoder::new(tee, ZSTD_LEVEL).context("failed to start zstd")?;
+    configure_encoder(&mut enc, opts.zstd_workers)?;
+    let mut tar = tar::Builder::new(enc);
+    for item in &plan.items {
+        write_item(&mut tar, item, bar)?;
+    }
+    let enc = tar.into_inner().context("failed to finish the tar stream")?;
+    let tee = enc.finish().context("failed to finish the zstd stream")?;
+    let HashTee { inner, sha, pre } = tee;
+    let (sha256, size) = sha.finish();
+    let parts = inner.finish()?;
+
+    let comment = trusted_comment(&content.root, &name);
+    let sig_text = sign::sign_prehashed(sk, &pre.finish(), &comment).context("failed to sign the bundle")?;
+    let staged_sig = staging.path().join(format!("{name}{}", sign::SIG_SUFFIX));
+    fs_err::write(&staged_sig, sig_text.as_bytes())?;
+
+    let out = &opts.out_dir;
+    let archive = out.join(&name);
+    let signature = sign::signature_path(&archive);
+    let parts_list_path = out.join(format!("{name}{}", split::PARTS_SUFFIX));
+    // Remove this bundle's previous outputs first (signature first), so no stale piece survives next to new ones.
+    remove_if_exists(&signature)?;
+    remove_if_exists(&sign::signature_path(&parts_list_path))?;
+    remove_if_exists(&parts_list_path)?;
+    remove_if_exists(&archive)?;
+    for i in 0..split::MAX_PARTS {
+        let p = out.join(split::part_name(&name, i));
+        if !p.exists() {
+            break;
+        }
+        remove_if_exists(&p)?;
+    }
+
+    let mut final_parts = Vec::new();
+    match parts {
+        None => {
+            crate::fsutil::rename_durable(&staging.path().join(&name), &archive)?;
+        }
+        Some(parts) => {
+            for p in &parts {
+                let file_name = p.path.file_name().ok_or_else(|| anyhow!("part without a name"))?;
+                let dest = out.join(file_name);
+                crate::fsutil::rename_durable(&p.path, &dest)?;
+                final_parts.push(dest);
+            }
+            let list = split::parts_list(&parts);
+            let list_name = format!("{name}{}", split::PARTS_SUFFIX);
+            let list_sig = sign::sign_prehashed(sk, &prehash_of(list.as_bytes()), &trusted_comment(&content.root, &list_name))
+                .context("failed to sign the parts list")?;
+            crate::fsutil::atomic_write(&parts_list_path, list.as_bytes())?;
+            crate::fsutil::atomic_write(&sign::signature_path(&parts_list_path), list_sig.as_bytes())?;
+        }
+    }
+    crate::fsutil::rename_durable(&staged_sig, &signature)?;
+    bar.finish_and_clear();
+    Ok(Written { archive, signature, parts: final_parts, size, sha256 })
+}
+
+fn prehash_of(data: &[u8]) -> [u8; sign::PREHASH_BYTES] {
+    let mut p = Prehasher::new();
+    p.update(data);
+    p.finish()
+}
+
+fn remove_if_exists(p: &Path) -> Result<()> {
+    match fs_err::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).context("failed to remove the previous bundle output"),
+    }
+}
+
+/// Fixed zstd parameters: level, window, content checksum, no content size, and >= 1 worker (multithreaded
+/// zstd gives the same bytes for any worker count >= 1, but different bytes from single-threaded mode).
+pub fn configure_encoder<W: Write>(enc: &mut zstd::stream::write::Encoder<'_, W>, workers: u32) -> Result<()> {
+    enc.include_checksum(true).context("failed to set zstd checksum")?;
+    enc.include_contentsize(false).context("failed to set zstd content size")?;
+    enc.window_log(ZSTD_WINDOW_LOG).context("failed to set zstd window")?;
+    enc.long_distance_matching(false).context("failed to set zstd long distance matching")?;
+    enc.multithread(workers.max(1)).context("failed to enable zstd worker threads")?;
+    Ok(())
+}
+
+/// A fixed tar header for a regular file.
+pub fn file_header(size: u64, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+fn write_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item<'_>, bar: &ProgressBar) -> Result<()> {
+    match item {
+        Item::Bytes { path, data } => {
+            let mut h = file_header(data.len() as u64, 0o644);
+            tar.append_data(&mut h, path, &data[..]).with_context(|| format!("failed to write entry {path}"))?;
+            bar.inc(data.len() as u64);
+        }
+        Item::Blob(b) => {
+            let path = format!("{IMAGES_DIR}/{}", b.digest.blob_path());
+            append_source(tar, &path, &b.path, &b.digest, b.size, 0o644, bar)
+                .with_context(|| format!("failed to add blob {} from {}", b.digest, b.path.display()))?;
+        }
+        Item::File(f) => {
+            let path = format!("{FILES_DIR}/{}", f.path);
+            append_source(tar, &path, &f.source, &f.sha256, f.size, f.mode, bar)
+                .with_context(|| format!("failed to add file {} from {}", f.path, f.source.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn append_source<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    source: &Path,
+    digest: &Digest,
+    size: u64,
+    mode: u32,
+    bar: &ProgressBar,
+) -> Result<()> {
+    let f = fs_err::File::open(source)?;
+    let buffered = bar.wrap_read(io::BufReader::with_capacity(1 << 20, f));
+    let mut reader = HashingReader::expecting(buffered, digest.clone(), Some(size));
+    let mut h = file_header(size, mode);
+    tar.append_data(&mut h, path, &mut reader).map_err(|e| {
+        if e.kind() == io::ErrorKind::InvalidData {
+            anyhow!("{e}").context(format!("{} is corrupted (it no longer matches its digest)", source.display()))
+        } else {
+            anyhow::Error::from(e)
+        }
+    })?;
+    // A short source is caught by the HashingReader at EOF (size mismatch); make sure EOF was reached.
+    if reader.result().is_none() {
+        bail!("{} was not read to its end", source.display());
+    }
+    Ok(())
+}
+
+/// Where compressed bytes go: one file, or parts.
+enum Sink {
+    File(io::BufWriter<fs_err::File>),
+    Parts(PartsWriter),
+}
+
+impl Sink {
+    /// Flush and sync; the parts when split.
+    fn finish(self) -> Result<Option<Vec<PartInfo>>> {
+        match self {
+            Sink::File(w) => {
+                let f = w.into_inner().map_err(|e| e.into_error()).context("failed to write the archive")?;
+                f.sync_all().context("failed to sync the archive")?;
+                Ok(None)
+            }
+            Sink::Parts(p) => Ok(Some(p.finish()?)),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(w) => w.write(buf),
+            Sink::Parts(p) => p.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(w) => w.flush(),
+            Sink::Parts(p) => p.flush(),
+        }
+    }
+}
+
+/// Hashes the compressed stream (sha256 and the minisign prehash) while passing it on.
+struct HashTee<W> {
+    inner: W,
+    sha: Hasher,
+    pre: Prehasher,
+}
+
+impl<W: Write> Write for HashTee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.pre.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }

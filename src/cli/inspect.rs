@@ -10,6 +10,15 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("inspect is not implemented yet")
+/// Shows the root document; does NOT verify (that is `airgap verify`).
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let source = crate::bundle::read::BundleSource::open(&args.bundle)?;
+    let summary = crate::bundle::inspect::summarize(&source)?;
+    if args.json {
+        crate::output::print_json(&summary)?;
+    } else {
+        print!("{}", crate::bundle::inspect::render(&summary));
+        out.info("note: inspect reads the bundle's root document without verifying it; use `airgap verify` before trusting it");
+    }
+    Ok(())
 }

@@ -11,6 +11,15 @@ pub struct Args {
     pub password_file: Option<PathBuf>,
 }
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("keygen is not implemented yet")
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let password = match &args.password_file {
+        Some(p) => Some(crate::sign::read_password_file(p)?),
+        None => None,
+    };
+    let keys = crate::sign::generate_keypair(&args.out_dir, password.as_deref())?;
+    out.info(format!("created key {} ({})", keys.key_id, if password.is_some() { "password protected" } else { "no password" }));
+    out.info(format!("  secret key: {}  (keep it on the packaging machine; pass it to `airgap build --key`)", keys.secret.display()));
+    out.info(format!("  public key: {}  (ship it to the site; pass it to `airgap verify --pubkey`)", keys.public.display()));
+    println!("{}", keys.key_id);
+    Ok(())
 }

@@ -13,6 +13,19 @@ pub struct Args {
     pub pubkey: PathBuf,
 }
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("unpack is not implemented yet")
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let pk = crate::sign::load_public_key(&args.pubkey)?;
+    let source = crate::bundle::read::BundleSource::open(&args.bundle)?;
+    let bar = out.bar(0, "{spinner} unpacking {bytes}/{total_bytes} {wide_bar} {eta}");
+    let v = crate::bundle::unpack::unpack(&source, &pk, &args.to, &bar)?;
+    out.info(format!(
+        "unpacked {} {} ({} entries, {} bytes, signed by key {}) into {}",
+        v.name,
+        v.version,
+        v.entries,
+        v.content_bytes,
+        v.key_id,
+        args.to.display()
+    ));
+    Ok(())
 }

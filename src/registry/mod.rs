@@ -1,1 +1,12 @@
 //! The built-in registry: a content-addressed store loaded from bundles, served over the OCI distribution API.
+//!
+//! - [`store`]: the store on disk and the all-or-nothing load transaction.
+//! - [`catalog`]: `catalog.json` and the lookup tables the server answers from.
+//! - [`names`]: image references and the names they are served under.
+//! - [`load`]: `airgap load`, an [`crate::bundle::read::EntrySink`] over the bundle reader.
+//! - [`server`]: the pull API (axum), a handler over the [`server::BlobStore`] trait.
+
+pub mod catalog;
+pub mod names;
+pub mod server;
+pub mod store;

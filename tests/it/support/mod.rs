@@ -1,6 +1,8 @@
 //! Test harness shared by the integration tests: real daemons started on loopback, test images, helpers.
 #![allow(dead_code)]
 
+pub mod bundle;
+pub mod containerd;
 pub mod fileserver;
 pub mod images;
 pub mod registry;

@@ -1,0 +1,140 @@
+//! What a bundle holds, from its root document (nothing is verified: `verify` does that).
+
+use crate::bundle::format::{FileEntry, ImageEntry, PackageEntry};
+use crate::bundle::read::{self, BundleSource};
+use crate::bundle::source::file_name;
+use anyhow::Result;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub bundle: String,
+    /// Always false: inspect reads the root document only. Use `airgap verify`.
+    pub verified: bool,
+    pub name: String,
+    pub version: String,
+    pub platforms: Vec<String>,
+    pub images: Vec<ImageEntry>,
+    pub files: Vec<FileEntry>,
+    pub packages: Vec<PackageEntry>,
+    pub totals: Totals,
+    pub signature: Option<SignatureInfo>,
+    pub archive: ArchiveInfo,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    pub images: usize,
+    pub image_bytes: u64,
+    pub files: usize,
+    pub file_bytes: u64,
+    pub packages: usize,
+    pub package_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureInfo {
+    pub key_id: String,
+    pub trusted_comment: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveInfo {
+    pub size: u64,
+    pub parts: Vec<PartSize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartSize {
+    pub name: String,
+    pub size: u64,
+}
+
+pub fn summarize(source: &BundleSource) -> Result<Summary> {
+    let root = read::read_root(source)?;
+    let signature = source.signature().ok().map(|s| SignatureInfo {
+        key_id: crate::sign::signature_key_id(&s),
+        trusted_comment: s.trusted_comment().unwrap_or_default(),
+    });
+    let totals = Totals {
+        images: root.images.len(),
+        image_bytes: root.images.iter().map(|i| i.size).sum(),
+        files: root.files.len(),
+        file_bytes: root.files.iter().map(|f| f.size).sum(),
+        packages: root.packages.len(),
+        package_bytes: root.packages.iter().map(|p| p.size).sum(),
+    };
+    Ok(Summary {
+        bundle: source.name(),
+        verified: false,
+        name: root.name,
+        version: root.version,
+        platforms: root.platforms,
+        images: root.images,
+        files: root.files,
+        packages: root.packages,
+        totals,
+        signature,
+        archive: ArchiveInfo {
+            size: source.size,
+            parts: source.parts.iter().map(|p| PartSize { name: file_name(&p.path), size: p.size }).collect(),
+        },
+    })
+}
+
+/// `1.5 MiB`
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The human table.
+pub fn render(s: &Summary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "bundle:    {} (NOT verified: run `airgap verify` to check signature and checksums)", s.bundle);
+    let _ = writeln!(o, "name:      {}", s.name);
+    let _ = writeln!(o, "version:   {}", s.version);
+    let _ = writeln!(o, "platforms: {}", s.platforms.join(", "));
+    match &s.signature {
+        Some(sig) => {
+            let _ = writeln!(o, "signed by: key {} ({})", sig.key_id, sig.trusted_comment);
+        }
+        None => {
+            let _ = writeln!(o, "signed by: (no signature file found)");
+        }
+    }
+    if s.archive.parts.is_empty() {
+        let _ = writeln!(o, "archive:   {}", human_bytes(s.archive.size));
+    } else {
+        let _ = writeln!(o, "archive:   {} in {} parts", human_bytes(s.archive.size), s.archive.parts.len());
+        for p in &s.archive.parts {
+            let _ = writeln!(o, "  {}  {}", p.name, human_bytes(p.size));
+        }
+    }
+    let _ = writeln!(o, "\nimages ({}, {}):", s.totals.images, human_bytes(s.totals.image_bytes));
+    for i in &s.images {
+        let _ = writeln!(o, "  {}\n    {}  {}  [{}]", i.reference, i.digest, human_bytes(i.size), i.platforms.join(", "));
+    }
+    let _ = writeln!(o, "\nfiles ({}, {}):", s.totals.files, human_bytes(s.totals.file_bytes));
+    for f in &s.files {
+        let _ = writeln!(o, "  {:<40} {:>10}  {:o}  sha256:{}", f.path, human_bytes(f.size), f.mode, f.sha256);
+    }
+    if !s.packages.is_empty() {
+        let _ = writeln!(o, "\npackages ({}, {}):", s.totals.packages, human_bytes(s.totals.package_bytes));
+        for p in &s.packages {
+            let _ = writeln!(o, "  {:<10} {:<24} {:>10}  {}", p.os, p.name, human_bytes(p.size), p.path);
+        }
+    }
+    o
+}

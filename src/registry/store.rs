@@ -1,0 +1,429 @@
+//! The content-addressed store that `airgap load` fills and `airgap serve` serves.
+//!
+//! ```text
+//! STORE/
+//!   blobs/sha256/<hex>   every blob (manifests, indexes, configs, layers) once, never modified once in place
+//!   catalog.json         images → names, tags, digests (see `catalog`), replaced atomically (temp + rename)
+//!   lock                 flock(2) held by a load for its whole duration: two loads never race
+//!   tmp/<id>/            a load's staging directory: new blobs land here while the bundle is verified
+//! ```
+//!
+//! A load stages new blobs under `tmp/<id>/` while the bundle reader verifies them; only when the whole
+//! bundle verified (signature included) are the staged blobs renamed into `blobs/sha256/` and the catalog
+//! replaced. Any error drops the staging directory: the store is as it was. A crash between the renames and the
+//! catalog replacement leaves only unreferenced blobs, never a catalog pointing at missing ones.
+//! `serve` never takes the lock: it reads the catalog, which is only ever replaced whole by a rename.
+
+use crate::digest::{Digest, HashingReader};
+use crate::error::HintExt;
+use crate::registry::catalog::{self, BundleRecord, Catalog, ImageRecord, ManifestRecord, CATALOG_VERSION};
+use crate::registry::names::ImageRef;
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub const CATALOG_FILE: &str = "catalog.json";
+/// Manifests larger than this are refused (distribution's own limit is 4 MiB).
+pub const MAX_MANIFEST: u64 = 16 * 1024 * 1024;
+
+/// A store directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Open an existing store (for `serve` and `images`).
+    pub fn open(root: &Path) -> Result<Store> {
+        if !root.join("blobs").is_dir() {
+            return Err(anyhow::anyhow!("{} is not an airgap registry store", root.display()))
+                .hint("fill a store first with `airgap load BUNDLE --store DIR --pubkey PUB`");
+        }
+        Ok(Store { root: root.to_path_buf() })
+    }
+
+    /// Open a store, creating its directories when missing (for `load`).
+    pub fn create(root: &Path) -> Result<Store> {
+        fs_err::create_dir_all(root.join("blobs/sha256")).context("failed to create the registry store")?;
+        fs_err::create_dir_all(root.join("tmp")).context("failed to create the registry store")?;
+        Ok(Store { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join(CATALOG_FILE)
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// The catalog (empty when nothing was loaded yet).
+    pub fn catalog(&self) -> Result<Catalog> {
+        let path = self.catalog_path();
+        let bytes = match fs_err::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Catalog { version: CATALOG_VERSION, ..Default::default() })
+            }
+            Err(e) => return Err(e).context("failed to read the store's catalog"),
+        };
+        let c: Catalog = serde_json::from_slice(&bytes)
+            .with_context(|| format!("failed to parse {}", path.display()))
+            .hint("the catalog is damaged: remove the store directory and load the bundles again")?;
+        if c.version != CATALOG_VERSION {
+            bail!("{} has catalog version {}, this airgap reads version {CATALOG_VERSION}", path.display(), c.version);
+        }
+        Ok(c)
+    }
+
+    /// Start a load: takes the store's lock (waiting for another load to finish) and makes a staging directory.
+    pub fn begin_load(&self) -> Result<LoadTx> {
+        let lock_path = self.root.join("lock");
+        let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?.into_parts().0;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+                tracing::warn!("another `airgap load` holds {}; waiting for it to finish", lock_path.display());
+                Flock::lock(file, FlockArg::LockExclusive)
+                    .map_err(|(_, e)| e)
+                    .with_context(|| format!("failed to lock {}", lock_path.display()))?
+            }
+            Err((_, e)) => return Err(e).with_context(|| format!("failed to lock {}", lock_path.display())),
+        };
+        // Holding the lock, anything left under tmp/ is from a load that crashed: remove it.
+        let tmp = self.root.join("tmp");
+        fs_err::create_dir_all(&tmp)?;
+        for e in fs_err::read_dir(&tmp)?.flatten() {
+            let _ = fs_err::remove_dir_all(e.path());
+        }
+        let staging = tempfile::Builder::new()
+            .prefix("load-")
+            .tempdir_in(&tmp)
+            .with_context(|| format!("failed to create a staging directory in {}", tmp.display()))?;
+        Ok(LoadTx {
+            store: self.clone(),
+            _lock: lock,
+            staging,
+            staged: HashSet::new(),
+            index_json: None,
+            bundle: None,
+            stats: LoadStats::default(),
+        })
+    }
+}
+
+/// Identity of the bundle a load comes from.
+#[derive(Debug, Clone)]
+pub struct BundleInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256sums: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadStats {
+    pub blobs_new: u64,
+    pub bytes_new: u64,
+    pub blobs_present: u64,
+    pub bytes_present: u64,
+}
+
+/// What a committed load changed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadReport {
+    /// Nothing changed (the same bundle was loaded before).
+    pub noop: bool,
+    pub images: usize,
+    pub added: Vec<String>,
+    /// (reference, old digest, new digest)
+    pub moved: Vec<(String, Digest, Digest)>,
+    pub unchanged: usize,
+    pub stats: LoadStats,
+}
+
+/// One load in progress. Dropping it without `commit` removes everything it staged.
+pub struct LoadTx {
+    store: Store,
+    _lock: Flock<std::fs::File>,
+    staging: tempfile::TempDir,
+    staged: HashSet<Digest>,
+    index_json: Option<Vec<u8>>,
+    bundle: Option<BundleInfo>,
+    stats: LoadStats,
+}
+
+impl LoadTx {
+    pub fn set_bundle(&mut self, info: BundleInfo) {
+        self.bundle = Some(info);
+    }
+
+    /// The OCI layout's `index.json` (one descriptor per image, `org.opencontainers.image.ref.name` = reference).
+    pub fn set_index_json(&mut self, bytes: Vec<u8>) {
+        self.index_json = Some(bytes);
+    }
+
+    /// Add one blob. When the store already holds it, nothing is written (the caller's reader still hashes it).
+    /// With `verify`, the content is hashed here too (for sources that are not already verified, like a layout
+    /// directory); the bundle reader verifies every entry itself, and a mismatch aborts the whole load.
+    pub fn add_blob(&mut self, digest: &Digest, size: u64, data: &mut dyn Read, verify: bool) -> Result<()> {
+        if self.staged.contains(digest) || self.store.has_blob(digest) {
+            self.stats.blobs_present += 1;
+            self.stats.bytes_present += size;
+            return Ok(());
+        }
+        let path = self.staging.path().join(digest.hex());
+        let mut f = fs_err::File::create(&path)?;
+        let n = if verify {
+            let mut r = HashingReader::expecting(data, digest.clone(), Some(size));
+            std::io::copy(&mut r, &mut f)
+        } else {
+            std::io::copy(data, &mut f)
+        }
+        .with_context(|| format!("failed to stage blob {digest}"))?;
+        if n != size {
+            bail!("blob {digest} has {n} bytes, expected {size}");
+        }
+        self.staged.insert(digest.clone());
+        self.stats.blobs_new += 1;
+        self.stats.bytes_new += size;
+        Ok(())
+    }
+
+    fn blob_file(&self, d: &Digest) -> PathBuf {
+        if self.staged.contains(d) {
+            self.staging.path().join(d.hex())
+        } else {
+            self.store.blob_path(d)
+        }
+    }
+
+    fn has(&self, d: &Digest) -> bool {
+        self.staged.contains(d) || self.store.has_blob(d)
+    }
+
+    fn read_manifest(&self, d: &Digest) -> Result<(Vec<u8>, serde_json::Value)> {
+        let path = self.blob_file(d);
+        let len = fs_err::metadata(&path)?.len();
+        if len > MAX_MANIFEST {
+            bail!("manifest {d} is {len} bytes, more than the {MAX_MANIFEST} bytes a manifest may have");
+        }
+        let bytes = fs_err::read(&path)?;
+        if &Digest::of_bytes(&bytes) != d {
+            bail!("stored blob {d} does not match its digest");
+        }
+        let json = serde_json::from_slice(&bytes).with_context(|| format!("manifest {d} is not valid JSON"))?;
+        Ok((bytes, json))
+    }
+
+    /// Walk one image from its top-level descriptor: record every manifest's media type, check every blob of
+    /// every present platform is there. Returns (media type, size of all blobs, platforms).
+    fn walk_image(&self, top: &Digest, manifests: &mut BTreeMap<Digest, ManifestRecord>) -> Result<(String, u64, Vec<String>)> {
+        let mut seen = BTreeSet::new();
+        let mut size = 0u64;
+        let mut platforms = Vec::new();
+        let (bytes, json) = self.read_manifest(top)?;
+        let mt = catalog::manifest_media_type(&json).with_context(|| format!("cannot tell the media type of manifest {top}"))?;
+        manifests.insert(top.clone(), ManifestRecord { media_type: mt.clone(), size: bytes.len() as u64 });
+        seen.insert(top.clone());
+        size += bytes.len() as u64;
+        let mut children = Vec::new();
+        if catalog::is_index(&mt) || json.get("manifests").is_some() {
+            for c in json["manifests"].as_array().into_iter().flatten() {
+                let d: Digest = c["digest"].as_str().unwrap_or_default().parse().with_context(|| format!("bad child digest in index {top}"))?;
+                if !self.has(&d) {
+                    // A platform the bundle left out (e.g. only linux/amd64 was requested).
+                    tracing::debug!("index {top}: platform manifest {d} not in the bundle, skipped");
+                    continue;
+                }
+                let p = &c["platform"];
+                let mut plat = format!("{}/{}", p["os"].as_str().unwrap_or("?"), p["architecture"].as_str().unwrap_or("?"));
+                if let Some(v) = p["variant"].as_str() {
+                    plat = format!("{plat}/{v}");
+                }
+                platforms.push(plat);
+                children.push(d);
+            }
+        } else {
+            children.push(top.clone());
+        }
+        for m in children {
+            let json = if &m == top {
+                json.clone()
+            } else {
+                let (b, j) = self.read_manifest(&m)?;
+                let cmt = catalog::manifest_media_type(&j).with_context(|| format!("cannot tell the media type of manifest {m}"))?;
+                manifests.insert(m.clone(), ManifestRecord { media_type: cmt, size: b.len() as u64 });
+                if seen.insert(m.clone()) {
+                    size += b.len() as u64;
+                }
+                j
+            };
+            let mut blobs: Vec<&serde_json::Value> = Vec::new();
+            blobs.extend(json.get("config"));
+            blobs.extend(json["layers"].as_array().into_iter().flatten());
+            for b in blobs {
+                let d: Digest = b["digest"].as_str().unwrap_or_default().parse().with_context(|| format!("bad blob digest in manifest {m}"))?;
+                if !self.has(&d) {
+                    bail!("manifest {m} needs blob {d}, which is neither in the bundle nor in the store");
+                }
+                if seen.insert(d.clone()) {
+                    size += fs_err::metadata(self.blob_file(&d))?.len();
+                }
+            }
+        }
+        if platforms.is_empty() {
+            // A single-platform manifest: the platform is in its config.
+            if let Some(cfg) = json.get("config").and_then(|c| c["digest"].as_str()).and_then(|d| d.parse::<Digest>().ok()) {
+                if let Ok(b) = fs_err::read(self.blob_file(&cfg)) {
+                    if let Ok(c) = serde_json::from_slice::<serde_json::Value>(&b) {
+                        if let (Some(os), Some(arch)) = (c["os"].as_str(), c["architecture"].as_str()) {
+                            let mut p = format!("{os}/{arch}");
+                            if let Some(v) = c["variant"].as_str() {
+                                p = format!("{p}/{v}");
+                            }
+                            platforms.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        Ok((mt, size, platforms))
+    }
+
+    /// Make the load visible: rename the staged blobs into place and replace the catalog. Call only once the
+    /// source verified completely.
+    pub fn commit(self) -> Result<LoadReport> {
+        let old = self.store.catalog()?;
+        let mut report = LoadReport { stats: self.stats.clone(), ..Default::default() };
+        if let Some(b) = &self.bundle {
+            if old.bundles.iter().any(|x| x.sha256sums == b.sha256sums) {
+                report.noop = true;
+                report.images = old.images.iter().filter(|i| i.bundles.contains(&format!("{}-{}", b.name, b.version))).count();
+                return Ok(report);
+            }
+        }
+        let index_bytes = self.index_json.as_deref().context("the bundle has no images/index.json")?;
+        let index: serde_json::Value = serde_json::from_slice(index_bytes).context("images/index.json is not valid JSON")?;
+        let generation = old.generation + 1;
+        let label = self.bundle.as_ref().map(|b| format!("{}-{}", b.name, b.version));
+        let mut new = old.clone();
+        new.generation = generation;
+        let mut changed = false;
+        for desc in index["manifests"].as_array().into_iter().flatten() {
+            let Some(reference) = desc["annotations"][crate::bundle::format::REF_NAME_ANNOTATION].as_str() else {
+                tracing::warn!("images/index.json: a descriptor without a reference name was skipped");
+                continue;
+            };
+            let r = ImageRef::parse(reference).with_context(|| format!("bad image reference in images/index.json: {reference:?}"))?;
+            let top: Digest = desc["digest"].as_str().unwrap_or_default().parse().with_context(|| format!("bad digest for {reference}"))?;
+            if let Some(pinned) = &r.digest {
+                if pinned != &top {
+                    bail!("{reference} is pinned to {pinned} but the bundle holds {top}");
+                }
+            }
+            let (media_type, size, platforms) = self.walk_image(&top, &mut new.manifests).with_context(|| format!("failed to load image {reference}"))?;
+            report.images += 1;
+            let same_key = |i: &ImageRecord| {
+                i.name == r.path && i.host == r.host && i.tag == r.tag && (r.tag.is_some() || i.digest == top)
+            };
+            match new.images.iter_mut().find(|i| same_key(i)) {
+                Some(existing) if existing.digest == top => {
+                    report.unchanged += 1;
+                    if let Some(l) = &label {
+                        if !existing.bundles.contains(l) {
+                            existing.bundles.push(l.clone());
+                            changed = true;
+                        }
+                    }
+                }
+                Some(existing) => {
+                    report.moved.push((reference.to_string(), existing.digest.clone(), top.clone()));
+                    *existing = ImageRecord {
+                        name: r.path.clone(),
+                        host: r.host.clone(),
+                        tag: r.tag.clone(),
+                        reference: reference.to_string(),
+                        digest: top,
+                        media_type,
+                        size,
+                        platforms,
+                        bundles: label.iter().cloned().collect(),
+                        generation,
+                    };
+                    changed = true;
+                }
+                None => {
+                    report.added.push(reference.to_string());
+                    new.images.push(ImageRecord {
+                        name: r.path.clone(),
+                        host: r.host.clone(),
+                        tag: r.tag.clone(),
+                        reference: reference.to_string(),
+                        digest: top,
+                        media_type,
+                        size,
+                        platforms,
+                        bundles: label.iter().cloned().collect(),
+                        generation,
+                    });
+                    changed = true;
+                }
+            }
+        }
+        if let Some(b) = &self.bundle {
+            new.bundles.push(BundleRecord {
+                name: b.name.clone(),
+                version: b.version.clone(),
+                sha256sums: b.sha256sums.clone(),
+                generation,
+                images: report.images,
+            });
+            changed = true;
+        }
+        if !changed && self.staged.is_empty() {
+            report.noop = true;
+            return Ok(report);
+        }
+        new.images.sort_by(|a, b| (&a.name, &a.host, &a.tag, &a.digest).cmp(&(&b.name, &b.host, &b.tag, &b.digest)));
+        // Blobs first (content-addressed, harmless if the catalog never follows), then the catalog.
+        let blobs_dir = self.store.root.join("blobs/sha256");
+        fs_err::create_dir_all(&blobs_dir)?;
+        for d in &self.staged {
+            let from = self.staging.path().join(d.hex());
+            let f = fs_err::File::open(&from)?;
+            f.sync_all().with_context(|| format!("failed to sync {}", from.display()))?;
+            fs_err::rename(&from, blobs_dir.join(d.hex()))?;
+        }
+        crate::fsutil::sync_dir(&blobs_dir);
+        let json = serde_json::to_vec_pretty(&new)?;
+        crate::fsutil::atomic_write(&self.store.catalog_path(), &json).context("failed to replace the store's catalog")?;
+        Ok(report)
+    }
+}
+
+/// Load the images of an OCI image layout directory (`oci-layout`, `index.json`, `blobs/sha256/...`) into the
+/// store, hashing every blob. Used to build stores without a bundle (tests, benchmarks).
+pub fn load_layout(store: &Store, layout: &Path) -> Result<LoadReport> {
+    let mut tx = store.begin_load()?;
+    let dir = layout.join("blobs/sha256");
+    for e in fs_err::read_dir(&dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let d = Digest::from_hex(&name).with_context(|| format!("unexpected file {} in the layout", e.path().display()))?;
+        let size = e.metadata()?.len();
+        let mut f = fs_err::File::open(e.path())?;
+        tx.add_blob(&d, size, &mut f, true)?;
+    }
+    tx.set_index_json(fs_err::read(layout.join("index.json"))?);
+    tx.commit()
+}
