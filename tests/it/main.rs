@@ -4,3 +4,5 @@ mod support;
 mod harness;
 mod registry;
 mod bundle;
+mod manifest;
+mod build;
