@@ -1,4 +1,9 @@
+use crate::bundle::read::BundleSource;
+use crate::cli::images::human_size;
+use crate::error::HintExt;
 use crate::output::Output;
+use crate::registry::store::Store;
+use anyhow::Context;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -13,6 +18,45 @@ pub struct Args {
     pub pubkey: PathBuf,
 }
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("load is not implemented yet")
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let pk = crate::sign::load_public_key(&args.pubkey)?;
+    let source = BundleSource::open(&args.bundle)?;
+    let store = Store::create(&args.store)?;
+    let bar = out.bar(0, "{spinner} verifying and loading {bytes}/{total_bytes} {wide_bar} {eta}");
+    let loaded = crate::registry::load::load_bundle(&store, &source, &pk, &bar)
+        .with_context(|| format!("failed to load {} into {}", source.name(), args.store.display()))
+        .hint("nothing was added: the store is exactly as it was before this load")?;
+    let (v, r) = (&loaded.verified, &loaded.report);
+    if r.noop {
+        println!(
+            "{} {} (signed by key {}) was already loaded into {}: nothing changed",
+            v.name,
+            v.version,
+            v.key_id,
+            args.store.display()
+        );
+        return Ok(());
+    }
+    println!(
+        "loaded {} {} (signed by key {}) into {}: {} images ({} added, {} moved, {} unchanged)",
+        v.name,
+        v.version,
+        v.key_id,
+        args.store.display(),
+        r.images,
+        r.added.len(),
+        r.moved.len(),
+        r.unchanged
+    );
+    println!(
+        "  blobs: {} new ({}), {} already in the store ({})",
+        r.stats.blobs_new,
+        human_size(r.stats.bytes_new),
+        r.stats.blobs_present,
+        human_size(r.stats.bytes_present)
+    );
+    for (reference, old, new) in &r.moved {
+        println!("  moved {reference}: {old} -> {new}");
+    }
+    Ok(())
 }

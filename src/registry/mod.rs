@@ -7,6 +7,7 @@
 //! - [`server`]: the pull API (axum), a handler over the [`server::BlobStore`] trait.
 
 pub mod catalog;
+pub mod load;
 pub mod names;
 pub mod server;
 pub mod store;

@@ -1,6 +1,8 @@
 //! The built-in registry (`airgap load`, `airgap serve`, `airgap images`) against real clients: skopeo,
 //! containerd's `ctr` (direct and through a hosts.toml mirror), curl; compared with the reference registry.
 
+mod load;
+
 use crate::support::containerd::Containerd;
 use crate::support::images::{make_image, Format, ImageSpec, MadeImage};
 use crate::support::registry::{Mode, Registry};
@@ -22,6 +24,10 @@ pub struct Served {
 
 impl Served {
     pub fn start(store: &Path) -> Served {
+        Served::start_with(store, &[])
+    }
+
+    pub fn start_with(store: &Path, extra: &[&str]) -> Served {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("serve.log");
         let port = free_port();
@@ -30,6 +36,7 @@ impl Served {
         let child = Command::new(airgap_bin())
             .args(["-v", "serve", "--listen", &addr, "--store"])
             .arg(store)
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
