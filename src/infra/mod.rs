@@ -5,7 +5,10 @@
 //! Nothing here touches a machine: the steps in `crate::steps` compare the rendered [`FileSpec`]s with what a
 //! node holds and write only what differs.
 
+pub mod checks;
+pub mod packages;
 pub mod render;
+pub mod service;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
