@@ -35,7 +35,8 @@ pub fn check_http(url: &str, timeout: Duration) -> Result<u16> {
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
     s.set_read_timeout(Some(left))?;
     s.set_write_timeout(Some(left))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: airgap-check\r\nConnection: close\r\n\r\n")
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: airgap-check\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
         .with_context(|| format!("failed to send the request to {url}"))?;
     let mut head = [0u8; 64];
     let mut n = 0;
