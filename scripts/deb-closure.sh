@@ -118,7 +118,7 @@ awk -v os="$os" '
     url = $1; gsub(/\x27/, "", url)
     path = urldecode(url); sub(/^.*\/pool\//, "pool/", path)
     if (!(path in sha)) { print "error: no SHA256 in apt'"'"'s index for " path > "/dev/stderr"; bad = 1; next }
-    name = path; sub(/^.*\//, "", name)
+    name = path; sub(/^.*\//, "", name); sub(/_.*/, "", name)
     if (!printed) { print "packages:"; printed = 1 }
     printf "  - os: %s\n    name: %s\n    url: %s\n    sha256: %s\n", os, name, url, sha[path]
   }

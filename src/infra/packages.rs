@@ -110,6 +110,7 @@ pub fn extract(bundle: &Path, pubkey: &Path, dest_root: &Path) -> Result<PathBuf
 pub struct PkgFile {
     pub path: PathBuf,
     pub name: String,
+    pub version: String,
     pub provides: Vec<String>,
     /// Each inner list: alternatives, any one satisfies.
     pub depends: Vec<Vec<String>>,
@@ -135,7 +136,7 @@ fn parse_deb_list(v: &str) -> Vec<Vec<String>> {
 
 /// Read a .deb's control fields with `dpkg-deb -f`.
 pub fn read_deb(path: &Path) -> Result<PkgFile> {
-    let text = output(Command::new("dpkg-deb").arg("-f").arg(path).args(["Package", "Provides", "Depends", "Pre-Depends"]))?;
+    let text = output(Command::new("dpkg-deb").arg("-f").arg(path).args(["Package", "Version", "Provides", "Depends", "Pre-Depends"]))?;
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut last = String::new();
     for line in text.lines() {
@@ -154,6 +155,7 @@ pub fn read_deb(path: &Path) -> Result<PkgFile> {
     Ok(PkgFile {
         path: path.to_path_buf(),
         name: f("Package"),
+        version: f("Version"),
         provides: parse_deb_list(&f("Provides")).into_iter().flatten().collect(),
         depends,
     })
@@ -162,6 +164,7 @@ pub fn read_deb(path: &Path) -> Result<PkgFile> {
 /// Read an .rpm's name, provides and requires with `rpm -qp`.
 pub fn read_rpm(path: &Path) -> Result<PkgFile> {
     let name = output(Command::new("rpm").args(["-qp", "--qf", "%{NAME}"]).arg(path))?;
+    let version = output(Command::new("rpm").args(["-qp", "--qf", "%{EPOCHNUM}:%{VERSION}-%{RELEASE}"]).arg(path))?;
     let caps = |flag: &str| -> Result<Vec<String>> {
         Ok(output(Command::new("rpm").args(["-qp", flag]).arg(path))?
             .lines()
@@ -171,30 +174,35 @@ pub fn read_rpm(path: &Path) -> Result<PkgFile> {
     };
     let mut provides = caps("--provides")?;
     provides.push(name.clone());
-    Ok(PkgFile { path: path.to_path_buf(), name, provides, depends: caps("--requires")?.into_iter().map(|c| vec![c]).collect() })
+    Ok(PkgFile { path: path.to_path_buf(), name, version, provides, depends: caps("--requires")?.into_iter().map(|c| vec![c]).collect() })
 }
 
 /// What is installed: package names and what they provide (Debian), or a capability query (RHEL).
 pub struct Installed {
     family: OsFamily,
     names: BTreeSet<String>,
+    /// Debian: installed package -> version.
+    versions: BTreeMap<String, String>,
 }
 
 impl Installed {
     pub fn query(family: OsFamily) -> Result<Installed> {
         let mut names = BTreeSet::new();
+        let mut versions = BTreeMap::new();
         if family == OsFamily::Debian {
-            let text = output(Command::new("dpkg-query").args(["-W", "-f", "${Status}\t${Package}\t${Provides}\n"]))?;
+            let text = output(Command::new("dpkg-query").args(["-W", "-f", "${Status}\t${Package}\t${Version}\t${Provides}\n"]))?;
             for l in text.lines() {
                 let mut cols = l.split('\t');
                 let (Some(status), Some(name)) = (cols.next(), cols.next()) else { continue };
+                let version = cols.next().unwrap_or("");
                 if status.ends_with(" installed") {
                     names.insert(name.to_string());
+                    versions.insert(name.to_string(), version.to_string());
                     names.extend(parse_deb_list(cols.next().unwrap_or("")).into_iter().flatten());
                 }
             }
         }
-        Ok(Installed { family, names })
+        Ok(Installed { family, names, versions })
     }
 
     pub fn has(&self, cap: &str) -> bool {
@@ -219,10 +227,19 @@ pub fn closure<'a>(files: &'a [PkgFile], wanted: &[String], installed: &Installe
     let mut out = Vec::new();
     let mut queue: VecDeque<(Vec<String>, String)> = wanted.iter().map(|w| (alternatives(w), "requested".to_string())).collect();
     while let Some((alts, why)) = queue.pop_front() {
-        if alts.iter().any(|a| installed.has(a) || chosen.contains(a)) {
+        if alts.iter().any(|a| chosen.contains(a)) {
             continue;
         }
-        let Some(f) = alts.iter().find_map(|a| find(a)) else {
+        // installed: done, unless the bundle carries another version of it (apt put it in the closure
+        // because a package of the closure needs exactly that version: e.g. libperl5.36 and perl-base)
+        let upgrade = alts.iter().find_map(|a| {
+            let v = installed.versions.get(a)?;
+            files.iter().find(|f| &f.name == a && !f.version.is_empty() && &f.version != v)
+        });
+        if upgrade.is_none() && alts.iter().any(|a| installed.has(a)) {
+            continue;
+        }
+        let Some(f) = upgrade.or_else(|| alts.iter().find_map(|a| find(a))) else {
             bail!("{} ({why}) is neither installed on this node nor among the bundle's packages", alts.join(" | "));
         };
         if !chosen.insert(f.name.clone()) {
@@ -311,6 +328,7 @@ mod tests {
         PkgFile {
             path: PathBuf::from(format!("{name}.deb")),
             name: name.into(),
+            version: "1".into(),
             provides: provides.iter().map(|s| s.to_string()).collect(),
             depends: depends.iter().map(|g| g.iter().map(|s| s.to_string()).collect()).collect(),
         }
@@ -327,7 +345,8 @@ mod tests {
             pkg("mawk", &["awk"], &[]),
             pkg("needs-awk", &[], &[&["awk"]]),
         ];
-        let installed = Installed { family: OsFamily::Debian, names: ["libc6", "iproute2", "sysvinit-utils"].map(String::from).into() };
+        let names = ["libc6", "iproute2", "sysvinit-utils"].map(String::from);
+        let installed = Installed { family: OsFamily::Debian, names: names.clone().into(), versions: names.iter().map(|n| (n.clone(), "1".into())).collect() };
         let names = |v: Vec<&PkgFile>| v.into_iter().map(|f| f.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(closure(&files, &["keepalived".into()], &installed).unwrap()), ["keepalived", "libnl-3-200"]);
         assert_eq!(names(closure(&files, &["nginx".into()], &installed).unwrap()), ["nginx", "nginx-common", "libssl3"]);

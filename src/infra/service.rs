@@ -79,7 +79,9 @@ pub fn apply(name: &str, hash: &str, require: &[PathBuf], validate: &[String], r
     let active = is("is-active", name);
     let what = if active && applied.trim() == hash {
         "already running with this configuration"
-    } else if active && !restart {
+    } else if active && !restart && !applied.trim().is_empty() {
+        // a reload keeps connections (and keepalived's VRRP state); the first configuration under airgap
+        // replaces the package's default one with a restart, whose failure systemd reports
         systemctl_ok(&["reload-or-restart", name])?;
         "reloaded with the new configuration"
     } else {
