@@ -6,3 +6,4 @@ mod registry;
 mod bundle;
 mod manifest;
 mod build;
+mod infra;
