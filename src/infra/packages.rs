@@ -361,6 +361,21 @@ mod tests {
     }
 
     #[test]
+    fn closure_upgrades_an_installed_package_when_the_bundle_carries_another_version() {
+        // apt put perl-base in the closure because libperl needs exactly the bundle's version
+        let mut perl = pkg("perl-base", &[], &[]);
+        perl.version = "5.36.0-7+deb12u4".into();
+        let files = vec![pkg("libperl5.36", &[], &[&["perl-base"]]), perl];
+        let installed = Installed {
+            family: OsFamily::Debian,
+            names: ["perl-base".to_string()].into(),
+            versions: [("perl-base".to_string(), "5.36.0-7+deb12u1".to_string())].into(),
+        };
+        let got: Vec<String> = closure(&files, &["libperl5.36".into()], &installed).unwrap().into_iter().map(|f| f.name.clone()).collect();
+        assert_eq!(got, ["libperl5.36", "perl-base"]);
+    }
+
+    #[test]
     fn deb_dependency_fields_parse() {
         assert_eq!(
             parse_deb_list("libc6 (>= 2.34), libssl3 (>= 3.0.0) | libssl1.1, python3:any"),

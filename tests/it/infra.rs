@@ -291,7 +291,12 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
         } else {
             lab.wait_holder(&wvip, "worker2", Duration::from_secs(10))
         };
-        std::thread::sleep(Duration::from_secs(2));
+        let t1 = Instant::now();
+        while !registry_answers(&wvip) {
+            assert!(t1.elapsed() < Duration::from_secs(15), "the registry does not answer on {wvip} 15 s after {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(1));
         let out = pull_on_master3(&lab, &app, &format!("w{k}"));
         assert!(out.contains(refs[1].1.as_str()), "pull after {what}: {out}");
         let (outage, oks, fails) = probe.finish();
@@ -336,9 +341,15 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
                 lab.wait_holder(&mvip, "master2", Duration::from_secs(10));
             }
         }
-        std::thread::sleep(Duration::from_secs(2));
-        let answer = apiserver_answer(&lb);
-        assert!(answer.is_some(), "no live master through {lb} after {what}");
+        // new connections succeed again (a crashed keepalived takes ~3.5 s to be noticed by the backups)
+        let t1 = Instant::now();
+        let mut answer = None;
+        while answer.is_none() && t1.elapsed() < Duration::from_secs(15) {
+            answer = apiserver_answer(&lb);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(answer.is_some(), "no live master through {lb} within 15 s after {what}");
+        std::thread::sleep(Duration::from_secs(1));
         let (outage, oks, fails) = probe.finish();
         report.push(format!("masters' VIP, {what}: new connections answered by {}, longest outage {outage:.2?} ({oks} ok, {fails} failed)", answer.unwrap()));
         if fix_it == "LINK-UP" {
