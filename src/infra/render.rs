@@ -119,8 +119,6 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
             virtual_router_id => vrid,
             priority => priority,
             state => state,
-            // a failed check must put this node below the lowest healthy backup (priorities are 10 apart)
-            check_weight => 10 * group.len(),
             auth_pass => Site::vrrp_pass(vip, vrid),
             airgap_bin => site.airgap_bin,
             lb_port => LB_PORT,

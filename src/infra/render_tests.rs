@@ -98,23 +98,19 @@ fn keepalived_workers_renders_and_passes_keepalived_t() {
 }
 
 #[test]
-fn vrrp_priorities_let_a_failed_holder_fall_below_every_backup() {
+fn vrrp_priorities_put_the_first_node_first_and_failed_checks_fault_the_instance() {
     let site = example_site();
     for (role, group) in [(VipRole::Masters, &site.masters), (VipRole::Workers, &site.registry_workers)] {
         let mut prios = vec![];
-        let mut weight = 0;
         for p in group {
             let conf = file(&keepalived(&site, &p.name, role).unwrap(), KEEPALIVED_CONF).content.clone();
-            let num = |key: &str| -> i32 {
-                let line = conf.lines().map(str::trim).find(|l| l.starts_with(key)).unwrap();
-                line.split_whitespace().nth(1).unwrap().parse().unwrap()
-            };
-            prios.push(num("priority "));
-            weight = num("weight ");
+            let line = conf.lines().map(str::trim).find(|l| l.starts_with("priority ")).unwrap();
+            prios.push(line.split_whitespace().nth(1).unwrap().parse::<u32>().unwrap());
+            // no weight: a failing check puts the instance in FAULT, which releases the VIP at once
+            assert!(!conf.lines().any(|l| l.trim().starts_with("weight")), "{conf}");
+            assert_eq!(conf.contains("state MASTER"), p.name == group[0].name);
         }
-        let lowest_backup = *prios.iter().min().unwrap();
-        assert!(prios[0] + weight < lowest_backup, "{prios:?} weight {weight}");
-        assert!(lowest_backup + weight >= 1);
+        assert!(prios.windows(2).all(|w| w[0] > w[1]), "{prios:?}");
     }
 }
 
