@@ -10,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;
+pub mod infra;
 pub mod inventory;
 pub mod manifest;
 pub mod oci;

@@ -16,6 +16,10 @@ pub struct Args {
     /// The bundle (`.tar.zst`, or the base name / any `.NNN` part of a split bundle). Needed by distribute.
     #[arg(long, value_name = "BUNDLE")]
     pub bundle: Option<PathBuf>,
+    /// The bundle signers' public key (minisign `.pub`): the nodes verify the bundle with it before loading
+    /// images or installing packages (runtime, registry, apiserver-lb, nginx).
+    #[arg(long, value_name = "KEY.pub", env = "AIRGAP_PUBKEY")]
+    pub pubkey: Option<PathBuf>,
     /// Start at this step (the earlier ones are not looked at).
     #[arg(long, value_name = "STEP")]
     pub from: Option<String>,
@@ -108,6 +112,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         }
         (None, false) => None,
     };
+    let pubkey = args.pubkey.clone().map(LocalFile::hash).transpose().context("failed to read --pubkey")?;
     let state_dir = args.dirs.state_dir(&inv);
     fs_err::create_dir_all(&state_dir)
         .with_context(|| "failed to create the state dir")
@@ -141,12 +146,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         .collect();
     engine::bootstrap(&mut conns, &binary, &progress);
     let warn = |w: &str| progress.warn(w);
-    let ctx = Ctx {
-        inv: &inv,
-        bundle: bundle.as_deref(),
-        binary: Some(&binary),
-        warn: &warn,
-    };
+    let ctx = Ctx { inv: &inv, bundle: bundle.as_deref(), binary: Some(&binary), pubkey: pubkey.as_ref(), warn: &warn };
     let result = engine::run(&ctx, &steps, &conns, &journal, &progress, args.dry_run);
     for c in &conns {
         c.t.close();

@@ -3,6 +3,7 @@
 
 use crate::digest::Digest;
 use crate::output::Output;
+use crate::infra::{checks, packages, service};
 use crate::steps::{facts, node_ops};
 use anyhow::{Context, Result};
 use std::io::Read;
@@ -71,6 +72,60 @@ pub enum NodeCommand {
         #[arg(long)]
         check: bool,
         modules: Vec<String>,
+    },
+    /// Exit 0 when something accepts TCP connections on ADDR (keepalived's check of haproxy).
+    CheckTcp {
+        addr: String,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Keep trying for this long before failing.
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
+    },
+    /// Exit 0 when an HTTP GET of URL answers 2xx or 401 (keepalived's check of the registry).
+    CheckHttp {
+        url: String,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
+    },
+    /// Install OS packages (and the dependencies the node lacks) offline from the bundle's packages.
+    Packages {
+        /// Package names, comma-separated; `a|b` takes the first alternative the OS has.
+        #[arg(long, value_delimiter = ',', required = true)]
+        install: Vec<String>,
+        #[arg(long, required_unless_present = "check")]
+        bundle: Option<PathBuf>,
+        #[arg(long, required_unless_present = "check")]
+        pubkey: Option<PathBuf>,
+        #[arg(long)]
+        check: bool,
+    },
+    /// Enable and start a systemd service; reload/restart it when its configuration hash changed.
+    Service {
+        name: String,
+        /// sha256 of the service's configuration files as the step rendered them.
+        #[arg(long)]
+        hash: String,
+        #[arg(long)]
+        check: bool,
+        /// Restart (not reload) on a configuration change.
+        #[arg(long)]
+        restart: bool,
+        /// Files that must exist before starting.
+        #[arg(long)]
+        require: Vec<PathBuf>,
+        /// The daemon's own configuration check, run before (re)starting: `-- haproxy -c -f FILE`.
+        #[arg(last = true)]
+        validate: Vec<String>,
+    },
+    /// Exit 0 when the registry store holds the bundle's images (loaded by `airgap load`).
+    RegistryLoaded {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        bundle: PathBuf,
     },
     /// Apply a sysctl.d file (like `sysctl -p FILE`), or check that its values are in effect.
     Sysctl {
@@ -171,6 +226,53 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                     differs(&missing.join("; "));
                 }
                 anyhow::bail!("{}", missing.join("; "));
+            }
+        }
+        NodeCommand::CheckTcp { addr, timeout_ms, wait_secs } => {
+            let t = std::time::Duration::from_millis(timeout_ms);
+            if let Err(e) = checks::wait_for(std::time::Duration::from_secs(wait_secs), || checks::check_tcp(&addr, t)) {
+                differs(&format!("{e:#}"));
+            }
+        }
+        NodeCommand::CheckHttp { url, timeout_ms, wait_secs } => {
+            let t = std::time::Duration::from_millis(timeout_ms);
+            if let Err(e) = checks::wait_for(std::time::Duration::from_secs(wait_secs), || checks::check_http(&url, t).map(|_| ())) {
+                differs(&format!("{e:#}"));
+            }
+        }
+        NodeCommand::Packages { install, bundle, pubkey, check } => {
+            let (family, _) = packages::os_tags();
+            let missing = packages::missing(family, &install)?;
+            if check {
+                if !missing.is_empty() {
+                    differs(&format!("not installed: {}", missing.join(", ")));
+                }
+            } else if !missing.is_empty() {
+                let (Some(bundle), Some(pubkey)) = (bundle, pubkey) else { anyhow::bail!("--bundle and --pubkey are needed to install") };
+                let dir = packages::extract(&bundle, &pubkey, std::path::Path::new(packages::PACKAGES_DIR))?;
+                let done = packages::install(&dir, family, &install)?;
+                println!("installed {}", done.join(" "));
+            }
+        }
+        NodeCommand::Service { name, hash, check, restart, require, validate } => {
+            if check {
+                let why = service::check(&name, &hash);
+                if !why.is_empty() {
+                    differs(&why.join("; "));
+                }
+            } else {
+                println!("{}", service::apply(&name, &hash, &require, &validate, restart)?);
+            }
+        }
+        NodeCommand::RegistryLoaded { store, bundle } => {
+            let source = crate::bundle::source::BundleSource::open(&bundle)?;
+            let root = crate::bundle::read::read_root(&source)?;
+            let loaded = crate::registry::store::Store::open(&store)
+                .and_then(|s| s.catalog())
+                .map(|c| c.bundles.iter().any(|b| b.sha256sums == root.sha256sums))
+                .unwrap_or(false);
+            if !loaded {
+                differs(&format!("the registry store {} does not hold bundle {}-{}", store.display(), root.name, root.version));
             }
         }
         NodeCommand::Sysctl { file, check } => match node_ops::sysctl_file(&file, !check) {

@@ -11,14 +11,19 @@
 //! commands + checks cannot express. Add it to [`all_steps`] in order.
 
 pub mod actions;
+pub mod apiserver_lb;
 pub mod distribute;
 pub mod engine;
 pub mod facts;
+pub mod infra_common;
 pub mod journal;
+pub mod nginx;
 pub mod node_ops;
 pub mod os_prepare;
 pub mod preflight;
+pub mod registry;
 pub mod render;
+pub mod runtime;
 
 use crate::digest::Digest;
 use crate::inventory::{Inventory, Node};
@@ -101,6 +106,9 @@ pub struct Ctx<'a> {
     pub bundle: Option<&'a [LocalFile]>,
     /// This airgap binary (copied to every node); `None` in `plan` when hashing is not wanted.
     pub binary: Option<&'a LocalFile>,
+    /// The public key the bundle must be signed with (`--pubkey`): the nodes verify the bundle with it before
+    /// loading its images or installing its packages.
+    pub pubkey: Option<&'a LocalFile>,
     /// Warnings found by a step (printed on stderr and logged).
     pub warn: &'a (dyn Fn(&str) + Sync),
 }
@@ -164,6 +172,10 @@ pub fn all_steps() -> Vec<Box<dyn Step>> {
         Box::new(preflight::Preflight),
         Box::new(os_prepare::OsPrepare),
         Box::new(distribute::Distribute),
+        Box::new(runtime::Runtime),
+        Box::new(registry::Registry),
+        Box::new(apiserver_lb::ApiserverLb),
+        Box::new(nginx::Nginx),
     ]
 }
 

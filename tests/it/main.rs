@@ -1,11 +1,11 @@
 //! The one integration test binary: real daemons and stock tools, started by the harness in `support`.
 
 mod support;
-
 mod build;
 mod bundle;
 mod fault;
 mod harness;
+mod infra;
 mod inventory;
 mod lab;
 mod manifest;

@@ -1,0 +1,105 @@
+//! Node-local health checks run by keepalived's `vrrp_script`s and by the steps' verification
+//! (`airgap node check-tcp ADDR`, `airgap node check-http URL`): no curl, nc or shell needed on the node.
+
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .with_context(|| format!("bad address {addr:?}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to no address"))
+}
+
+/// Something accepts TCP connections on `addr` within `timeout`.
+pub fn check_tcp(addr: &str, timeout: Duration) -> Result<()> {
+    let sa = resolve(addr)?;
+    TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("nothing accepts connections on {addr}"))?;
+    Ok(())
+}
+
+/// An HTTP GET of `url` (plain `http://HOST:PORT/PATH`) answers 2xx or 401 (a registry asking for
+/// credentials is alive) within `timeout`. Returns the status code.
+pub fn check_http(url: &str, timeout: Duration) -> Result<u16> {
+    let rest = url.strip_prefix("http://").with_context(|| format!("{url}: only http:// URLs are checked"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let hostport_full = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+    let deadline = Instant::now() + timeout;
+    let sa = resolve(&hostport_full)?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("nothing accepts connections on {hostport_full}"))?;
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+    s.set_read_timeout(Some(left))?;
+    s.set_write_timeout(Some(left))?;
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: airgap-check\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .with_context(|| format!("failed to send the request to {url}"))?;
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        let k = s.read(&mut head[n..]).with_context(|| format!("no answer from {url}"))?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    let line = String::from_utf8_lossy(&head[..n]);
+    let code: u16 = line
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{url} did not answer HTTP ({:?})", line.lines().next().unwrap_or("")))?;
+    if (200..300).contains(&code) || code == 401 {
+        Ok(code)
+    } else {
+        bail!("{url} answered HTTP {code}")
+    }
+}
+
+/// Run `check` until it succeeds or `wait` passes (then its last error).
+pub fn wait_for(wait: Duration, mut check: impl FnMut() -> Result<()>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() >= wait => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn tcp_and_http_checks_see_real_listeners() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        check_tcp(&addr, Duration::from_secs(1)).unwrap();
+        let answers = ["HTTP/1.1 200 OK\r\n\r\n{}", "HTTP/1.1 401 Unauthorized\r\n\r\n", "HTTP/1.0 503 Busy\r\n\r\n"];
+        let t = std::thread::spawn(move || {
+            drop(l.accept().unwrap()); // check_tcp's connection
+            for a in answers {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = [0u8; 512];
+                let _ = c.read(&mut buf).unwrap();
+                assert!(String::from_utf8_lossy(&buf).starts_with("GET /v2/ HTTP/1.0"));
+                c.write_all(a.as_bytes()).unwrap();
+            }
+        });
+        let url = format!("http://{addr}/v2/");
+        assert_eq!(check_http(&url, Duration::from_secs(2)).unwrap(), 200);
+        assert_eq!(check_http(&url, Duration::from_secs(2)).unwrap(), 401);
+        assert!(check_http(&url, Duration::from_secs(2)).unwrap_err().to_string().contains("503"));
+        t.join().unwrap();
+        // nothing listens on port 1
+        assert!(check_tcp("127.0.0.1:1", Duration::from_millis(300)).is_err());
+        assert!(check_http("http://127.0.0.1:1/v2/", Duration::from_millis(300)).is_err());
+    }
+}

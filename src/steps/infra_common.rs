@@ -1,0 +1,183 @@
+//! What the infrastructure steps (runtime, registry, apiserver-lb, nginx) share: the [`Site`] built from the
+//! inventory and the bundle, the bundle + public key on the node, offline package installation, config
+//! files, and systemd services restarted only when their configuration changed.
+
+use super::{node_cmd, Action, Ctx, REMOTE_BUNDLE_DIR};
+use crate::digest::Digest;
+use crate::error::HintExt;
+use crate::infra::{FileSpec, Peer, Site, AIRGAP_BIN};
+use crate::inventory::Node;
+use anyhow::{anyhow, Context, Result};
+
+/// Where the bundle signers' public key goes on the nodes.
+pub const REMOTE_PUBKEY: &str = "/opt/airgap/bundle.pub";
+pub const MASTERS_VRID: u8 = 51;
+pub const WORKERS_VRID: u8 = 52;
+
+fn peer(n: &Node) -> Result<Peer> {
+    let interface = n
+        .interface
+        .clone()
+        .ok_or_else(|| anyhow!("{} has no network interface in the inventory, and keepalived needs it", n.name))
+        .hint("set `interface:` (e.g. eth0, ens192) on every master and on the first two workers")?;
+    Ok(Peer { name: n.name.clone(), ip: n.address, interface })
+}
+
+/// The upstream host of an image reference, as containerd names its hosts.toml directory.
+pub fn reference_host(reference: &str) -> String {
+    let first = reference.split('/').next().unwrap_or("");
+    if reference.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
+        first.to_string()
+    } else {
+        "docker.io".to_string()
+    }
+}
+
+/// The sandbox image of the bundle (`.../pause:TAG`) as a path in the site registry: `pause:TAG`.
+fn pause_image(references: &[String]) -> Option<String> {
+    references.iter().find_map(|r| {
+        let no_digest = r.split('@').next().unwrap_or(r);
+        let path = if reference_host(r) == "docker.io" && !r.starts_with("docker.io/") {
+            no_digest.to_string()
+        } else {
+            no_digest.split_once('/').map(|(_, p)| p.to_string()).unwrap_or_default()
+        };
+        let (repo, _tag) = path.rsplit_once(':')?;
+        (repo == "pause" || repo.ends_with("/pause")).then_some(path)
+    })
+}
+
+/// The site as the infrastructure templates see it.
+pub fn site(ctx: &Ctx) -> Result<Site> {
+    let masters = ctx.inv.masters().map(peer).collect::<Result<Vec<_>>>()?;
+    let registry_workers = ctx.inv.workers().take(2).map(peer).collect::<Result<Vec<_>>>()?;
+    let root = bundle_root(ctx)?;
+    let references: Vec<String> = root.images.iter().map(|i| i.reference.clone()).collect();
+    let mut upstream_hosts: Vec<String> = references.iter().map(|r| reference_host(r)).collect();
+    upstream_hosts.extend(["registry.k8s.io", "docker.io", "ghcr.io", "quay.io"].map(String::from));
+    upstream_hosts.sort();
+    upstream_hosts.dedup();
+    let site = Site {
+        masters,
+        registry_workers,
+        masters_vip: ctx.inv.vips.masters,
+        workers_vip: ctx.inv.vips.workers,
+        vip_prefix: ctx.inv.network.node_subnet.prefix_len(),
+        masters_vrid: MASTERS_VRID,
+        workers_vrid: WORKERS_VRID,
+        upstream_hosts,
+        pause_image: pause_image(&references).unwrap_or_else(|| "pause:3.10".into()),
+        snapshotter: "overlayfs".into(),
+        airgap_bin: AIRGAP_BIN.into(),
+    };
+    site.validate()?;
+    Ok(site)
+}
+
+/// The bundle's root document (the first entry; trusted only after the nodes' verified reads).
+pub fn bundle_root(ctx: &Ctx) -> Result<crate::bundle::format::RootDoc> {
+    let files = ctx
+        .bundle
+        .ok_or_else(|| anyhow!("this step needs the bundle"))
+        .hint("pass --bundle PATH and --pubkey KEY.pub")?;
+    let first = files.first().context("the bundle has no file")?;
+    let source = crate::bundle::source::BundleSource::open(&first.path)?;
+    crate::bundle::read::read_root(&source)
+}
+
+/// The bundle (all its files) and the public key on the node; returns the node's bundle path.
+pub fn bundle_on_node(ctx: &Ctx, actions: &mut Vec<Action>) -> Result<String> {
+    let files = ctx.bundle.ok_or_else(|| anyhow!("this step needs the bundle")).hint("pass --bundle PATH and --pubkey KEY.pub")?;
+    let pubkey = ctx.pubkey.ok_or_else(|| anyhow!("this step needs the bundle's public key")).hint("pass --pubkey KEY.pub")?;
+    for f in files {
+        actions.push(Action::Copy {
+            local: f.path.display().to_string(),
+            remote: format!("{REMOTE_BUNDLE_DIR}/{}", f.file_name()),
+            mode: 0o644,
+            sha256: Some(f.sha256.clone()),
+            size: Some(f.size),
+        });
+    }
+    actions.push(Action::Copy {
+        local: pubkey.path.display().to_string(),
+        remote: REMOTE_PUBKEY.into(),
+        mode: 0o644,
+        sha256: Some(pubkey.sha256.clone()),
+        size: Some(pubkey.size),
+    });
+    let first = files.first().context("the bundle has no file")?;
+    Ok(format!("{REMOTE_BUNDLE_DIR}/{}", first.file_name()))
+}
+
+/// Install OS packages offline from the bundle (`a|b`: the first the node's OS has).
+pub fn packages(bundle: &str, wanted: &[&str]) -> Action {
+    let list = wanted.join(",");
+    Action::Command {
+        argv: node_cmd(&["packages", "--install", &list, "--bundle", bundle, "--pubkey", REMOTE_PUBKEY]),
+        check: Some(node_cmd(&["packages", "--install", &list, "--check"])),
+        why: format!("install {} from the bundle's OS packages (offline)", wanted.join(", ")),
+    }
+}
+
+pub fn files(specs: &[FileSpec]) -> Vec<Action> {
+    specs
+        .iter()
+        .map(|f| Action::File { path: f.path.clone(), mode: f.mode, content: f.content.clone(), block: None })
+        .collect()
+}
+
+/// Hash of a service's configuration: changes exactly when one of its files changes.
+pub fn config_hash(specs: &[FileSpec]) -> String {
+    let mut s = String::new();
+    for f in specs {
+        s.push_str(&format!("{}\0{:o}\0{}\0", f.path, f.mode, f.content));
+    }
+    Digest::of_bytes(s.as_bytes()).hex().to_string()
+}
+
+/// The service enabled and running with this configuration (validated by `validate` before a restart).
+pub fn service(name: &str, specs: &[FileSpec], require: &[&str], validate: &[&str], restart: bool) -> Action {
+    let hash = config_hash(specs);
+    let mut argv = node_cmd(&["service", name, "--hash", &hash]);
+    if restart {
+        argv.push("--restart".into());
+    }
+    for r in require {
+        argv.extend(["--require".to_string(), r.to_string()]);
+    }
+    if !validate.is_empty() {
+        argv.push("--".into());
+        argv.extend(validate.iter().map(|s| s.to_string()));
+    }
+    Action::Command {
+        argv,
+        check: Some(node_cmd(&["service", name, "--hash", &hash, "--check"])),
+        why: format!("{name} enabled and running with its current configuration"),
+    }
+}
+
+/// The daemon answers (the step is done only then).
+pub fn answers(what: &str, kind: &str, target: &str) -> Action {
+    Action::Command {
+        argv: node_cmd(&[kind, target, "--wait-secs", "20"]),
+        check: Some(node_cmd(&[kind, target])),
+        why: format!("{what} answers on {target}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_pause_come_from_references() {
+        assert_eq!(reference_host("registry.k8s.io/pause:3.10"), "registry.k8s.io");
+        assert_eq!(reference_host("nginx:1.25"), "docker.io");
+        assert_eq!(reference_host("library/nginx:1.25"), "docker.io");
+        assert_eq!(reference_host("127.0.0.1:5001/test/app:v1"), "127.0.0.1:5001");
+        let refs = ["docker.io/library/nginx:1".to_string(), "registry.k8s.io/pause:3.10".into()];
+        assert_eq!(pause_image(&refs).unwrap(), "pause:3.10");
+        assert_eq!(pause_image(&["127.0.0.1:5001/airgap/pause:3.9".to_string()]).unwrap(), "airgap/pause:3.9");
+        assert_eq!(pause_image(&["nginx:1".to_string()]), None);
+    }
+}

@@ -1,0 +1,35 @@
+//! nginx: on worker1/worker2 (behind the workers' VIP), forwards :80 and :443 to the ingress controller on
+//! the masters (upstreams from the inventory), TLS passed through.
+
+use super::infra_common as c;
+use super::{Action, Ctx, Step};
+use crate::infra::render::{self, NginxLayout, NginxPorts};
+use crate::infra::OsFamily;
+use crate::inventory::Node;
+use anyhow::Result;
+
+pub struct Nginx;
+
+impl Step for Nginx {
+    fn name(&self) -> &'static str {
+        "nginx"
+    }
+    fn summary(&self) -> &'static str {
+        "nginx on worker1/worker2 forwarding :80/:443 of the workers' VIP to the ingress on the masters"
+    }
+    fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
+        ctx.inv.workers().take(2).any(|w| w.name == node.name)
+    }
+    fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
+        let site = c::site(ctx)?;
+        let mut v = Vec::new();
+        let bundle = c::bundle_on_node(ctx, &mut v)?;
+        v.push(c::packages(&bundle, &["nginx", "libnginx-mod-stream|nginx-mod-stream"]));
+        // Debian layout (www-data, modules-enabled); RHEL-family nodes: NginxLayout::for_os(OsFamily::Rhel)
+        let specs = render::nginx(&site, &node.name, &NginxLayout::for_os(OsFamily::Debian), NginxPorts::default())?;
+        v.extend(c::files(&specs));
+        v.push(c::service("nginx", &specs, &[render::NGINX_CONF], &["nginx", "-t", "-q", "-c", render::NGINX_CONF], false));
+        v.push(c::answers("nginx", "check-tcp", "127.0.0.1:80"));
+        Ok(v)
+    }
+}

@@ -1,0 +1,371 @@
+//! Site infrastructure in the multi-host lab (scripts/lab.sh: systemd-nspawn nodes master1-3, worker1-2 on one
+//! bridge, with real sshd and systemd, and NO keepalived, haproxy, nginx or containerd in their rootfs).
+//!
+//! The bundle is built by `airgap build` itself: the Debian packages (and their closure against the lab's
+//! rootfs, from scripts/deb-closure.sh) come from the mirror of this machine's apt configuration, the images
+//! from a local docker-registry. `airgap install` then installs everything offline, and the test proves:
+//! the daemons accept their configs, containerd pulls through hosts.toml from the workers' VIP, both VIPs
+//! move on registry/haproxy stop, keepalived crash and link cut (outages measured), and a second install
+//! changes nothing.
+
+use crate::support::registry::{Mode, Registry};
+use crate::support::{airgap_bin, images, require_tool, run_ok};
+use std::net::TcpStream;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Lab {
+    id: String,
+    net: String,
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let n = std::process::id() % 200;
+        let lab = Lab {
+            id: format!("ai{}", n % 100),
+            net: format!("10.{}.{}", 120 + n / 100, n % 100 + 1),
+            dir: PathBuf::from(format!("/var/tmp/airgap-lab-infra-{}", std::process::id())),
+        };
+        let out = lab.script(&["up", "5"]);
+        assert!(out.status.success(), "lab up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        lab
+    }
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(format!("{REPO}/scripts/lab.sh"))
+            .args(args)
+            .env("LAB_ID", &self.id)
+            .env("LAB_NET", &self.net)
+            .env("LAB_DIR", &self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+    fn ip(&self, node: &str) -> String {
+        let i = ["master1", "master2", "master3", "worker1", "worker2"].iter().position(|n| *n == node).unwrap();
+        format!("{}.{}", self.net, 11 + i)
+    }
+    fn vip(&self, which: &str) -> String {
+        format!("{}.{}", self.net, if which == "masters" { 100 } else { 200 })
+    }
+    /// Run a shell command on a node over SSH.
+    fn sh(&self, node: &str, cmd: &str) -> Output {
+        Command::new("ssh")
+            .args(["-i", &format!("{}/id_lab", self.dir.display())])
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"])
+            .arg(format!("root@{}", self.ip(node)))
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+    fn sh_ok(&self, node: &str, cmd: &str) -> String {
+        let out = self.sh(node, cmd);
+        assert!(out.status.success(), "{node}: `{cmd}` failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn netns(&self, node: &str) -> String {
+        format!("/run/netns/{}-{node}", self.id)
+    }
+    /// Which nodes have `vip` on eth0 (read from the nodes' network namespaces, not over the VIP).
+    fn holders(&self, vip: &str) -> Vec<&'static str> {
+        ["master1", "master2", "master3", "worker1", "worker2"]
+            .into_iter()
+            .filter(|n| {
+                let out = Command::new("ip").args(["-n", &format!("{}-{n}", self.id), "-br", "addr", "show", "eth0"]).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).split_whitespace().any(|a| a == format!("{vip}/{}", 24))
+            })
+            .collect()
+    }
+    fn wait_holder(&self, vip: &str, node: &str, within: Duration) -> Duration {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if self.holders(vip) == [node] {
+                return t0.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{vip} is on {:?}, not only on {node}, after {within:?}", self.holders(vip));
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.script(&["down"]);
+        let _ = fs_err::remove_dir_all(&self.dir);
+    }
+}
+
+/// Probe `check` every 50 ms in a thread until stopped; returns the longest run of failures.
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(Duration, usize, usize)>,
+}
+
+impl Probe {
+    fn start(check: impl Fn() -> bool + Send + 'static) -> Probe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut longest, mut ok, mut failed) = (Duration::ZERO, 0, 0);
+            let mut last_ok = Instant::now();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if check() {
+                    ok += 1;
+                    last_ok = Instant::now();
+                } else {
+                    failed += 1;
+                    longest = longest.max(last_ok.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (longest, ok, failed)
+        });
+        Probe { stop, handle }
+    }
+    fn finish(self) -> (Duration, usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+fn airgap(args: &[&str]) -> Output {
+    Command::new(airgap_bin()).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A stand-in apiserver on a master's :6443 (test fixture, in the node's network namespace): answers its name.
+fn stand_in_apiserver(lab: &Lab, node: &str) -> crate::support::ChildGuard {
+    let py = format!(
+        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 6443)); s.listen(64)\nwhile True:\n  c,_=s.accept(); c.sendall(b'{node}\\n'); c.close()\n"
+    );
+    let child: Child = Command::new("nsenter")
+        .arg(format!("--net={}", lab.netns(node)))
+        .args(["python3", "-c", &py])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::ChildGuard(child)
+}
+
+fn apiserver_answer(addr: &str) -> Option<String> {
+    let sa = addr.parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let name = buf.trim().to_string();
+    name.starts_with("master").then_some(name)
+}
+
+fn registry_answers(vip: &str) -> bool {
+    airgap::infra::checks::check_http(&format!("http://{vip}:5000/v2/"), Duration::from_millis(300)).is_ok()
+}
+
+/// Pull `reference` on master3 with containerd through its hosts.toml (in a fresh namespace: a real fetch).
+fn pull_on_master3(lab: &Lab, reference: &str, ns: &str) -> String {
+    let out = lab.sh_ok(
+        "master3",
+        &format!("ctr -n {ns} images pull --hosts-dir /etc/containerd/certs.d --snapshotter native {reference} >/dev/null && ctr -n {ns} images ls -q; ctr -n {ns} images ls | awk 'NR>1 {{print $3}}'"),
+    );
+    out
+}
+
+#[test]
+fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
+    for t in ["systemd-nspawn", "debootstrap", "ssh", "skopeo", "docker-registry", "nsenter", "python3", "apt-get"] {
+        require_tool(t);
+    }
+    assert!(nix::unistd::geteuid().is_root(), "the lab needs root");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    // images in a local docker-registry: the bundle's "upstream" (unreachable from the nodes, on purpose)
+    let upstream = Registry::start(Mode::Plain);
+    let mut refs = vec![];
+    for (i, path) in ["airgap/pause:3.10", "airgap/app:v1"].iter().enumerate() {
+        let made = images::make_image(&w.join("layout"), &format!("t{i}"), &images::ImageSpec::single(40 + i as u64));
+        let dest = format!("{}/{path}", upstream.addr);
+        run_ok(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:t{i}", w.join("layout").display())).arg(format!("docker://{dest}")));
+        refs.push((dest, made.digest.to_string()));
+    }
+
+    let lab = Lab::up();
+    let rootfs = Path::new("/var/cache/airgap-lab/rootfs-bookworm");
+    for daemon in ["usr/sbin/keepalived", "usr/sbin/haproxy", "usr/sbin/nginx", "usr/bin/containerd"] {
+        assert!(!rootfs.join(daemon).exists(), "the lab rootfs must not contain {daemon}");
+    }
+
+    // the manifest: packages = closure against the lab rootfs, from this machine's apt mirror
+    let closure = run_ok(Command::new("bash").arg(format!("{REPO}/scripts/deb-closure.sh")).arg("--rootfs").arg(rootfs).args([
+        "keepalived", "haproxy", "nginx", "libnginx-mod-stream", "containerd", "runc",
+    ]));
+    let mut manifest = String::from("name: infra-lab\nversion: 1.0.0\nimages:\n");
+    for (r, _) in &refs {
+        manifest.push_str(&format!("  - {r}\n"));
+    }
+    manifest.push_str(&String::from_utf8_lossy(&closure.stdout));
+    fs_err::write(w.join("manifest.yaml"), &manifest).unwrap();
+    ok(&airgap(&["keygen", "--out-dir", w.join("keys").to_str().unwrap()]));
+    ok(&airgap(&[
+        "build", w.join("manifest.yaml").to_str().unwrap(), "--out", w.join("out").to_str().unwrap(),
+        "--key", w.join("keys/airgap.key").to_str().unwrap(), "--insecure-registry", &upstream.addr,
+        "--cache-dir", w.join("cache").to_str().unwrap(),
+    ]));
+    let bundle = w.join("out/infra-lab-1.0.0.tar.zst");
+
+    // the lab's inventory, with the interface keepalived needs
+    let inv = String::from_utf8_lossy(&lab.script(&["inventory"]).stdout).replace("    role: master\n", "    role: master\n    interface: eth0\n").replace("    role: worker\n", "    role: worker\n    interface: eth0\n");
+    fs_err::write(w.join("site.yaml"), inv).unwrap();
+    let install = |only: &str| {
+        airgap(&[
+            "install", "-i", w.join("site.yaml").to_str().unwrap(), "--bundle", bundle.to_str().unwrap(),
+            "--pubkey", w.join("keys/airgap.pub").to_str().unwrap(), "--only", only,
+            "--state-dir", w.join("state").to_str().unwrap(), "--log-dir", w.join("log").to_str().unwrap(),
+        ])
+    };
+    let t0 = Instant::now();
+    ok(&install("preflight,os-prepare,distribute"));
+    let first = ok(&install("runtime,registry,apiserver-lb,nginx"));
+    eprintln!("infra install took {:?}:\n{first}", t0.elapsed());
+
+    // every rendered config passes the daemon's own check, on the nodes
+    for m in ["master1", "master2", "master3"] {
+        lab.sh_ok(m, "test -s /etc/keepalived/keepalived.conf && keepalived -t -f /etc/keepalived/keepalived.conf && haproxy -c -q -f /etc/haproxy/haproxy.cfg");
+    }
+    for wk in ["worker1", "worker2"] {
+        lab.sh_ok(wk, "test -s /etc/keepalived/keepalived.conf && keepalived -t -f /etc/keepalived/keepalived.conf && nginx -t -q -c /etc/nginx/nginx.conf");
+    }
+    let (mvip, wvip) = (lab.vip("masters"), lab.vip("workers"));
+    assert_eq!(lab.holders(&wvip), ["worker1"]);
+    assert_eq!(lab.holders(&mvip), ["master1"]);
+
+    // containerd pulls every bundle image through hosts.toml from the workers' VIP (upstream unreachable)
+    for (i, (r, digest)) in refs.iter().enumerate() {
+        let out = pull_on_master3(&lab, r, &format!("p{i}"));
+        assert!(out.contains(digest.as_str()), "{r}: pulled {out}, expected {digest}");
+    }
+    let app = refs[1].0.clone();
+
+    // workers' VIP: registry stop, keepalived crash, link cut
+    let mut report = vec![];
+    let scenarios: [(&str, &str, &str); 3] = [
+        ("registry stopped on worker1", "systemctl stop airgap-registry", "systemctl start airgap-registry"),
+        ("keepalived killed (SIGKILL) on worker1", "systemctl kill -s KILL keepalived", ""),
+        ("worker1's link cut", "LINK-DOWN", "LINK-UP"),
+    ];
+    for (k, (what, break_it, fix_it)) in scenarios.iter().enumerate() {
+        let v = wvip.clone();
+        let probe = Probe::start(move || registry_answers(&v));
+        std::thread::sleep(Duration::from_millis(500));
+        let t = Instant::now();
+        if *break_it == "LINK-DOWN" {
+            run_ok(Command::new("ip").args(["-n", &format!("{}-worker1", lab.id), "link", "set", "eth0", "down"]));
+        } else {
+            lab.sh_ok("worker1", break_it);
+        }
+        // the VIP answers from worker2 (worker1 may keep a dead copy only while its link is down)
+        let moved = if *break_it == "LINK-DOWN" {
+            let t1 = Instant::now();
+            while !lab.holders(&wvip).contains(&"worker2") {
+                assert!(t1.elapsed() < Duration::from_secs(10), "the workers' VIP did not move");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            t1.elapsed()
+        } else if fix_it.is_empty() {
+            // systemd restarts the killed keepalived; the VIP may come back: just require no double holder
+            Duration::ZERO
+        } else {
+            lab.wait_holder(&wvip, "worker2", Duration::from_secs(10))
+        };
+        let t1 = Instant::now();
+        while !registry_answers(&wvip) {
+            assert!(t1.elapsed() < Duration::from_secs(15), "the registry does not answer on {wvip} 15 s after {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let out = pull_on_master3(&lab, &app, &format!("w{k}"));
+        assert!(out.contains(refs[1].1.as_str()), "pull after {what}: {out}");
+        let (outage, oks, fails) = probe.finish();
+        let _ = t;
+        report.push(format!("workers' VIP, {what}: VIP on worker2 after {moved:.2?}, longest /v2/ outage {outage:.2?} ({oks} ok, {fails} failed probes)"));
+        if *fix_it == "LINK-UP" {
+            run_ok(Command::new("ip").args(["-n", &format!("{}-worker1", lab.id), "link", "set", "eth0", "up"]));
+        } else if !fix_it.is_empty() {
+            lab.sh_ok("worker1", fix_it);
+        }
+        lab.wait_holder(&wvip, "worker1", Duration::from_secs(20));
+        assert!(lab.holders(&wvip).len() == 1);
+    }
+
+    // masters' VIP: stand-in apiservers, then haproxy stop, keepalived crash, link cut on master1
+    let _fixtures: Vec<_> = ["master1", "master2", "master3"].iter().map(|m| stand_in_apiserver(&lab, m)).collect();
+    let lb = format!("{mvip}:16443");
+    let t1 = Instant::now();
+    while apiserver_answer(&lb).is_none() {
+        assert!(t1.elapsed() < Duration::from_secs(10), "nothing answers through {lb}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scenarios: [(&str, &str, &str); 3] = [
+        ("haproxy stopped on master1", "systemctl stop haproxy", "systemctl start haproxy"),
+        ("keepalived killed (SIGKILL) on master1", "systemctl kill -s KILL keepalived", ""),
+        ("master1's link cut", "LINK-DOWN", "LINK-UP"),
+    ];
+    for (what, break_it, fix_it) in scenarios {
+        let l = lb.clone();
+        let probe = Probe::start(move || apiserver_answer(&l).is_some());
+        std::thread::sleep(Duration::from_millis(500));
+        if break_it == "LINK-DOWN" {
+            run_ok(Command::new("ip").args(["-n", &format!("{}-master1", lab.id), "link", "set", "eth0", "down"]));
+            let t1 = Instant::now();
+            while !lab.holders(&mvip).contains(&"master2") {
+                assert!(t1.elapsed() < Duration::from_secs(10), "the masters' VIP did not move");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            lab.sh_ok("master1", break_it);
+            if !fix_it.is_empty() {
+                lab.wait_holder(&mvip, "master2", Duration::from_secs(10));
+            }
+        }
+        // new connections succeed again (a crashed keepalived takes ~3.5 s to be noticed by the backups)
+        let t1 = Instant::now();
+        let mut answer = None;
+        while answer.is_none() && t1.elapsed() < Duration::from_secs(15) {
+            answer = apiserver_answer(&lb);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(answer.is_some(), "no live master through {lb} within 15 s after {what}");
+        std::thread::sleep(Duration::from_secs(1));
+        let (outage, oks, fails) = probe.finish();
+        report.push(format!("masters' VIP, {what}: new connections answered by {}, longest outage {outage:.2?} ({oks} ok, {fails} failed)", answer.unwrap()));
+        if fix_it == "LINK-UP" {
+            run_ok(Command::new("ip").args(["-n", &format!("{}-master1", lab.id), "link", "set", "eth0", "up"]));
+        } else if !fix_it.is_empty() {
+            lab.sh_ok("master1", fix_it);
+        }
+        lab.wait_holder(&mvip, "master1", Duration::from_secs(20));
+    }
+    for r in &report {
+        eprintln!("MEASURED {r}");
+    }
+    fs_err::write(format!("{REPO}/target/infra-failover.txt"), report.join("\n") + "\n").unwrap();
+
+    // install again: nothing to do anywhere
+    let again = ok(&install("runtime,registry,apiserver-lb,nginx"));
+    assert!(!again.contains(": done:"), "a second install changed something:\n{again}");
+    assert!(again.contains("0 node-steps applied") || again.contains("0 node-step applied"), "{again}");
+}
