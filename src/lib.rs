@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod fetch;
 pub mod fsutil;
 pub mod inventory;
 pub mod manifest;

@@ -1,5 +1,15 @@
+use crate::bundle::split::parse_size;
+use crate::bundle::write::{write_bundle_with_progress, WriteOptions};
+use crate::error::HintExt;
+use crate::fetch::lock::Lock;
+use crate::fetch::retry::RetryPolicy;
+use crate::fetch::{fetch, human, FetchOptions};
+use crate::oci::auth::Credentials;
 use crate::output::Output;
+use anyhow::{bail, Context};
 use std::path::PathBuf;
+
+const DEFAULT_AUTHFILE: &str = "~/.docker/config.json";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +31,7 @@ pub struct Args {
     #[arg(long = "ca-cert", value_name = "PEM")]
     pub ca_certs: Vec<PathBuf>,
     /// Docker-style auth file with registry credentials.
-    #[arg(long, default_value = "~/.docker/config.json")]
+    #[arg(long, default_value = DEFAULT_AUTHFILE)]
     pub authfile: String,
     /// Split the bundle into parts of at most SIZE bytes (`1M`, `700M`, `4G`, `fat32` = 4 GiB - 1).
     #[arg(long, value_name = "SIZE")]
@@ -35,8 +45,99 @@ pub struct Args {
     /// Parallel downloads.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
+    /// Attempts per download on transient failures (HTTP 429/5xx, resets, timeouts), with exponential backoff.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
 }
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("build is not implemented yet")
+/// `~/x` → `$HOME/x`.
+pub fn expand_tilde(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ if p == "~" => std::env::var_os("HOME").map_or_else(|| PathBuf::from(p), PathBuf::from),
+        _ => PathBuf::from(p),
+    }
+}
+
+pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let manifest = crate::manifest::load(&args.manifest)?;
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    if args.retries == 0 {
+        bail!("--retries must be at least 1 (it counts attempts)");
+    }
+    let split_size = args.split_size.as_deref().map(parse_size).transpose()?;
+    let password = args.password_file.as_deref().map(crate::sign::read_password_file).transpose()?;
+    let sk = crate::sign::load_secret_key(&args.key, password.as_deref())?;
+    let lock = args.lock.as_deref().map(Lock::load).transpose()?;
+    if let Some(l) = &lock {
+        if l.name != manifest.name {
+            out.warn(format!("the lock file is for bundle {:?}, the manifest names {:?}", l.name, manifest.name));
+        }
+    }
+    let authfile = expand_tilde(&args.authfile);
+    let credentials = Credentials::load(&authfile, args.authfile != DEFAULT_AUTHFILE)
+        .hint("pass --authfile FILE with a docker-style config.json (auths.<host>.auth = base64 user:password)")?;
+    let mut ca_pems = Vec::new();
+    for p in &args.ca_certs {
+        ca_pems.push(fs_err::read(p).context("failed to read a --ca-cert file")?);
+    }
+    let opts = FetchOptions {
+        cache_dir: expand_tilde(&args.cache_dir),
+        insecure_registries: args.insecure_registries.clone(),
+        ca_pems,
+        credentials,
+        jobs: args.jobs,
+        retry: RetryPolicy { attempts: args.retries, ..RetryPolicy::default() },
+        lock,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.jobs.clamp(2, 16)).enable_all().build().context("failed to start the async runtime")?;
+    let start = std::time::Instant::now();
+    let fetched = rt.block_on(fetch(&manifest, &opts, out))?;
+    drop(rt);
+    let fetch_time = start.elapsed();
+
+    let wopts = WriteOptions { out_dir: args.out.clone(), split_size, ..WriteOptions::default() };
+    let bar = out.bar(0, "{spinner} writing [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}");
+    let written = write_bundle_with_progress(&fetched.content, &sk, &wopts, &bar).context("failed to write the bundle")?;
+    bar.finish_and_clear();
+
+    let lock_path = args.out.join(format!("{}-{}.lock.json", manifest.name, manifest.version));
+    crate::fsutil::atomic_write(&lock_path, &fetched.lock.to_bytes()).context("failed to write the lock file")?;
+
+    if written.parts.is_empty() {
+        println!("{}", written.archive.display());
+    } else {
+        for p in &written.parts {
+            println!("{}", p.display());
+        }
+        let list = PathBuf::from(format!("{}.parts", written.archive.display()));
+        println!("{}", list.display());
+        let list_sig = PathBuf::from(format!("{}.minisig", list.display()));
+        if list_sig.exists() {
+            println!("{}", list_sig.display());
+        }
+    }
+    println!("{}", written.signature.display());
+    println!("{}", lock_path.display());
+    if !out.quiet {
+        let root = &fetched.content.root;
+        println!(
+            "built {}-{}: {} images, {} files, {} packages, {} ({}) in {:.1}s (fetched {} in {:.1}s, {} from cache)",
+            root.name,
+            root.version,
+            root.images.len(),
+            root.files.len(),
+            root.packages.len(),
+            human(written.size),
+            written.sha256,
+            start.elapsed().as_secs_f64(),
+            human(fetched.downloaded),
+            fetch_time.as_secs_f64(),
+            human(fetched.cached),
+        );
+    }
+    Ok(())
 }

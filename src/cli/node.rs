@@ -1,8 +1,187 @@
+//! `airgap node ...`: node-local work, run by `install` on each node over SSH (hidden from help).
+//! Checks exit 0 when the node is in the desired state and 1 (with the reason on stdout) when not.
+
+use crate::digest::Digest;
 use crate::output::Output;
+use crate::steps::{facts, node_ops};
+use anyhow::{Context, Result};
+use std::io::Read;
+use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
 
-pub fn run(_args: Args, _out: &Output) -> anyhow::Result<()> {
-    anyhow::bail!("node is not implemented yet")
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Print this node's facts (for preflight).
+    Facts {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 when PATH has the sha256 (of the whole file, or of its managed block) and mode.
+    CheckFile {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        sha256: String,
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+        #[arg(long)]
+        block: Option<String>,
+    },
+    /// Write stdin to PATH atomically, only when different; stdin must have the given sha256.
+    WriteFile {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long, value_parser = parse_mode)]
+        mode: u32,
+        #[arg(long)]
+        sha256: String,
+        /// Manage only the lines between `# BEGIN BLOCK` and `# END BLOCK`.
+        #[arg(long)]
+        block: Option<String>,
+    },
+    /// Stream stdin into PATH; renamed into place only when its sha256 matches.
+    Receive {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long, value_parser = parse_mode)]
+        mode: u32,
+        #[arg(long)]
+        sha256: String,
+    },
+    /// Set the hostname (kernel and /etc/hostname).
+    Hostname {
+        name: String,
+        #[arg(long)]
+        check: bool,
+    },
+    /// Turn swap off now and in /etc/fstab.
+    SwapOff {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Make sure kernel modules are available (loaded, built in or loadable).
+    Modules {
+        #[arg(long)]
+        load: bool,
+        #[arg(long)]
+        check: bool,
+        modules: Vec<String>,
+    },
+    /// Apply a sysctl.d file (like `sysctl -p FILE`), or check that its values are in effect.
+    Sysctl {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8).map_err(|_| format!("{s:?} is not an octal mode like 644"))
+}
+
+fn digest(hex: &str) -> Result<Digest> {
+    Digest::from_hex(hex).context("bad --sha256")
+}
+
+/// A check that failed: the reason on stdout, exit 1 (no `error:`: it is an answer, not a failure).
+fn differs(reason: &str) -> ! {
+    println!("{reason}");
+    std::process::exit(1)
+}
+
+pub fn run(args: Args, _out: &Output) -> Result<()> {
+    match args.command {
+        NodeCommand::Facts { json: _ } => {
+            let f = facts::gather()?;
+            println!("{}", serde_json::to_string(&f)?);
+        }
+        NodeCommand::CheckFile {
+            path,
+            sha256,
+            mode,
+            block,
+        } => {
+            if let node_ops::FileState::Differs(why) =
+                node_ops::check_file(&path, &digest(&sha256)?, mode, block.as_deref())?
+            {
+                differs(&why);
+            }
+        }
+        NodeCommand::WriteFile {
+            path,
+            mode,
+            sha256,
+            block,
+        } => {
+            let want = digest(&sha256)?;
+            let mut content = Vec::new();
+            std::io::stdin()
+                .take(64 << 20)
+                .read_to_end(&mut content)
+                .context("failed to read the content from stdin")?;
+            let got = Digest::of_bytes(&content);
+            anyhow::ensure!(
+                got == want,
+                "the content on stdin has {got}, expected {want} (truncated transfer?)"
+            );
+            let written = node_ops::write_file(&path, mode, &content, block.as_deref())?;
+            println!("{}", if written { "written" } else { "unchanged" });
+        }
+        NodeCommand::Receive { path, mode, sha256 } => {
+            node_ops::receive(&path, mode, &digest(&sha256)?, std::io::stdin().lock())?;
+        }
+        NodeCommand::Hostname { name, check } => {
+            if check {
+                if !node_ops::hostname_is(&name)? {
+                    differs(&format!("hostname is not {name}"));
+                }
+            } else {
+                node_ops::set_hostname(&name)?;
+            }
+        }
+        NodeCommand::SwapOff { check } => {
+            if check {
+                let why = node_ops::swap_state()?;
+                if !why.is_empty() {
+                    differs(&why.join("; "));
+                }
+            } else {
+                node_ops::swap_off()?;
+            }
+        }
+        NodeCommand::Modules { load, check, modules } => {
+            if load && !check {
+                node_ops::load_modules(&modules)?;
+            }
+            let missing: Vec<String> = modules
+                .iter()
+                .filter_map(|m| {
+                    let (ok, how) = node_ops::module_available(m);
+                    (!ok).then(|| format!("kernel module {m} is not available ({how})"))
+                })
+                .collect();
+            if !missing.is_empty() {
+                if check {
+                    differs(&missing.join("; "));
+                }
+                anyhow::bail!("{}", missing.join("; "));
+            }
+        }
+        NodeCommand::Sysctl { file, check } => match node_ops::sysctl_file(&file, !check) {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            Err(e) if check => differs(&e.to_string()),
+            Err(e) => return Err(e),
+        },
+    }
+    Ok(())
 }

@@ -1,1 +1,16 @@
-//! OCI: image references, pulling from registries, image layouts.
+//! OCI images: references, pulling from registries (tags, digests, multi-arch indexes), media types.
+
+pub mod auth;
+pub mod pull;
+pub mod reference;
+
+/// Manifest media types we accept, in the `Accept` header order.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const ACCEPT: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}

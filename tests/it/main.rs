@@ -1,6 +1,14 @@
 //! The one integration test binary: real daemons and stock tools, started by the harness in `support`.
 
 mod support;
-mod harness;
-mod registry;
+
+mod build;
 mod bundle;
+mod fault;
+mod harness;
+mod inventory;
+mod lab;
+mod manifest;
+mod plan;
+mod registry;
+mod token;
