@@ -33,10 +33,20 @@ AIRGAP=$PWD/target/$PROFILE/airgap
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }
-wait_ready() {  # wait_ready URL -> prints ms until the first 200
-  local t0=$1 url=$2
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ]; do sleep 0.005; done
-  echo $(( $(now_ms) - t0 ))
+start_timed() {  # start_timed LOG URL CMD... -> prints "PID MS": exec to the first 200 on URL, polled in-process
+  python3 - "$@" <<'PY'
+import subprocess, sys, time, http.client, urllib.parse
+log, url, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+u = urllib.parse.urlparse(url)
+t0 = time.monotonic()
+p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+while True:
+    try:
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=1); c.request("GET", u.path)
+        if c.getresponse().status == 200: break
+    except OSError: time.sleep(0.001)
+print(p.pid, round((time.monotonic() - t0) * 1000, 1))
+PY
 }
 status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 sampler() {  # sampler PID FILE: the peak RssAnon (kB) of PID, sampled every 50 ms, kept in FILE
@@ -77,6 +87,7 @@ if [ "$BIG" = 1 ]; then
   bash scripts/lib/make-image.sh "$layout" "example.test/big/blob:1" linux/amd64 $((1073741824 / SCALE)) 99 >/dev/null
 fi
 total=$(du -sb "$layout/blobs" | cut -f1)
+if [ "$BIG" = 1 ]; then total=$((total - $(find "$layout/blobs" -size +1000M -printf '%s\n' | head -1))); fi
 echo "image set: ${#IMAGES[@]} images, $((total / 1000000)) MB of blobs" >&2
 
 # --- the reference registry, filled with skopeo ---
@@ -114,12 +125,10 @@ load_ms=$(( $(now_ms) - t0 ))
 
 # --- start both, time-to-ready ---
 aport=$(free_port)
-t0=$(now_ms)
-"$AIRGAP" -q serve --store "$work/store" --listen "127.0.0.1:$aport" 2>"$work/airgap.log" & apid=$!; pids+=($apid)
-a_ready=$(wait_ready "$t0" "http://127.0.0.1:$aport/v2/")
-t0=$(now_ms)
-docker-registry serve "$work/dist/config.yml" > "$work/dist/log" 2>&1 & dpid=$!; pids+=($dpid)
-d_ready=$(wait_ready "$t0" "http://127.0.0.1:$dport/v2/")
+read -r apid a_ready < <(start_timed "$work/airgap.log" "http://127.0.0.1:$aport/v2/" "$AIRGAP" -q serve --store "$work/store" --listen "127.0.0.1:$aport")
+pids+=($apid)
+read -r dpid d_ready < <(start_timed "$work/dist/log" "http://127.0.0.1:$dport/v2/" docker-registry serve "$work/dist/config.yml")
+pids+=($dpid)
 sampler "$apid" "$work/airgap.anon" & pids+=($!)
 sampler "$dpid" "$work/dist.anon" & pids+=($!)
 
