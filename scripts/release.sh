@@ -10,7 +10,7 @@ command -v cargo-zigbuild >/dev/null || cargo install --locked cargo-zigbuild
 python3 -c 'import ziglang' 2>/dev/null || python3 -m pip install --quiet ziglang
 rustup target list --installed 2>/dev/null | grep -q "^$TARGET$" || rustup target add "$TARGET" 2>/dev/null || true
 cargo zigbuild --locked --release --target "$TARGET.$GLIBC"
-bin=target/$TARGET/release/airgap
+bin=${CARGO_TARGET_DIR:-target}/$TARGET/release/airgap
 # The newest glibc symbol version the binary needs must not pass 2.17.
 newest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -t. -k1,1 -k2,2n -k3,3n -u | tail -1)
 echo "release: $bin needs $newest at most" >&2
