@@ -150,19 +150,24 @@ ssh_opts() {
 }
 ssh_node() { local n=$1; shift; ssh $(ssh_opts) "root@$(node_addr "$n")" "$@"; }
 
-node_stop() {
+node_signal() {  # ask a node to power off: the wrapper first (no restart loop), then nspawn (orderly poweroff)
+  local B=$LAB_DIR/nodes/$1 w s
+  w=$(cat "$B/wrapper.pid" 2>/dev/null || true)
+  s=$(cat "$B/nspawn.pid" 2>/dev/null || true)
+  [ -n "$w" ] && kill -TERM "$w" 2>/dev/null || true
+  [ -n "$s" ] && kill -TERM "$s" 2>/dev/null || true
+}
+
+node_reap() {  # wait for the node, then kill what is left by PID, unmount, remove its cgroups
   local B=$LAB_DIR/nodes/$1 w s d
   w=$(cat "$B/wrapper.pid" 2>/dev/null || true)
   s=$(cat "$B/nspawn.pid" 2>/dev/null || true)
-  [ -n "$w" ] && kill -TERM "$w" 2>/dev/null || true          # the wrapper first: no restart loop
-  [ -n "$s" ] && kill -TERM "$s" 2>/dev/null || true          # nspawn: orderly poweroff of the node
   for _ in $(seq 100); do
     { [ -n "$s" ] && kill -0 "$s" 2>/dev/null; } || break
     sleep 0.1
   done
   [ -n "$s" ] && kill -KILL "$s" 2>/dev/null || true
   [ -n "$w" ] && kill -KILL "$w" 2>/dev/null || true
-  # whatever is left in the node's cgroups (by PID)
   for d in $(cg_dirs "$1"); do
     [ -d "$d" ] || continue
     for p in $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
@@ -172,6 +177,8 @@ node_stop() {
   for d in $(cg_dirs "$1"); do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   rm -f "$B/wrapper.pid" "$B/nspawn.pid"
 }
+
+node_stop() { node_signal "$1"; node_reap "$1"; }
 
 cmd_up() {
   local n=${1:-5}
@@ -193,7 +200,8 @@ cmd_up() {
 
 cmd_down() {
   local x
-  for x in $(lab_nodes); do node_stop "$x"; done
+  for x in $(lab_nodes); do node_signal "$x"; done   # all nodes power off together
+  for x in $(lab_nodes); do node_reap "$x"; done
   for x in $(lab_nodes); do ip netns del "$(netns_of "$x")" 2>/dev/null || true; done
   ip link del "$LAB_ID-host" 2>/dev/null || true
   ip netns del "$LAB_ID-br" 2>/dev/null || true

@@ -52,7 +52,7 @@ impl Cache {
             .prefix("dl-")
             .tempfile_in(self.root.join("tmp"))
             .with_context(|| format!("failed to create a temporary file in {}", self.root.join("tmp").display()))?;
-        Ok(Staged { tmp, hasher: Hasher::new(), root: self.root.clone() })
+        Ok(Staged { tmp, hasher: Hasher::new(), root: self.root.clone(), buf: Vec::with_capacity(STAGE_BUFFER) })
     }
 
     /// Insert small content held in memory (manifests, indexes, checksum files).
@@ -64,17 +64,49 @@ impl Cache {
     }
 }
 
+/// Bytes buffered before a write to the temp file (network chunks are small).
+const STAGE_BUFFER: usize = 1 << 20;
+
+/// Run blocking file-system work without stalling the async runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// A cache entry being written.
 pub struct Staged {
     tmp: tempfile::NamedTempFile,
     hasher: Hasher,
     root: PathBuf,
+    buf: Vec<u8>,
 }
 
 impl Staged {
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.hasher.update(chunk);
-        self.tmp.as_file_mut().write_all(chunk).with_context(|| format!("failed to write {}", self.tmp.path().display()))
+        if self.buf.len() + chunk.len() > STAGE_BUFFER {
+            self.flush()?;
+        }
+        if chunk.len() >= STAGE_BUFFER {
+            let path = self.tmp.path().to_path_buf();
+            let file = self.tmp.as_file_mut();
+            return blocking(|| file.write_all(chunk)).with_context(|| format!("failed to write {}", path.display()));
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let path = self.tmp.path().to_path_buf();
+        let (file, buf) = (self.tmp.as_file_mut(), &mut self.buf);
+        blocking(|| file.write_all(buf)).with_context(|| format!("failed to write {}", path.display()))?;
+        buf.clear();
+        Ok(())
     }
 
     pub fn len(&self) -> u64 {
@@ -91,8 +123,9 @@ impl Staged {
     }
 
     /// Check digest and size (when expected) and move into the cache. On mismatch the temp file is deleted.
-    pub fn commit(self, expect: Option<&Digest>, size: Option<u64>) -> Result<(Digest, u64)> {
-        let (d, n) = self.hasher.finish();
+    pub fn commit(mut self, expect: Option<&Digest>, size: Option<u64>) -> Result<(Digest, u64)> {
+        self.flush()?;
+        let (d, n) = self.hasher.clone().finish();
         if let Some(want) = expect {
             if &d != want {
                 bail!("content mismatch: expected {want}, got {d} ({n} bytes)");
@@ -103,9 +136,13 @@ impl Staged {
                 bail!("size mismatch for {d}: expected {s} bytes, got {n}");
             }
         }
-        self.tmp.as_file().sync_all().context("failed to sync a cache entry")?;
         let target = self.root.join("blobs/sha256").join(d.hex());
-        self.tmp.persist(&target).map_err(|e| e.error).with_context(|| format!("failed to move a download into {}", target.display()))?;
+        let tmp = self.tmp;
+        blocking(|| -> Result<()> {
+            tmp.as_file().sync_all().context("failed to sync a cache entry")?;
+            tmp.persist(&target).map_err(|e| e.error).with_context(|| format!("failed to move a download into {}", target.display()))?;
+            Ok(())
+        })?;
         Ok((d, n))
     }
 }

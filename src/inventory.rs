@@ -145,7 +145,10 @@ pub struct Nfs {
 
 impl Default for Nfs {
     fn default() -> Self {
-        Nfs { path: default_nfs_path(), drbd_disk: None }
+        Nfs {
+            path: default_nfs_path(),
+            drbd_disk: None,
+        }
     }
 }
 fn default_nfs_path() -> String {
@@ -164,7 +167,10 @@ pub struct Redis {
 
 impl Default for Redis {
     fn default() -> Self {
-        Redis { enabled: true, base_port: default_redis_port() }
+        Redis {
+            enabled: true,
+            base_port: default_redis_port(),
+        }
     }
 }
 fn yes() -> bool {
@@ -227,6 +233,8 @@ fn default_skew() -> f64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub line: Option<usize>,
+    /// Known for syntax errors and unknown fields (from the YAML parser).
+    pub column: Option<usize>,
     pub path: String,
     pub message: String,
 }
@@ -241,11 +249,17 @@ pub struct InvalidInventory {
 impl fmt::Display for InvalidInventory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "invalid inventory {} ({n} problem{}):", self.file, if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid inventory {} ({n} problem{}):",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
-            match p.line {
-                Some(l) => write!(f, "\n  {}:{l}: {}", self.file, p.message)?,
-                None => write!(f, "\n  {}: {}", self.file, p.message)?,
+            match (p.line, p.column) {
+                (Some(l), Some(c)) => write!(f, "\n  {}:{l}:{c}: {}", self.file, p.message)?,
+                (Some(l), None) => write!(f, "\n  {}:{l}: {}", self.file, p.message)?,
+                _ => write!(f, "\n  {}: {}", self.file, p.message)?,
             }
         }
         Ok(())
@@ -266,20 +280,35 @@ impl Inventory {
     /// Parse and validate inventory text; `file` names it in messages.
     pub fn parse(text: &str, file: &str) -> Result<Inventory, InvalidInventory> {
         let inv: Inventory = serde_yaml_ng::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line());
+            let (line, column) = e
+                .location()
+                .map(|l| (Some(l.line()), Some(l.column())))
+                .unwrap_or((None, None));
             let msg = e.to_string();
             // serde_yaml_ng appends " at line X column Y": the line is printed in front instead
             let msg = match msg.find(" at line ") {
                 Some(i) => msg[..i].to_string(),
                 None => msg,
             };
-            InvalidInventory { file: file.into(), problems: vec![Problem { line, path: String::new(), message: msg }] }
+            InvalidInventory {
+                file: file.into(),
+                problems: vec![Problem {
+                    line,
+                    column,
+                    path: String::new(),
+                    message: msg,
+                }],
+            }
         })?;
-        let problems = inv.validate(&LineIndex::new(text));
+        let mut problems = inv.validate(&LineIndex::new(text));
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         if problems.is_empty() {
             Ok(inv)
         } else {
-            Err(InvalidInventory { file: file.into(), problems })
+            Err(InvalidInventory {
+                file: file.into(),
+                problems,
+            })
         }
     }
 
@@ -297,20 +326,36 @@ impl Inventory {
 
     /// Every semantic problem, each with the line of the field it is about.
     pub fn validate(&self, idx: &LineIndex) -> Vec<Problem> {
-        let mut v = Validator { idx, problems: Vec::new() };
+        let mut v = Validator {
+            idx,
+            problems: Vec::new(),
+        };
         self.validate_into(&mut v);
         v.problems
     }
 
     fn validate_into(&self, v: &mut Validator) {
         if !is_dns_label(&self.cluster.name) {
-            v.push(&["cluster", "name"], format!("cluster.name {:?} must be a DNS label (a-z, 0-9, '-')", self.cluster.name));
+            v.push(
+                &["cluster", "name"],
+                format!(
+                    "cluster.name {:?} must be a DNS label (a-z, 0-9, '-')",
+                    self.cluster.name
+                ),
+            );
         }
         let ver = self.cluster.kubernetes_version.trim_start_matches('v');
-        if ver.split('.').count() != 3 || !ver.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        if ver.split('.').count() != 3
+            || !ver
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
             v.push(
                 &["cluster", "kubernetes_version"],
-                format!("cluster.kubernetes_version {:?} is not a version like 1.31.4", self.cluster.kubernetes_version),
+                format!(
+                    "cluster.kubernetes_version {:?} is not a version like 1.31.4",
+                    self.cluster.kubernetes_version
+                ),
             );
         }
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
@@ -318,17 +363,26 @@ impl Inventory {
         for (i, n) in self.nodes.iter().enumerate() {
             let idx = i.to_string();
             if !is_dns_label(&n.name) {
-                v.push(&["nodes", &idx, "name"], format!("nodes[{i}].name {:?} must be a DNS label (a-z, 0-9, '-')", n.name));
+                v.push(
+                    &["nodes", &idx, "name"],
+                    format!("nodes[{i}].name {:?} must be a DNS label (a-z, 0-9, '-')", n.name),
+                );
             }
             if let Some(&j) = names.get(n.name.as_str()) {
-                v.push(&["nodes", &idx, "name"], format!("nodes[{i}].name {} is also the name of nodes[{j}]", n.name));
+                v.push(
+                    &["nodes", &idx, "name"],
+                    format!("nodes[{i}].name {} is also the name of nodes[{j}]", n.name),
+                );
             } else {
                 names.insert(&n.name, i);
             }
             if let Some(&j) = addrs.get(&n.address) {
                 v.push(
                     &["nodes", &idx, "address"],
-                    format!("nodes[{i}].address {} is also the address of {}", n.address, self.nodes[j].name),
+                    format!(
+                        "nodes[{i}].address {} is also the address of {}",
+                        n.address, self.nodes[j].name
+                    ),
                 );
             } else {
                 addrs.insert(n.address, i);
@@ -336,12 +390,18 @@ impl Inventory {
             if !self.network.node_subnet.contains(&n.address) {
                 v.push(
                     &["nodes", &idx, "address"],
-                    format!("nodes[{i}].address {} is outside network.node_subnet {}", n.address, self.network.node_subnet),
+                    format!(
+                        "nodes[{i}].address {} is outside network.node_subnet {}",
+                        n.address, self.network.node_subnet
+                    ),
                 );
             }
             if let Some(ifc) = &n.interface {
                 if ifc.is_empty() || ifc.len() > 15 || ifc.contains(['/', ' ']) {
-                    v.push(&["nodes", &idx, "interface"], format!("nodes[{i}].interface {ifc:?} is not an interface name"));
+                    v.push(
+                        &["nodes", &idx, "interface"],
+                        format!("nodes[{i}].interface {ifc:?} is not an interface name"),
+                    );
                 }
             }
         }
@@ -353,8 +413,6 @@ impl Inventory {
         } else {
             if m < 3 {
                 v.push(&["nodes"], format!("nodes: the HA layout needs at least 3 masters, found {m} (set cluster.allow_single_master: true for a single-master layout)"));
-            } else if m % 2 == 0 {
-                v.push(&["nodes"], format!("nodes: {m} masters cannot keep etcd quorum better than {}: use an odd number", m - 1));
             }
             if w < 2 {
                 v.push(&["nodes"], format!("nodes: the HA layout needs at least 2 workers (the workers' VIP runs on worker1 and worker2), found {w}"));
@@ -362,16 +420,40 @@ impl Inventory {
         }
         for (key, vip) in [("masters", self.vips.masters), ("workers", self.vips.workers)] {
             if let Some(n) = self.nodes.iter().find(|n| n.address == vip) {
-                v.push(&["vips", key], format!("vips.{key} {vip} is the address of node {}: a VIP needs an unused address", n.name));
+                v.push(
+                    &["vips", key],
+                    format!(
+                        "vips.{key} {vip} is the address of node {}: a VIP needs an unused address",
+                        n.name
+                    ),
+                );
             }
             if !self.network.node_subnet.contains(&vip) {
-                v.push(&["vips", key], format!("vips.{key} {vip} is outside the nodes' subnet {}", self.network.node_subnet));
+                v.push(
+                    &["vips", key],
+                    format!(
+                        "vips.{key} {vip} is outside the nodes' subnet {}",
+                        self.network.node_subnet
+                    ),
+                );
             } else if vip == self.network.node_subnet.network() || vip == self.network.node_subnet.broadcast() {
-                v.push(&["vips", key], format!("vips.{key} {vip} is the network or broadcast address of {}", self.network.node_subnet));
+                v.push(
+                    &["vips", key],
+                    format!(
+                        "vips.{key} {vip} is the network or broadcast address of {}",
+                        self.network.node_subnet
+                    ),
+                );
             }
         }
         if self.vips.masters == self.vips.workers {
-            v.push(&["vips", "workers"], format!("vips.workers {} equals vips.masters: the two VIPs must differ", self.vips.workers));
+            v.push(
+                &["vips", "workers"],
+                format!(
+                    "vips.workers {} equals vips.masters: the two VIPs must differ",
+                    self.vips.workers
+                ),
+            );
         }
         let nets = [
             ("pod_subnet", self.network.pod_subnet),
@@ -387,21 +469,36 @@ impl Inventory {
             }
         }
         if !self.nfs.path.starts_with('/') || self.nfs.path.contains("..") {
-            v.push(&["nfs", "path"], format!("nfs.path {:?} must be an absolute path without '..'", self.nfs.path));
+            v.push(
+                &["nfs", "path"],
+                format!("nfs.path {:?} must be an absolute path without '..'", self.nfs.path),
+            );
         }
         if let Some(d) = &self.nfs.drbd_disk {
             if !d.starts_with("/dev/") {
-                v.push(&["nfs", "drbd_disk"], format!("nfs.drbd_disk {d:?} must be a block device under /dev/"));
+                v.push(
+                    &["nfs", "drbd_disk"],
+                    format!("nfs.drbd_disk {d:?} must be a block device under /dev/"),
+                );
             }
         }
         if self.redis.enabled && self.redis.base_port > 65535 - 5 - 10000 {
-            v.push(&["redis", "base_port"], format!("redis.base_port {} leaves no room for 6 ports and their cluster bus ports (+10000)", self.redis.base_port));
+            v.push(
+                &["redis", "base_port"],
+                format!(
+                    "redis.base_port {} leaves no room for 6 ports and their cluster bus ports (+10000)",
+                    self.redis.base_port
+                ),
+            );
         }
         if self.ssh.port == 0 {
             v.push(&["ssh", "port"], "ssh.port must not be 0".to_string());
         }
         if self.preflight.max_time_skew_seconds <= 0.0 {
-            v.push(&["preflight", "max_time_skew_seconds"], "preflight.max_time_skew_seconds must be positive".into());
+            v.push(
+                &["preflight", "max_time_skew_seconds"],
+                "preflight.max_time_skew_seconds must be positive".into(),
+            );
         }
     }
 
@@ -421,7 +518,8 @@ fn expand_tilde(p: &Path) -> PathBuf {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -433,7 +531,12 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn push(&mut self, path: &[&str], message: String) {
-        self.problems.push(Problem { line: self.idx.line_of(path), path: path.join("."), message });
+        self.problems.push(Problem {
+            line: self.idx.line_of(path),
+            column: None,
+            path: path.join("."),
+            message,
+        });
     }
 }
 
@@ -482,11 +585,15 @@ impl LineIndex {
             let mut found = None;
             if let Ok(k) = seg.parse::<usize>() {
                 // the k-th sequence item at the shallowest "-" indent inside the range
-                let item_indent =
-                    self.entries[lo..hi].iter().filter(|e| e.2 == "-" && min_indent.is_none_or(|m| e.1 >= m)).map(|e| e.1).min();
+                let item_indent = self.entries[lo..hi]
+                    .iter()
+                    .filter(|e| e.2 == "-" && min_indent.is_none_or(|m| e.1 >= m))
+                    .map(|e| e.1)
+                    .min();
                 if let Some(ind) = item_indent {
-                    let items: Vec<usize> =
-                        (lo..hi).filter(|&j| self.entries[j].2 == "-" && self.entries[j].1 == ind).collect();
+                    let items: Vec<usize> = (lo..hi)
+                        .filter(|&j| self.entries[j].2 == "-" && self.entries[j].1 == ind)
+                        .collect();
                     if let Some(&j) = items.get(k) {
                         let end = items.get(k + 1).copied().unwrap_or(hi);
                         found = Some((j, end, ind));
@@ -500,7 +607,9 @@ impl LineIndex {
                     .min();
                 if let Some(ind) = key_indent {
                     if let Some(j) = (lo..hi).find(|&j| self.entries[j].2 == *seg && self.entries[j].1 == ind) {
-                        let end = (j + 1..hi).find(|&x| self.entries[x].1 <= ind && self.entries[x].2 != "-" || self.entries[x].1 < ind).unwrap_or(hi);
+                        let end = (j + 1..hi)
+                            .find(|&x| self.entries[x].1 <= ind && self.entries[x].2 != "-" || self.entries[x].1 < ind)
+                            .unwrap_or(hi);
                         found = Some((j, end, ind));
                     }
                 }

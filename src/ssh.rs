@@ -29,7 +29,10 @@ impl CmdOutput {
         if e.is_empty() {
             format!("exit code {}", self.code)
         } else {
-            e.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ")
+            e.lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
         }
     }
 }
@@ -59,14 +62,25 @@ pub trait Transport: Send + Sync {
         let argv = sv(&["sh", "-c", script, "sh", remote, &format!("{mode:o}")]);
         let out = self.run(&argv, Stdin::File(local))?;
         if !out.success() {
-            bail!("failed to copy {} to {}:{remote}: {}", local.display(), self.node(), out.reason());
+            bail!(
+                "failed to copy {} to {}:{remote}: {}",
+                local.display(),
+                self.node(),
+                out.reason()
+            );
         }
         Ok(())
     }
 
     /// Read a file on the node; `None` when it does not exist.
     fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let argv = sv(&["sh", "-c", r#"if [ -e "$1" ]; then exec cat "$1"; else exit 66; fi"#, "sh", path]);
+        let argv = sv(&[
+            "sh",
+            "-c",
+            r#"if [ -e "$1" ]; then exec cat "$1"; else exit 66; fi"#,
+            "sh",
+            path,
+        ]);
         let out = self.run(&argv, Stdin::Null)?;
         match out.code {
             0 => Ok(Some(out.stdout)),
@@ -85,7 +99,10 @@ pub fn sv(a: &[&str]) -> Vec<String> {
 
 /// Quote one argument for a POSIX shell (unchanged when it needs no quoting).
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./=:,@+-%".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./=:,@+-%".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -135,13 +152,24 @@ impl OpenSsh {
                     .hint("set ssh.key_file in the inventory to the private key whose public half is in the nodes' authorized_keys");
             }
         }
-        Ok(OpenSsh { node: node.into(), address: address.into(), settings })
+        Ok(OpenSsh {
+            node: node.into(),
+            address: address.into(),
+            settings,
+        })
     }
 
     fn base_args(&self) -> Vec<String> {
         let s = &self.settings;
         let dir = s.state_dir.join("ssh");
-        let mut a = sv(&["-o", "ControlMaster=auto", "-o", "ControlPersist=60", "-o", "ServerAliveInterval=10"]);
+        let mut a = sv(&[
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=60",
+            "-o",
+            "ServerAliveInterval=10",
+        ]);
         a.extend(["-o".into(), format!("ControlPath={}/%C", dir.display())]);
         a.extend(["-o".into(), format!("UserKnownHostsFile={}/known_hosts", dir.display())]);
         a.extend(sv(&["-o", "StrictHostKeyChecking=accept-new", "-o", "LogLevel=ERROR"]));
@@ -149,7 +177,12 @@ impl OpenSsh {
         let password = s.password_env.as_ref().is_some_and(|v| std::env::var_os(v).is_some());
         a.extend(sv(&["-o", if password { "BatchMode=no" } else { "BatchMode=yes" }]));
         if let Some(k) = &s.key_file {
-            a.extend(["-i".into(), k.display().to_string(), "-o".into(), "IdentitiesOnly=yes".into()]);
+            a.extend([
+                "-i".into(),
+                k.display().to_string(),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+            ]);
         }
         a.extend(["-p".into(), s.port.to_string(), "-l".into(), s.user.clone()]);
         a
@@ -164,7 +197,9 @@ impl OpenSsh {
         if let Some(v) = &self.settings.password_env {
             if std::env::var_os(v).is_some() {
                 if let Ok(exe) = std::env::current_exe() {
-                    c.env("SSH_ASKPASS", exe).env("SSH_ASKPASS_REQUIRE", "force").env(ASKPASS_VAR, v);
+                    c.env("SSH_ASKPASS", exe)
+                        .env("SSH_ASKPASS_REQUIRE", "force")
+                        .env(ASKPASS_VAR, v);
                 }
             }
         }
@@ -174,18 +209,39 @@ impl OpenSsh {
     /// Turn ssh's own failure (exit 255) into "failed to reach NODE (ADDR:PORT): REASON" with a hint.
     fn unreachable(&self, stderr: &str) -> anyhow::Error {
         let low = stderr.to_lowercase();
-        let (reason, hint) = if low.contains("connection refused") {
-            ("connection refused", "is sshd running on the node and listening on this port? (ssh.port in the inventory)")
+        let (reason, hint, known) = if low.contains("connection refused") {
+            (
+                "connection refused",
+                "is sshd running on the node and listening on this port? (ssh.port in the inventory)",
+                true,
+            )
         } else if low.contains("timed out") {
-            ("connection timed out", "check the address, the cable and any firewall between this machine and the node")
+            (
+                "connection timed out",
+                "check the address, the cable and any firewall between this machine and the node",
+                true,
+            )
         } else if low.contains("no route to host") || low.contains("network is unreachable") {
-            ("no route to host", "check the address and that this machine is on the nodes' network")
+            (
+                "no route to host",
+                "check the address and that this machine is on the nodes' network",
+                true,
+            )
         } else if low.contains("permission denied") {
-            ("authentication failed", "put the public half of ssh.key_file in the node's ~/.ssh/authorized_keys, or set ssh.password_env")
-        } else if low.contains("host key verification failed") || low.contains("remote host identification has changed") {
-            ("the node's host key changed", "if the node was reinstalled, remove its line from <state-dir>/ssh/known_hosts")
+            (
+                "authentication failed",
+                "put the public half of ssh.key_file in the node's ~/.ssh/authorized_keys, or set ssh.password_env",
+                true,
+            )
+        } else if low.contains("host key verification failed") || low.contains("remote host identification has changed")
+        {
+            (
+                "the node's host key changed",
+                "if the node was reinstalled, remove its line from <state-dir>/ssh/known_hosts",
+                true,
+            )
         } else {
-            ("ssh failed", "run the ssh command with -v by hand to see why")
+            ("ssh failed", "run the ssh command with -v by hand to see why", false)
         };
         let detail = stderr.trim().lines().last().unwrap_or("").to_string();
         crate::error::with_hint(
@@ -194,7 +250,11 @@ impl OpenSsh {
                 self.node,
                 self.address,
                 self.settings.port,
-                if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+                if detail.is_empty() || known {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                }
             ),
             hint,
         )
@@ -210,14 +270,22 @@ impl Transport for OpenSsh {
         let remote = shell_join(argv);
         let mut cmd = self.command(&[], Some(&remote));
         let out = run_process(&mut cmd, stdin).with_context(|| format!("failed to run ssh for {}", self.node))?;
-        if out.code == 255 && (out.stderr.starts_with("ssh:") || out.stderr.contains("Permission denied") || out.stderr.contains("Host key")) {
+        if out.code == 255
+            && (out.stderr.starts_with("ssh:")
+                || out.stderr.contains("Permission denied")
+                || out.stderr.contains("Host key"))
+        {
             return Err(self.unreachable(&out.stderr));
         }
         Ok(out)
     }
 
     fn close(&self) {
-        let _ = self.command(&["-O", "exit"], None).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .command(&["-O", "exit"], None)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -17,6 +17,11 @@
 //! split, the parts `<file>.000`, `.001`... plus `<file>.parts` (`sha256sum` format, one line per part) and
 //! `<file>.parts.minisig`.
 
+//!
+//! Modules: `format` (names, root document), `write` (the writer), `split` (part sizes, parts writer and
+//! reader), `source` (a bundle on disk, whole or split), `read` (the one verifying reader and the `EntrySink`
+//! contract), `unpack` (verify-while-extracting into a directory), `inspect` (summary of the root document).
+
 pub mod format;
 pub mod read;
 pub mod source;

@@ -91,7 +91,19 @@ pub fn verify_signature_with_progress(source: &BundleSource, pk: &PublicKey, bar
     let reader = bar.wrap_read(source.raw_reader()?);
     let r = sign::verify_reader(pk, &sig, reader, &source.archive);
     bar.finish_and_clear();
-    r
+    r.map_err(|e| damaged_part_error(source).unwrap_or(e))
+}
+
+/// When a split bundle fails, name its damaged part (re-hashes the parts: only on the failure path).
+fn damaged_part_error(source: &BundleSource) -> Option<anyhow::Error> {
+    if !source.is_split() {
+        return None;
+    }
+    let msg = source.find_damaged_part()?;
+    Some(with_hint(
+        anyhow!(msg).context(format!("the split bundle {} is damaged", source.name())),
+        "copy the damaged part again from the packaging machine (`sha256sum -c` on the .parts file names it too)",
+    ))
 }
 
 /// Read the root document only (the first entry; nothing is verified). For `inspect`.
@@ -201,13 +213,8 @@ fn explain(source: &BundleSource, state: &Rc<RefCell<RawState>>, err: anyhow::Er
         return err;
     }
     let name = source.name();
-    if source.is_split() {
-        if let Some(msg) = source.find_damaged_part() {
-            return with_hint(
-                anyhow!(msg).context(format!("the split bundle {name} is damaged")),
-                "copy the damaged part again from the packaging machine (`sha256sum -c` on the .parts file names it too)",
-            );
-        }
+    if let Some(e) = damaged_part_error(source) {
+        return e;
     }
     let st = state.borrow();
     if st.eof {
@@ -296,8 +303,6 @@ fn read_stream(
         count += 1;
         content_bytes += size;
     }
-    drop(next);
-    drop(entries);
 
     let missing: Vec<&String> = expected.iter().filter(|(_, (_, seen))| !seen).map(|(p, _)| p).collect();
     if let Some(first) = missing.first() {
@@ -450,4 +455,37 @@ fn cross_check(root: &RootDoc, sums: &BTreeMap<String, (Digest, bool)>) -> Resul
 /// For messages about a bundle file.
 pub fn display_name(source: &BundleSource) -> String {
     file_name(&source.archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_escaping_the_root_are_detected() {
+        assert!(link_escapes("files/evil", "/etc/passwd"));
+        assert!(link_escapes("files/evil", "../../x"));
+        assert!(link_escapes("a", "../x"));
+        assert!(!link_escapes("files/a/b", "../c"));
+        assert!(!link_escapes("files/a", "./b"));
+        assert!(link_escapes("files/a", "b/../../../c"));
+    }
+
+    #[test]
+    fn sums_are_parsed_strictly() {
+        let d = "a".repeat(64);
+        let ok = format!("{d}  files/a\n{d}  images/index.json\n");
+        assert_eq!(parse_sums(ok.as_bytes()).unwrap().len(), 2);
+        for bad in [
+            format!("{d} files/a\n"),
+            format!("{d}  ../a\n"),
+            format!("{d}  /a\n"),
+            format!("{d}  files/a\n{d}  files/a\n"),
+            format!("{d}  airgap.json\n"),
+            format!("{}  files/a\n", "A".repeat(64)),
+            format!("{d}  files//a\n"),
+        ] {
+            assert!(parse_sums(bad.as_bytes()).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -253,7 +253,11 @@ pub fn write_bundle_with_progress(
     let comment = trusted_comment(&content.root, &name);
     let sig_text = sign::sign_prehashed(sk, &pre.finish(), &comment).context("failed to sign the bundle")?;
     let staged_sig = staging.path().join(format!("{name}{}", sign::SIG_SUFFIX));
-    fs_err::write(&staged_sig, sig_text.as_bytes())?;
+    {
+        let mut f = fs_err::File::create(&staged_sig)?;
+        f.write_all(sig_text.as_bytes())?;
+        f.sync_all()?;
+    }
 
     let out = &opts.out_dir;
     let archive = out.join(&name);

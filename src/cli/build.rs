@@ -93,7 +93,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         retry: RetryPolicy { attempts: args.retries, ..RetryPolicy::default() },
         lock,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.jobs.clamp(2, 16)).enable_all().build().context("failed to start the async runtime")?;
     let start = std::time::Instant::now();
     let fetched = rt.block_on(fetch(&manifest, &opts, out))?;
     drop(rt);

@@ -46,7 +46,9 @@ pub struct StateArgs {
 
 impl StateArgs {
     pub fn state_dir(&self, inv: &Inventory) -> PathBuf {
-        self.state_dir.clone().unwrap_or_else(|| Path::new("/var/lib/airgap").join(&inv.cluster.name))
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| Path::new("/var/lib/airgap").join(&inv.cluster.name))
     }
     pub fn log_dir(&self) -> PathBuf {
         self.log_dir.clone().unwrap_or_else(|| PathBuf::from("/var/log/airgap"))
@@ -56,9 +58,20 @@ impl StateArgs {
 /// One `install` at a time per state dir.
 fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let p = state_dir.join("install.lock");
-    let f = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&p)?.into_parts().0;
+    let f = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)?
+        .into_parts()
+        .0;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| anyhow::anyhow!("another airgap install is running with this state dir ({}): {e}", state_dir.display()))
+        .map_err(|(_, e)| {
+            anyhow::anyhow!(
+                "another airgap install is running with this state dir ({}): {e}",
+                state_dir.display()
+            )
+        })
         .hint("wait for it to finish, or stop it; a killed install leaves nothing to clean up")
 }
 
@@ -73,8 +86,9 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
     };
     if let Some(v) = &inv.ssh.password_env {
         if settings.key_file.is_none() && std::env::var_os(v).is_none() {
-            return Err(anyhow::anyhow!("ssh.password_env names {v}, which is not set"))
-                .with_hint(|| format!("export {v}=... (the nodes' password) before running airgap, or set ssh.key_file"));
+            return Err(anyhow::anyhow!("ssh.password_env names {v}, which is not set")).with_hint(|| {
+                format!("export {v}=... (the nodes' password) before running airgap, or set ssh.key_file")
+            });
         }
     }
     inv.nodes
@@ -86,57 +100,98 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.inventory)?;
     let steps = steps::select_steps(args.only.as_deref(), args.from.as_deref())?;
-    let wants_bundle = steps.iter().any(|s| s.name() == "distribute") && inv.nodes.iter().any(|n| distribute::needs_bundle(&inv, n));
+    let wants_bundle =
+        steps.iter().any(|s| s.name() == "distribute") && inv.nodes.iter().any(|n| distribute::needs_bundle(&inv, n));
     let bundle = match (&args.bundle, wants_bundle) {
         (Some(b), _) => Some(distribute::hash_bundle(b).context("failed to read the bundle")?),
         (None, true) => {
-            return Err(anyhow::anyhow!("distribute needs the bundle, and no --bundle was given"))
-                .hint("pass --bundle PATH (the .tar.zst written by `airgap build`), or leave distribute out with --only")
+            return Err(anyhow::anyhow!(
+                "distribute needs the bundle, and no --bundle was given"
+            ))
+            .hint("pass --bundle PATH (the .tar.zst written by `airgap build`), or leave distribute out with --only")
         }
         (None, false) => None,
     };
     let pubkey = args.pubkey.clone().map(LocalFile::hash).transpose().context("failed to read --pubkey")?;
     let state_dir = args.dirs.state_dir(&inv);
-    fs_err::create_dir_all(&state_dir).with_context(|| "failed to create the state dir").hint("run as root, or pass --state-dir")?;
+    fs_err::create_dir_all(&state_dir)
+        .with_context(|| "failed to create the state dir")
+        .hint("run as root, or pass --state-dir")?;
     let _lock = lock(&state_dir)?;
     let journal = Journal::open(&state_dir, &inv.cluster.name)?;
     let binary = LocalFile::hash(std::env::current_exe().context("failed to find this airgap binary")?)?;
     let stamp = crate::steps::journal::now_rfc3339().replace(':', "");
-    let log_file = args.dirs.log_dir().join(format!("install-{}-{stamp}.log", inv.cluster.name));
+    let log_file = args
+        .dirs
+        .log_dir()
+        .join(format!("install-{}-{stamp}.log", inv.cluster.name));
     let nodes: Vec<&crate::inventory::Node> = inv.nodes.iter().collect();
     let progress = Progress::new(out, &nodes, Some(&log_file))
         .with_context(|| format!("failed to open the log {}", log_file.display()))
         .hint("run as root, or pass --log-dir")?;
-    progress.log(&format!("airgap {} install: steps {}", env!("CARGO_PKG_VERSION"), steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")));
+    progress.log(&format!(
+        "airgap {} install: steps {}",
+        env!("CARGO_PKG_VERSION"),
+        steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
+    ));
     let mut conns: Vec<NodeConn> = inv
         .nodes
         .iter()
         .zip(transports(&inv, &state_dir)?)
-        .map(|(node, t)| NodeConn { node, t, unreachable: None })
+        .map(|(node, t)| NodeConn {
+            node,
+            t,
+            unreachable: None,
+        })
         .collect();
     engine::bootstrap(&mut conns, &binary, &progress);
     let warn = |w: &str| progress.warn(w);
-    let ctx = Ctx { inv: &inv, bundle: bundle.as_deref(), binary: Some(&binary), pubkey: pubkey.as_ref(), warn: &warn };
+    let ctx = Ctx {
+        inv: &inv,
+        bundle: bundle.as_deref(),
+        binary: Some(&binary),
+        pubkey: pubkey.as_ref(),
+        warn: &warn,
+    };
     let result = engine::run(&ctx, &steps, &conns, &journal, &progress, args.dry_run);
     for c in &conns {
         c.t.close();
     }
     let summary = result?;
     if !summary.failed.is_empty() {
-        let mut msg = format!("install stopped: {} failure{}", summary.failed.len(), if summary.failed.len() == 1 { "" } else { "s" });
+        let n = summary.failed.len();
+        let mut msg = format!("install stopped: {n} failure{}", if n == 1 { "" } else { "s" });
+        let mut hints: Vec<String> = Vec::new();
         for (step, node, m) in &summary.failed {
-            msg.push_str(&format!("\n  {node}: {step}: {m}"));
+            // "(hint: ...)" parts are printed once each, as hints
+            let mut parts = m.split(" (hint: ");
+            msg.push_str(&format!("\n  {node}: {step}: {}", parts.next().unwrap_or_default()));
+            for h in parts {
+                let h = h.strip_suffix(')').unwrap_or(h).to_string();
+                if !hints.contains(&h) {
+                    hints.push(h);
+                }
+            }
         }
-        return Err(anyhow::anyhow!(msg)).with_hint(|| {
+        let mut err = anyhow::anyhow!(msg);
+        for h in hints.into_iter().rev() {
+            err = crate::error::with_hint(err, h);
+        }
+        return Err(crate::error::with_hint(
+            err,
             format!(
-                "fix it and run the same command again: done steps are skipped (results of the other nodes are kept in {}; full log {})",
+                "fix it and run the same command again: done steps are skipped (the other nodes' results are kept in {}; full log {})",
                 journal.path().display(),
                 log_file.display()
-            )
-        });
+            ),
+        ));
     }
     if args.dry_run {
-        out.info(format!("dry run: nothing changed ({} node-step{} already done)", summary.skipped, if summary.skipped == 1 { "" } else { "s" }));
+        out.info(format!(
+            "dry run: nothing changed ({} node-step{} already done)",
+            summary.skipped,
+            if summary.skipped == 1 { "" } else { "s" }
+        ));
     } else {
         out.info(format!(
             "install finished: {} node-step{} applied, {} already done; journal {}, log {}",

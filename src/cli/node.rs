@@ -156,17 +156,35 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             let f = facts::gather()?;
             println!("{}", serde_json::to_string(&f)?);
         }
-        NodeCommand::CheckFile { path, sha256, mode, block } => {
-            if let node_ops::FileState::Differs(why) = node_ops::check_file(&path, &digest(&sha256)?, mode, block.as_deref())? {
+        NodeCommand::CheckFile {
+            path,
+            sha256,
+            mode,
+            block,
+        } => {
+            if let node_ops::FileState::Differs(why) =
+                node_ops::check_file(&path, &digest(&sha256)?, mode, block.as_deref())?
+            {
                 differs(&why);
             }
         }
-        NodeCommand::WriteFile { path, mode, sha256, block } => {
+        NodeCommand::WriteFile {
+            path,
+            mode,
+            sha256,
+            block,
+        } => {
             let want = digest(&sha256)?;
             let mut content = Vec::new();
-            std::io::stdin().take(64 << 20).read_to_end(&mut content).context("failed to read the content from stdin")?;
+            std::io::stdin()
+                .take(64 << 20)
+                .read_to_end(&mut content)
+                .context("failed to read the content from stdin")?;
             let got = Digest::of_bytes(&content);
-            anyhow::ensure!(got == want, "the content on stdin has {got}, expected {want} (truncated transfer?)");
+            anyhow::ensure!(
+                got == want,
+                "the content on stdin has {got}, expected {want} (truncated transfer?)"
+            );
             let written = node_ops::write_file(&path, mode, &content, block.as_deref())?;
             println!("{}", if written { "written" } else { "unchanged" });
         }

@@ -12,6 +12,9 @@ pub struct Args {
     /// The site inventory (YAML; see manifests/site.example.yaml).
     #[arg(long, short = 'i', value_name = "SITE.yaml")]
     pub inventory: PathBuf,
+    /// The bundle, to tell whether distribute's inputs changed since it ran (optional).
+    #[arg(long, value_name = "BUNDLE")]
+    pub bundle: Option<PathBuf>,
     /// As JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -32,15 +35,30 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.inventory)?;
     let journal = Journal::open(&args.dirs.state_dir(&inv), &inv.cluster.name)?;
     let warn = |_: &str| {};
-    let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, warn: &warn };
+    let ctx = Ctx {
+        inv: &inv,
+        bundle: None,
+        binary: None,
+        pubkey: None,
+        warn: &warn,
+    };
     let mut rows = Vec::new();
     for s in steps::all_steps() {
         for n in inv.nodes.iter().filter(|n| s.runs_on(&ctx, n)) {
             let e = journal.get(s.name(), &n.name);
+            // done, but with other inputs than now (inventory, thresholds, binary, bundle): the next install redoes it
+            let complete = s
+                .plan(&ctx, n)?
+                .iter()
+                .all(|a| !matches!(a, steps::Action::Copy { sha256: None, .. }));
+            let changed = complete
+                && e.as_ref().is_some_and(|e| e.status == Status::Done)
+                && e.as_ref().map(|e| &e.inputs) != Some(&s.inputs_hash(&ctx, n)?);
             rows.push(Row {
                 step: s.name(),
                 node: n.name.clone(),
                 status: match e.as_ref().map(|e| e.status) {
+                    Some(Status::Done) if changed => "changed",
                     Some(Status::Done) => "done",
                     Some(Status::Failed) => "failed",
                     None => "pending",

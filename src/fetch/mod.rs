@@ -16,7 +16,7 @@ use crate::oci::auth::Credentials;
 use crate::oci::pull::{Puller, Resolved};
 use crate::output::Output;
 use anyhow::{anyhow, Context, Result};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use lock::{Lock, LOCK_SCHEMA};
 use retry::RetryPolicy;
 use std::collections::BTreeMap;
@@ -78,6 +78,10 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         let d = match (&f.checksum, locked.and_then(|l| l.file_digest(&f.url))) {
             (Checksum::Fixed(d), _) => d.clone(),
             (Checksum::Url(_), Some(d)) => d,
+            (Checksum::Url(_), None) if locked.is_some() => {
+                return Err(anyhow!("the lock file has no sha256 for {}", f.url))
+                    .hint("rebuild without --lock to resolve it (and write a new lock file)");
+            }
             (Checksum::Url(u), None) => http.checksum(u).await.with_context(|| format!("failed to resolve the sha256 of {}", f.url))?,
         };
         file_digests.push(d);
@@ -151,7 +155,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         }
         images.push(ImageEntry { reference: r.image.as_written.clone(), digest: r.digest.clone(), media_type: r.media_type.clone(), size: total, platforms: r.platforms.clone() });
         index_entries.push(serde_json::json!({
-            "mediaType": r.media_type,
+            "mediaType": layout_media_type(&r.media_type),
             "digest": r.digest.to_string(),
             "size": r.size,
             "annotations": { REF_NAME_ANNOTATION: r.image.as_written },
@@ -204,7 +208,18 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
     Ok(Fetched { content: BundleContent { root, index_json, blobs: blob_sources, files: file_sources }, lock, downloaded, cached })
 }
 
-use futures::FutureExt;
+/// The media type of an image's descriptor in `images/index.json`. skopeo (containers/image) looks images up
+/// in an OCI layout only among descriptors typed as OCI manifest or index, so Docker schema 2 lists/manifests
+/// (structurally the same documents) are described with their OCI equivalents there. The blob keeps its
+/// original bytes and digest (and its own `mediaType` field); the true type is in `airgap.json`
+/// (`images[].media_type`): a registry serving the bundle must send that as the Content-Type.
+pub fn layout_media_type(media_type: &str) -> &str {
+    match media_type {
+        crate::oci::DOCKER_LIST => crate::oci::OCI_INDEX,
+        crate::oci::DOCKER_MANIFEST => crate::oci::OCI_MANIFEST,
+        other => other,
+    }
+}
 
 /// `1.5 MiB` style sizes.
 pub fn human(n: u64) -> String {

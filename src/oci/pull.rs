@@ -99,7 +99,20 @@ impl Puller {
         Puller { client: oci_client::Client::new(config), creds, insecure, retry }
     }
 
-    fn hint_for(&self, registry: &str) -> String {
+    fn hint_for(&self, registry: &str, err: &anyhow::Error) -> String {
+        use oci_client::errors::OciDistributionError as E;
+        let unauthorized = err.chain().any(|c| {
+            matches!(c.downcast_ref::<E>(), Some(E::UnauthorizedError { .. }) | Some(E::AuthenticationFailure(_)))
+        });
+        if unauthorized {
+            return format!(
+                "the registry {registry} refused the credentials (or wants some): put them in the auth file (--authfile, default ~/.docker/config.json) under auths.\"{registry}\".auth as base64 user:password"
+            );
+        }
+        let not_found = err.chain().any(|c| matches!(c.downcast_ref::<E>(), Some(E::RegistryError { .. }) | Some(E::ImageManifestNotFoundError(_))));
+        if not_found {
+            return "check the image name and tag in the manifest (the registry does not know it)".to_string();
+        }
         if self.insecure.iter().any(|h| h == registry) {
             format!("check that the registry {registry} is up and reachable over plain HTTP")
         } else {
@@ -127,8 +140,10 @@ impl Puller {
             self.client.pull_manifest_raw(&r, &auth, ACCEPT).await.map_err(anyhow::Error::from)
         })
         .await
-        .with_context(|| format!("failed to fetch the manifest of {} from {}", image.as_written, image.registry))
-        .with_hint(|| self.hint_for(&image.registry))?;
+        .map_err(|e| {
+            let hint = self.hint_for(&image.registry, &e);
+            crate::error::with_hint(e.context(format!("failed to fetch the manifest of {} from {}", image.as_written, image.registry)), hint)
+        })?;
         if bytes.len() > MAX_MANIFEST {
             bail!("the manifest of {} is {} bytes, more than the {MAX_MANIFEST} accepted", image.as_written, bytes.len());
         }
@@ -170,6 +185,9 @@ impl Puller {
                     bail!("{} nests an index inside its index; nested indexes are not supported", image.as_written);
                 }
                 let cd: Digest = child.digest.parse().with_context(|| format!("bad digest in the index of {}", image.as_written))?;
+                if out.manifests.iter().any(|(d, _)| d == &cd) {
+                    continue; // two requested platforms resolved to the same manifest (linux/arm64 and linux/arm64/v8)
+                }
                 let (_, cbytes) = self.manifest(image, Some(&cd), cache).await?;
                 if cbytes.len() as u64 != child.size {
                     bail!("the {want} manifest of {} has {} bytes, its index says {}", image.as_written, cbytes.len(), child.size);
@@ -232,8 +250,10 @@ impl Puller {
             Ok(())
         })
         .await
-        .with_context(|| format!("failed to download blob {d} of {}", image.as_written))
-        .with_hint(|| self.hint_for(&image.registry))
+        .map_err(|e| {
+            let hint = self.hint_for(&image.registry, &e);
+            crate::error::with_hint(e.context(format!("failed to download blob {d} of {}", image.as_written)), hint)
+        })
     }
 }
 

@@ -5,9 +5,21 @@
 //! `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag|digest>`, `GET|HEAD /v2/<name>/blobs/<digest>` (single
 //! `Range`), `GET /v2/<name>/tags/list` and `GET /v2/_catalog` (both with `n`/`last` and a `Link` header).
 //!
-//! Blob bodies are memory maps of the blob files handed to hyper as `Bytes` (no user-space copy; the pages are
-//! the page cache's, so the process's anonymous memory stays flat whatever the blob sizes). Blob files are
-//! never modified once in place (a load only renames new files in), so a map cannot see a truncated file.
+//! Names: a request's `<name>` is the image path without its upstream host (see `names`); `?ns=<host>` (sent by
+//! containerd mirrors) picks that host's image when several hosts provide the same path, otherwise the most
+//! recently loaded one wins (logged at debug level). Content by digest (manifests and blobs) is served under
+//! any repository name the store knows: distribution scopes blobs per repository, but everything in this
+//! store is equally public to its clients, so the check would cost a lookup and protect nothing.
+//! `Accept` headers are not used for content negotiation: the exact stored bytes are always served with their
+//! own media type (what distribution does for OCI indexes; containerd, skopeo and docker >= 20 accept every
+//! type a bundle can hold).
+//!
+//! Blob bodies: hyper cannot `sendfile`, so large blobs are memory-mapped and handed to hyper as a stream of
+//! 1 MiB `Bytes` slices of the map: no user-space copy (the kernel copies from the page cache straight into
+//! the socket), no anonymous memory. Behind the stream, the pages already sent are dropped from the process's
+//! page tables (`MADV_DONTNEED`, harmless on a read-only file mapping: a later touch re-faults from the page
+//! cache), so the resident set stays at a few MiB per download whatever the blob size. Blob files are never
+//! modified once in place (a load only renames new files in), so a map cannot see a truncated file.
 
 use crate::digest::Digest;
 use crate::registry::catalog::Index;
@@ -30,8 +42,81 @@ pub trait BlobStore: Send + Sync + 'static {
     fn index(&self) -> Arc<Index>;
     /// Size of a stored blob, or None.
     fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>>;
-    /// The bytes of a stored blob (a memory map for large blobs), or None.
-    fn blob(&self, digest: &Digest) -> io::Result<Option<Bytes>>;
+    /// The bytes of a stored blob, or None.
+    fn blob(&self, digest: &Digest) -> io::Result<Option<BlobData>>;
+}
+
+/// A blob's bytes: in memory (small blobs) or memory-mapped.
+pub enum BlobData {
+    Bytes(Bytes),
+    Map(Arc<memmap2::Mmap>),
+}
+
+impl BlobData {
+    pub fn len(&self) -> usize {
+        match self {
+            BlobData::Bytes(b) => b.len(),
+            BlobData::Map(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A response body for bytes `start..=end`.
+    fn body(self, start: usize, end: usize) -> Body {
+        match self {
+            BlobData::Bytes(b) => Body::from(b.slice(start..=end)),
+            BlobData::Map(map) => Body::from_stream(MapChunks { map, pos: start, end: end + 1, released: start }),
+        }
+    }
+}
+
+/// Size of the slices a mapped blob is sent in.
+const CHUNK: usize = 1 << 20;
+
+/// A read-only view of part of a map, owned (so hyper can hold it while writing).
+struct MapSlice {
+    map: Arc<memmap2::Mmap>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
+    }
+}
+
+/// The body stream of a mapped blob: 1 MiB slices; pages two chunks behind are dropped from the page tables.
+struct MapChunks {
+    map: Arc<memmap2::Mmap>,
+    pos: usize,
+    end: usize,
+    released: usize,
+}
+
+impl futures::Stream for MapChunks {
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.pos >= this.end {
+            return std::task::Poll::Ready(None);
+        }
+        let behind = this.pos.saturating_sub(2 * CHUNK);
+        if behind > this.released {
+            // SAFETY: a read-only, file-backed shared mapping: MADV_DONTNEED only drops page-table entries; any
+            // later access (hyper still writing an older slice) re-faults the same bytes from the page cache.
+            let _ = unsafe { this.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, this.released, behind - this.released) };
+            this.released = behind;
+        }
+        let n = CHUNK.min(this.end - this.pos);
+        let slice = MapSlice { map: this.map.clone(), start: this.pos, end: this.pos + n };
+        this.pos += n;
+        std::task::Poll::Ready(Some(Ok(Bytes::from_owner(slice))))
+    }
 }
 
 /// Blobs smaller than this are read into memory rather than mapped.
@@ -95,7 +180,7 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    fn blob(&self, digest: &Digest) -> io::Result<Option<Bytes>> {
+    fn blob(&self, digest: &Digest) -> io::Result<Option<BlobData>> {
         let file = match std::fs::File::open(self.store.blob_path(digest)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -105,13 +190,13 @@ impl BlobStore for FsBlobStore {
         if len < MAP_THRESHOLD {
             let mut buf = Vec::with_capacity(len as usize);
             io::Read::read_to_end(&mut &file, &mut buf)?;
-            return Ok(Some(Bytes::from(buf)));
+            return Ok(Some(BlobData::Bytes(Bytes::from(buf))));
         }
         // SAFETY: blob files are immutable once in the store (loads only rename new files in, nothing
         // truncates or rewrites them), so the mapping cannot change under us.
         let map = unsafe { memmap2::Mmap::map(&file)? };
         let _ = map.advise(memmap2::Advice::Sequential);
-        Ok(Some(Bytes::from_owner(map)))
+        Ok(Some(BlobData::Map(Arc::new(map))))
     }
 }
 
@@ -266,7 +351,13 @@ fn manifest(st: &AppState, index: &Index, uri: &axum::http::Uri, name: &str, ref
             Err(e) => return internal(e),
         }
     };
-    let mut r = Response::new(bytes.map(Body::from).unwrap_or_else(Body::empty));
+    let mut r = Response::new(match bytes {
+        Some(b) if !b.is_empty() => {
+            let n = b.len();
+            b.body(0, n - 1)
+        }
+        _ => Body::empty(),
+    });
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&hit.media_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(hit.size));
@@ -341,7 +432,7 @@ fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers: &Hea
         Body::empty()
     } else {
         match st.store.blob(&digest) {
-            Ok(Some(b)) if b.len() as u64 == size => Body::from(b.slice(start as usize..=end as usize)),
+            Ok(Some(b)) if b.len() as u64 == size => b.body(start as usize, end as usize),
             Ok(Some(_)) => return internal(io::Error::other(format!("blob {digest} changed size while being served"))),
             Ok(None) => return unknown(),
             Err(e) => return internal(e),

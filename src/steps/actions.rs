@@ -20,7 +20,15 @@ pub fn check_file_cmd(path: &str, sha256: &Digest, mode: Option<u32>, block: Opt
 /// The `airgap node write-file` command for a file action (content on stdin).
 pub fn write_file_cmd(path: &str, mode: u32, content: &str, block: Option<&str>) -> Vec<String> {
     let sha = Digest::of_bytes(content.as_bytes());
-    let mut v = node_cmd(&["write-file", "--path", path, "--mode", &format!("{mode:o}"), "--sha256", sha.hex()]);
+    let mut v = node_cmd(&[
+        "write-file",
+        "--path",
+        path,
+        "--mode",
+        &format!("{mode:o}"),
+        "--sha256",
+        sha.hex(),
+    ]);
     if let Some(b) = block {
         v.extend(["--block".into(), b.into()]);
     }
@@ -29,7 +37,15 @@ pub fn write_file_cmd(path: &str, mode: u32, content: &str, block: Option<&str>)
 
 /// The `airgap node receive` command for a copy (content on stdin, verified by sha256 before the rename).
 pub fn receive_cmd(remote: &str, mode: u32, sha256: &Digest) -> Vec<String> {
-    node_cmd(&["receive", "--path", remote, "--mode", &format!("{mode:o}"), "--sha256", sha256.hex()])
+    node_cmd(&[
+        "receive",
+        "--path",
+        remote,
+        "--mode",
+        &format!("{mode:o}"),
+        "--sha256",
+        sha256.hex(),
+    ])
 }
 
 /// Differences between the node and the actions' desired state (empty: nothing to do).
@@ -46,7 +62,12 @@ pub fn check_all(actions: &[Action], t: &dyn Transport) -> Result<Vec<String>> {
 /// `None` when the action's target is already in place, else what differs.
 pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
     match a {
-        Action::File { path, mode, content, block } => {
+        Action::File {
+            path,
+            mode,
+            content,
+            block,
+        } => {
             let sha = Digest::of_bytes(content.as_bytes());
             let out = t.run(&check_file_cmd(path, &sha, Some(*mode), block.as_deref()), Stdin::Null)?;
             match out.code {
@@ -55,8 +76,12 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
                 _ => bail!("failed to check {path} on {}: {}", t.node(), out.reason()),
             }
         }
-        Action::Copy { remote, sha256, mode, .. } => {
-            let Some(sha) = sha256 else { bail!("no local file for {remote} (is --bundle missing?)") };
+        Action::Copy {
+            remote, sha256, mode, ..
+        } => {
+            let Some(sha) = sha256 else {
+                bail!("no local file for {remote} (is --bundle missing?)")
+            };
             let out = t.run(&check_file_cmd(remote, sha, Some(*mode), None), Stdin::Null)?;
             match out.code {
                 0 => Ok(None),
@@ -64,7 +89,11 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
                 _ => bail!("failed to check {remote} on {}: {}", t.node(), out.reason()),
             }
         }
-        Action::Command { check: Some(check), why, .. } => {
+        Action::Command {
+            check: Some(check),
+            why,
+            ..
+        } => {
             let out = t.run(check, Stdin::Null)?;
             if out.success() {
                 Ok(None)
@@ -74,7 +103,11 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
                     .filter(|s| !s.is_empty())
                     .collect::<Vec<_>>()
                     .join("; ");
-                Ok(Some(if detail.is_empty() { format!("{why}: not yet") } else { format!("{why}: {detail}") }))
+                Ok(Some(if detail.is_empty() {
+                    format!("{why}: not yet")
+                } else {
+                    format!("{why}: {detail}")
+                }))
             }
         }
         Action::Command { check: None, .. } => Ok(None),
@@ -86,7 +119,12 @@ pub fn apply_all(actions: &[Action], t: &dyn Transport, progress: &dyn Fn(&str))
     let mut changed = Vec::new();
     for a in actions {
         match a {
-            Action::File { path, mode, content, block } => {
+            Action::File {
+                path,
+                mode,
+                content,
+                block,
+            } => {
                 progress(&format!("writing {path}"));
                 let cmd = write_file_cmd(path, *mode, content, block.as_deref());
                 let out = t.run(&cmd, Stdin::Bytes(content.as_bytes()))?;
@@ -113,13 +151,24 @@ pub fn apply_all(actions: &[Action], t: &dyn Transport, progress: &dyn Fn(&str))
                 }
                 changed.push(format!("ran {}", why));
             }
-            Action::Copy { local, remote, mode, sha256, size } => {
+            Action::Copy {
+                local,
+                remote,
+                mode,
+                sha256,
+                size,
+            } => {
                 if check_one(a, t)?.is_none() {
                     continue;
                 }
-                let Some(sha) = sha256 else { bail!("no local file for {remote}") };
+                let Some(sha) = sha256 else {
+                    bail!("no local file for {remote}")
+                };
                 progress(&format!("copying {} ({})", remote, human_size(size.unwrap_or(0))));
-                let out = t.run(&receive_cmd(remote, *mode, sha), Stdin::File(std::path::Path::new(local)))?;
+                let out = t.run(
+                    &receive_cmd(remote, *mode, sha),
+                    Stdin::File(std::path::Path::new(local)),
+                )?;
                 if !out.success() {
                     bail!("failed to copy {local} to {}:{remote}: {}", t.node(), out.reason());
                 }

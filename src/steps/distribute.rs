@@ -42,8 +42,12 @@ pub fn bundle_files(given: &Path) -> Result<Vec<PathBuf>> {
         files.push(p);
     }
     if files.is_empty() {
-        return Err(anyhow::anyhow!("bundle {} not found (neither the file nor its parts {}.000...)", given.display(), base.display()))
-            .hint("give the .tar.zst written by `airgap build`, or the base name / any .NNN part of a split bundle");
+        return Err(anyhow::anyhow!(
+            "bundle {} not found (neither the file nor its parts {}.000...)",
+            given.display(),
+            base.display()
+        ))
+        .hint("give the .tar.zst written by `airgap build`, or the base name / any .NNN part of a split bundle");
     }
     for extra in [".parts", ".parts.minisig", ".minisig"] {
         if with(extra).is_file() {
@@ -51,7 +55,11 @@ pub fn bundle_files(given: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     if !with(".parts").is_file() {
-        bail!("split bundle {}: the parts list {} is missing", base.display(), with(".parts").display());
+        bail!(
+            "split bundle {}: the parts list {} is missing",
+            base.display(),
+            with(".parts").display()
+        );
     }
     Ok(files)
 }
@@ -78,7 +86,13 @@ impl Step for Distribute {
                 sha256: Some(b.sha256.clone()),
                 size: Some(b.size),
             },
-            None => Action::Copy { local: "<this airgap binary>".into(), remote: REMOTE_BIN.into(), mode: 0o755, sha256: None, size: None },
+            None => Action::Copy {
+                local: "<this airgap binary>".into(),
+                remote: REMOTE_BIN.into(),
+                mode: 0o755,
+                sha256: None,
+                size: None,
+            },
         });
         if needs_bundle(ctx.inv, node) {
             match ctx.bundle {

@@ -36,23 +36,35 @@ impl Progress {
                 if let Some(d) = p.parent() {
                     fs_err::create_dir_all(d)?;
                 }
-                Some(Mutex::new(fs_err::OpenOptions::new().create(true).append(true).open(p)?))
+                Some(Mutex::new(
+                    fs_err::OpenOptions::new().create(true).append(true).open(p)?,
+                ))
             }
             None => None,
         };
         let (multi, mut bars) = (out.progress.then(indicatif::MultiProgress::new), BTreeMap::new());
         if let Some(m) = &multi {
             let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(8);
-            let style = indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}}"))
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            let style =
+                indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{wide_msg}}"))
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
             for n in nodes {
-                let b = m.add(indicatif::ProgressBar::new_spinner().with_style(style.clone()).with_prefix(n.name.clone()));
+                let b = m.add(
+                    indicatif::ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(n.name.clone()),
+                );
                 b.enable_steady_tick(std::time::Duration::from_millis(120));
                 b.set_message("waiting");
                 bars.insert(n.name.clone(), b);
             }
         }
-        Ok(Progress { out: *out, multi, bars, log })
+        Ok(Progress {
+            out: *out,
+            multi,
+            bars,
+            log,
+        })
     }
 
     /// Write to the log file only.
@@ -98,7 +110,7 @@ impl Progress {
         self.log(&format!("warning: {msg}"));
         match &self.multi {
             Some(m) => {
-                let _ = m.suspend(|| self.out.warn(msg));
+                m.suspend(|| self.out.warn(msg));
             }
             None => self.out.warn(msg),
         }
@@ -144,10 +156,16 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
     std::thread::scope(|s| {
         for c in conns.iter_mut() {
             s.spawn(move || {
-                let t = Logged { inner: c.t.as_ref(), progress };
+                let t = Logged {
+                    inner: c.t.as_ref(),
+                    progress,
+                };
                 progress.set(&c.node.name, &format!("connecting to {}", c.node.address));
                 if let Err(e) = ensure_binary(&t, binary, progress) {
-                    progress.outcome(&c.node.name, &format!("unreachable: {}", crate::error::messages(&e).join(": ")));
+                    progress.outcome(
+                        &c.node.name,
+                        &format!("unreachable: {}", crate::error::messages(&e).join(": ")),
+                    );
                     c.unreachable = Some(render::error_text(&e));
                 }
             });
@@ -156,18 +174,40 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
 }
 
 fn ensure_binary(t: &dyn Transport, binary: &LocalFile, progress: &Progress) -> Result<()> {
+    // the sha256 of the binary on the node; a sidecar stamp (HEX SIZE MTIME, as `airgap node receive` writes)
+    // saves hashing it again when nothing changed
+    let script = r#"f=$1; want=$2; s="$(dirname "$f")/.$(basename "$f").sha256"
+[ -f "$f" ] || exit 0
+cur="$(stat -c '%s %Y' "$f")"
+if [ -f "$s" ] && [ "$(cat "$s")" = "$want $cur" ]; then echo "$want"; exit 0; fi
+h=$(sha256sum "$f" | cut -d' ' -f1); echo "$h"
+if [ "$h" = "$want" ]; then echo "$want $cur" > "$s"; fi"#;
     let remote_sha = || -> Result<Option<String>> {
-        let out = t.run(&crate::ssh::sv(&["sh", "-c", r#"[ -f "$1" ] && sha256sum "$1" || true"#, "sh", REMOTE_BIN]), Stdin::Null)?;
+        let out = t.run(
+            &crate::ssh::sv(&["sh", "-c", script, "sh", REMOTE_BIN, binary.sha256.hex()]),
+            Stdin::Null,
+        )?;
+        if !out.success() {
+            bail!("failed to hash {REMOTE_BIN} on {}: {}", t.node(), out.reason());
+        }
         Ok(out.stdout_str().split_whitespace().next().map(String::from))
     };
     if remote_sha()?.as_deref() == Some(binary.sha256.hex()) {
         return Ok(());
     }
-    progress.set(t.node(), &format!("copying airgap ({})", super::actions::human_size(binary.size)));
+    progress.set(
+        t.node(),
+        &format!("copying airgap ({})", super::actions::human_size(binary.size)),
+    );
     t.copy(&binary.path, REMOTE_BIN, 0o755)?;
     match remote_sha()? {
         Some(h) if h == binary.sha256.hex() => Ok(()),
-        h => bail!("the airgap binary on {} has sha256 {} after the copy, expected {}", t.node(), h.unwrap_or_default(), binary.sha256.hex()),
+        h => bail!(
+            "the airgap binary on {} has sha256 {} after the copy, expected {}",
+            t.node(),
+            h.unwrap_or_default(),
+            binary.sha256.hex()
+        ),
     }
 }
 
@@ -188,22 +228,37 @@ pub struct Summary {
 }
 
 /// Run the steps over the nodes. `dry_run` prints what would change instead of changing it.
-pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Journal, progress: &Progress, dry_run: bool) -> Result<Summary> {
+pub fn run(
+    ctx: &Ctx,
+    steps: &[Box<dyn Step>],
+    conns: &[NodeConn],
+    journal: &Journal,
+    progress: &Progress,
+    dry_run: bool,
+) -> Result<Summary> {
     let mut summary = Summary::default();
     for step in steps {
         let name = step.name();
         let on: Vec<&NodeConn> = conns.iter().filter(|c| step.runs_on(ctx, c.node)).collect();
         // 1. decide per node, in parallel
         let decisions: Vec<Result<(crate::digest::Digest, Decision)>> = std::thread::scope(|s| {
-            let hs: Vec<_> = on.iter().map(|c| s.spawn(move || decide(ctx, step.as_ref(), c, journal, progress))).collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("bug: a worker thread panicked"))).collect()
+            let hs: Vec<_> = on
+                .iter()
+                .map(|c| s.spawn(move || decide(ctx, step.as_ref(), c, journal, progress)))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| bail!("bug: a worker thread panicked")))
+                .collect()
         });
         let mut pending = Vec::new();
         for (c, d) in on.iter().zip(decisions) {
             let n = &c.node.name;
             let (hash, d) = match d {
                 Ok(x) => x,
-                Err(e) => (crate::digest::Digest::of_bytes(b""), Decision::Fail(render::error_text(&e))),
+                Err(e) => (
+                    crate::digest::Digest::of_bytes(b""),
+                    Decision::Fail(render::error_text(&e)),
+                ),
             };
             match d {
                 Decision::Skip(why) => {
@@ -222,7 +277,13 @@ pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Jou
                     if !dry_run && c.unreachable.is_none() {
                         journal.record(name, n, Status::Failed, &hash, &msg)?;
                     } else if !dry_run {
-                        journal.record(name, n, Status::Failed, &journal.get(name, n).map(|e| e.inputs).unwrap_or(hash), &msg)?;
+                        journal.record(
+                            name,
+                            n,
+                            Status::Failed,
+                            &journal.get(name, n).map(|e| e.inputs).unwrap_or(hash),
+                            &msg,
+                        )?;
                     }
                     progress.outcome(n, &format!("{name}: FAILED: {msg}"));
                     summary.failed.push((name.to_string(), n.clone(), msg));
@@ -231,7 +292,10 @@ pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Jou
         }
         if dry_run {
             for (c, _, why) in &pending {
-                let t = Logged { inner: c.t.as_ref(), progress };
+                let t = Logged {
+                    inner: c.t.as_ref(),
+                    progress,
+                };
                 let text = render::dry_run_node(ctx, step.as_ref(), c.node, &t, why)?;
                 print!("{text}");
             }
@@ -239,14 +303,35 @@ pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Jou
         }
         // 2. cluster-wide work on the pending nodes
         if !pending.is_empty() {
-            let loggeds: Vec<Logged> = pending.iter().map(|(c, _, _)| Logged { inner: c.t.as_ref(), progress }).collect();
-            let pairs: Vec<(&Node, &dyn Transport)> = pending.iter().zip(&loggeds).map(|((c, _, _), l)| (c.node, l as &dyn Transport)).collect();
+            let loggeds: Vec<Logged> = pending
+                .iter()
+                .map(|(c, _, _)| Logged {
+                    inner: c.t.as_ref(),
+                    progress,
+                })
+                .collect();
+            let pairs: Vec<(&Node, &dyn Transport)> = pending
+                .iter()
+                .zip(&loggeds)
+                .map(|((c, _, _), l)| (c.node, l as &dyn Transport))
+                .collect();
             for (c, _, _) in &pending {
                 progress.set(&c.node.name, &format!("{name}: starting"));
             }
             if let Err(e) = step.before(ctx, &pairs) {
                 let msg = render::error_text(&e);
                 for (c, hash, _) in &pending {
+                    // the node's own lines of a per-node report ("  master1: ..."), else the whole message
+                    let prefix = format!("  {}: ", c.node.name);
+                    let own: Vec<&str> = msg.lines().filter_map(|l| l.strip_prefix(&prefix)).collect();
+                    let first = msg.lines().next().unwrap_or_default();
+                    let msg = if own.is_empty() && msg.lines().count() > 1 {
+                        format!("{first} (problems on other nodes)")
+                    } else if own.is_empty() {
+                        msg.clone()
+                    } else {
+                        own.join("; ")
+                    };
                     journal.record(name, &c.node.name, Status::Failed, hash, &msg)?;
                     progress.outcome(&c.node.name, &format!("{name}: FAILED"));
                 }
@@ -261,7 +346,10 @@ pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Jou
                 .map(|(c, _, why)| {
                     s.spawn(move || {
                         let n = &c.node.name;
-                        let t = Logged { inner: c.t.as_ref(), progress };
+                        let t = Logged {
+                            inner: c.t.as_ref(),
+                            progress,
+                        };
                         progress.log(&format!("[{n}] {name}: applying ({why})"));
                         let report = |m: &str| progress.set(n, &format!("{name}: {m}"));
                         let changed = step.apply(ctx, c.node, &t, &report)?;
@@ -271,13 +359,19 @@ pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Jou
                     })
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("bug: a worker thread panicked"))).collect()
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| bail!("bug: a worker thread panicked")))
+                .collect()
         });
         for ((c, hash, _), r) in pending.iter().zip(results) {
             let n = &c.node.name;
             match r {
                 Ok(changed) => {
-                    let msg = if changed.is_empty() { "done (nothing to change)".to_string() } else { format!("done: {}", changed.join(", ")) };
+                    let msg = if changed.is_empty() {
+                        "done (nothing to change)".to_string()
+                    } else {
+                        format!("done: {}", changed.join(", "))
+                    };
                     journal.record(name, n, Status::Done, hash, &msg)?;
                     summary.applied += 1;
                     progress.outcome(n, &format!("{name}: {msg}"));
@@ -298,22 +392,47 @@ pub fn run(ctx: &Ctx, steps: &[Box<dyn Step>], conns: &[NodeConn], journal: &Jou
     Ok(summary)
 }
 
-fn decide(ctx: &Ctx, step: &dyn Step, c: &NodeConn, journal: &Journal, progress: &Progress) -> Result<(crate::digest::Digest, Decision)> {
+fn decide(
+    ctx: &Ctx,
+    step: &dyn Step,
+    c: &NodeConn,
+    journal: &Journal,
+    progress: &Progress,
+) -> Result<(crate::digest::Digest, Decision)> {
     let hash = step.inputs_hash(ctx, c.node)?;
     if let Some(why) = &c.unreachable {
         return Ok((hash, Decision::Fail(why.clone())));
     }
-    let t = Logged { inner: c.t.as_ref(), progress };
+    let t = Logged {
+        inner: c.t.as_ref(),
+        progress,
+    };
     progress.set(&c.node.name, &format!("{}: checking", step.name()));
     let entry = journal.get(step.name(), &c.node.name);
-    let done_same = entry.as_ref().is_some_and(|e| e.status == Status::Done && e.inputs == hash);
+    let done_same = entry
+        .as_ref()
+        .is_some_and(|e| e.status == Status::Done && e.inputs == hash);
     if done_same {
         let diff = step.check(ctx, c.node, &t)?;
-        return Ok((hash, if diff.is_empty() { Decision::Skip("already done".into()) } else { Decision::Apply(format!("done before, but the node differs now: {}", diff.join("; "))) }));
+        return Ok((
+            hash,
+            if diff.is_empty() {
+                Decision::Skip("already done".into())
+            } else {
+                Decision::Apply(format!("done before, but the node differs now: {}", diff.join("; ")))
+            },
+        ));
     }
     let changed = entry.as_ref().is_some_and(|e| e.status == Status::Done);
     if !step.check_without_journal() {
-        return Ok((hash, Decision::Apply(if changed { "its inputs changed".into() } else { "not done yet".into() })));
+        return Ok((
+            hash,
+            Decision::Apply(if changed {
+                "its inputs changed".into()
+            } else {
+                "not done yet".into()
+            }),
+        ));
     }
     let diff = step.check(ctx, c.node, &t)?;
     if diff.is_empty() {

@@ -39,11 +39,16 @@ pub struct Facts {
 }
 
 fn read_trim(p: &str) -> Option<String> {
-    fs_err::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    fs_err::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn os_release() -> Vec<(String, String)> {
-    let text = read_trim("/etc/os-release").or_else(|| read_trim("/usr/lib/os-release")).unwrap_or_default();
+    let text = read_trim("/etc/os-release")
+        .or_else(|| read_trim("/usr/lib/os-release"))
+        .unwrap_or_default();
     text.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
@@ -54,7 +59,9 @@ fn os_release() -> Vec<(String, String)> {
 pub fn listening_ports() -> Vec<u16> {
     let mut ports = Vec::new();
     for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs_err::read_to_string(f) else { continue };
+        let Ok(text) = fs_err::read_to_string(f) else {
+            continue;
+        };
         for l in text.lines().skip(1) {
             let cols: Vec<&str> = l.split_whitespace().collect();
             if cols.len() > 3 && cols[3] == "0A" {
@@ -69,6 +76,7 @@ pub fn listening_ports() -> Vec<u16> {
     ports
 }
 
+#[allow(clippy::unnecessary_cast)] // fsblkcnt_t is not u64 everywhere
 fn free_mb(mut p: &Path) -> u64 {
     loop {
         if p.exists() {
@@ -115,12 +123,19 @@ fn memory_mb() -> u64 {
 /// Gather the facts of this machine.
 pub fn gather() -> Result<Facts> {
     let os = os_release();
-    let get = |k: &str| os.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        os.iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let uts = nix::sys::utsname::uname()?;
     Ok(Facts {
         hostname: nix::unistd::gethostname()?.to_string_lossy().into_owned(),
         euid: nix::unistd::geteuid().as_raw(),
-        cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
         memory_mb: memory_mb(),
         os_id: get("ID"),
         os_like: get("ID_LIKE").split_whitespace().map(String::from).collect(),

@@ -49,11 +49,23 @@ impl Journal {
         let data = match fs_err::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
                 .with_context(|| format!("the journal {} is corrupt", path.display()))
-                .map_err(|e| crate::error::with_hint(e, "move it away to start over (steps are checked on the nodes, so done work is skipped)"))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JournalData { version: 1, cluster: cluster.into(), steps: BTreeMap::new() },
+                .map_err(|e| {
+                    crate::error::with_hint(
+                        e,
+                        "move it away to start over (steps are checked on the nodes, so done work is skipped)",
+                    )
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JournalData {
+                version: 1,
+                cluster: cluster.into(),
+                steps: BTreeMap::new(),
+            },
             Err(e) => return Err(e.into()),
         };
-        Ok(Journal { path, data: Mutex::new(data) })
+        Ok(Journal {
+            path,
+            data: Mutex::new(data),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -74,7 +86,12 @@ impl Journal {
         let mut d = self.data.lock().unwrap_or_else(|e| e.into_inner());
         d.steps.entry(step.into()).or_default().insert(
             node.into(),
-            Entry { status, inputs: inputs.clone(), at: now_rfc3339(), message: message.into() },
+            Entry {
+                status,
+                inputs: inputs.clone(),
+                at: now_rfc3339(),
+                message: message.into(),
+            },
         );
         let bytes = serde_json::to_vec_pretty(&*d)?;
         fsutil::atomic_write(&self.path, &bytes).context("failed to write the journal")
@@ -83,7 +100,10 @@ impl Journal {
 
 /// Now, UTC, `2026-11-23T16:20:05Z`.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     rfc3339(secs)
 }
 
@@ -101,7 +121,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

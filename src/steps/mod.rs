@@ -44,12 +44,37 @@ pub enum Action {
     /// A text file with exact content, written atomically and only when different
     /// (`airgap node write-file`). With `block`, only the lines between `# BEGIN <block>` and `# END <block>`
     /// markers are managed; the rest of the file is kept.
-    File { path: String, mode: u32, content: String, #[serde(skip_serializing_if = "Option::is_none")] block: Option<String> },
+    File {
+        path: String,
+        #[serde(serialize_with = "octal")]
+        mode: u32,
+        content: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        block: Option<String>,
+    },
     /// A command run on the node. When `check` is set, the command runs only if `check` exits non-zero, and the
     /// step counts as done only when `check` exits 0. Without `check`, it runs on every apply (idempotent).
-    Command { argv: Vec<String>, #[serde(skip_serializing_if = "Option::is_none")] check: Option<Vec<String>>, why: String },
+    Command {
+        argv: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        check: Option<Vec<String>>,
+        why: String,
+    },
     /// A local file copied to the node, verified by sha256 on arrival, skipped when already there.
-    Copy { local: String, remote: String, mode: u32, #[serde(skip_serializing_if = "Option::is_none")] sha256: Option<Digest>, size: Option<u64> },
+    Copy {
+        local: String,
+        remote: String,
+        #[serde(serialize_with = "octal")]
+        mode: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha256: Option<Digest>,
+        size: Option<u64>,
+    },
+}
+
+/// File modes in JSON as people write them: "0644".
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{mode:04o}"))
 }
 
 /// A local file to distribute, hashed once per run.
@@ -67,7 +92,10 @@ impl LocalFile {
         Ok(LocalFile { path, sha256, size })
     }
     pub fn file_name(&self) -> String {
-        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }
 

@@ -50,6 +50,25 @@ pub fn merge_block(text: &str, block: &str, content: &str) -> String {
     }
 }
 
+/// The sidecar of a received file: its verified sha256 with the size and mtime it had then, so that a re-run
+/// need not hash gigabytes again (`HEX SIZE MTIME`, the same line `stat -c '%s %Y'` helps a shell write).
+pub fn stamp_path(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.sha256"))
+}
+
+fn stamp_line(meta: &std::fs::Metadata, sha256: &Digest) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{} {} {}", sha256.hex(), meta.len(), meta.mtime())
+}
+
+fn stamp_matches(path: &Path, meta: &std::fs::Metadata, sha256: &Digest) -> bool {
+    std::fs::read_to_string(stamp_path(path)).is_ok_and(|s| s.trim() == stamp_line(meta, sha256))
+}
+
 /// Compare `path` with the desired sha256 (of the whole file, or of its managed block) and mode.
 pub fn check_file(path: &Path, sha256: &Digest, mode: Option<u32>, block: Option<&str>) -> Result<FileState> {
     let meta = match fs_err::metadata(path) {
@@ -65,6 +84,7 @@ pub fn check_file(path: &Path, sha256: &Digest, mode: Option<u32>, block: Option
                 None => return Ok(FileState::Differs(format!("no '# BEGIN {b}' block"))),
             }
         }
+        None if stamp_matches(path, &meta, sha256) => sha256.clone(),
         None => Digest::of_file(path)?.0,
     };
     if &actual != sha256 {
@@ -117,7 +137,10 @@ pub fn write_file(path: &Path, mode: u32, content: &[u8], block: Option<&str>) -
 pub fn receive(path: &Path, mode: u32, sha256: &Digest, input: impl Read) -> Result<()> {
     let dir = path.parent().context("target path has no parent directory")?;
     fs_err::create_dir_all(dir)?;
-    let name = path.file_name().context("target path has no file name")?.to_string_lossy();
+    let name = path
+        .file_name()
+        .context("target path has no file name")?
+        .to_string_lossy();
     let partial = dir.join(format!(".{name}.airgap-partial"));
     let mut reader = HashingReader::expecting(input, sha256.clone(), None);
     {
@@ -127,6 +150,8 @@ pub fn receive(path: &Path, mode: u32, sha256: &Digest, input: impl Read) -> Res
         f.sync_all()?;
     }
     fsutil::rename_durable(&partial, path)?;
+    let meta = fs_err::metadata(path)?;
+    fsutil::atomic_write(&stamp_path(path), format!("{}\n", stamp_line(&meta, sha256)).as_bytes())?;
     Ok(())
 }
 
@@ -150,7 +175,11 @@ pub fn hostname_is(name: &str) -> Result<bool> {
 /// Active swap devices (from /proc/swaps).
 pub fn active_swaps() -> Result<Vec<String>> {
     let s = fs_err::read_to_string("/proc/swaps")?;
-    Ok(s.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
+    Ok(s.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect())
 }
 
 /// `/etc/fstab` with every swap entry commented out (`None` when nothing to change).
@@ -189,7 +218,10 @@ pub fn swap_state() -> Result<Vec<String>> {
 /// `swapoff -a` and comment swap out of /etc/fstab (atomically, only when different).
 pub fn swap_off() -> Result<()> {
     if !active_swaps()?.is_empty() {
-        let st = std::process::Command::new("swapoff").arg("-a").status().context("failed to run swapoff -a")?;
+        let st = std::process::Command::new("swapoff")
+            .arg("-a")
+            .status()
+            .context("failed to run swapoff -a")?;
         if !st.success() {
             bail!("swapoff -a failed ({st})");
         }
@@ -210,7 +242,9 @@ pub fn module_available(m: &str) -> (bool, String) {
     if Path::new("/sys/module").join(m).exists() {
         return (true, "loaded".into());
     }
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Ok(b) = fs_err::read_to_string(format!("/lib/modules/{release}/modules.builtin")) {
         if b.lines().any(|l| l.rsplit('/').next() == Some(&format!("{m}.ko"))) {
             return (true, "built in".into());
@@ -219,7 +253,9 @@ pub fn module_available(m: &str) -> (bool, String) {
     // built in without modules.builtin on disk: the feature itself is there
     let feature = match m {
         "br_netfilter" => Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists(),
-        "overlay" => fs_err::read_to_string("/proc/filesystems").is_ok_and(|f| f.lines().any(|l| l.ends_with("\toverlay"))),
+        "overlay" => {
+            fs_err::read_to_string("/proc/filesystems").is_ok_and(|f| f.lines().any(|l| l.ends_with("\toverlay")))
+        }
         _ => false,
     };
     if feature {
@@ -239,9 +275,15 @@ pub fn load_modules(mods: &[String]) -> Result<()> {
         if ok && how != "loadable" {
             continue;
         }
-        let out = std::process::Command::new("modprobe").arg(m).output().with_context(|| format!("failed to run modprobe {m}"))?;
+        let out = std::process::Command::new("modprobe")
+            .arg(m)
+            .output()
+            .with_context(|| format!("failed to run modprobe {m}"))?;
         if !out.status.success() {
-            bail!("failed to load kernel module {m}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "failed to load kernel module {m}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     Ok(())
@@ -264,7 +306,10 @@ pub fn parse_sysctl(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().trim_start_matches('-').to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().trim_start_matches('-').to_string(), v.trim().to_string()))
+        })
         .collect()
 }
 

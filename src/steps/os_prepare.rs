@@ -53,19 +53,34 @@ impl Step for OsPrepare {
                 check: Some(node_cmd(&["hostname", n, "--check"])),
                 why: format!("set the hostname to {n} (kernel and /etc/hostname)"),
             },
-            Action::File { path: "/etc/hosts".into(), mode: 0o644, content: hosts_block(ctx), block: Some("airgap".into()) },
+            Action::File {
+                path: "/etc/hosts".into(),
+                mode: 0o644,
+                content: hosts_block(ctx),
+                block: Some("airgap".into()),
+            },
             Action::Command {
                 argv: node_cmd(&["swap-off"]),
                 check: Some(node_cmd(&["swap-off", "--check"])),
                 why: "turn swap off (swapoff -a) and comment swap out of /etc/fstab".into(),
             },
-            Action::File { path: MODULES_FILE.into(), mode: 0o644, content: modules_conf(), block: None },
+            Action::File {
+                path: MODULES_FILE.into(),
+                mode: 0o644,
+                content: modules_conf(),
+                block: None,
+            },
             Action::Command {
                 argv: node_cmd(&modules),
                 check: Some(node_cmd(&["modules", "--check", "br_netfilter", "overlay"])),
                 why: "load br_netfilter and overlay (nothing to do when built in)".into(),
             },
-            Action::File { path: SYSCTL_FILE.into(), mode: 0o644, content: sysctl_conf(), block: None },
+            Action::File {
+                path: SYSCTL_FILE.into(),
+                mode: 0o644,
+                content: sysctl_conf(),
+                block: None,
+            },
             Action::Command {
                 argv: node_cmd(&["sysctl", "--file", SYSCTL_FILE]),
                 check: Some(node_cmd(&["sysctl", "--file", SYSCTL_FILE, "--check"])),

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 pub struct Preflight;
 
 /// Check names, usable in the inventory's `preflight.ignore` to turn a check into a warning.
-pub const CHECKS: [&str; 11] = ["root", "cpu", "memory", "os", "arch", "ports", "modules", "time", "identity", "disk", "reach"];
+pub const CHECKS: [&str; 11] = [
+    "root", "cpu", "memory", "os", "arch", "ports", "modules", "time", "identity", "disk", "reach",
+];
 
 /// The TCP ports the later steps need free on a node.
 pub fn needed_ports(ctx: &Ctx, node: &Node) -> Vec<u16> {
@@ -42,11 +44,17 @@ impl Step for Preflight {
         "check every node before anything changes (root, CPU/RAM, OS/arch, free ports, swap, kernel modules, clocks, unique identities, disk)"
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
-        let ports = needed_ports(ctx, node).iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let ports = needed_ports(ctx, node)
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         Ok(vec![Action::Command {
             argv: node_cmd(&["facts", "--json"]),
             check: None,
-            why: format!("gather facts; checked here: ports {ports} free, modules br_netfilter+overlay, swap, clock, identity"),
+            why: format!(
+                "gather facts; checked here: ports {ports} free, modules br_netfilter+overlay, swap, clock, identity"
+            ),
         }])
     }
     fn inputs_hash(&self, ctx: &Ctx, node: &Node) -> Result<crate::digest::Digest> {
@@ -62,8 +70,13 @@ impl Step for Preflight {
     }
     fn before(&self, ctx: &Ctx, pending: &[(&Node, &dyn Transport)]) -> Result<()> {
         let gathered: Vec<(String, Result<(Facts, i64)>)> = std::thread::scope(|s| {
-            let hs: Vec<_> = pending.iter().map(|(n, t)| (n.name.clone(), s.spawn(move || gather(*t)))).collect();
-            hs.into_iter().map(|(n, h)| (n, h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked"))))).collect()
+            let hs: Vec<_> = pending
+                .iter()
+                .map(|(n, t)| (n.name.clone(), s.spawn(move || gather(*t))))
+                .collect();
+            hs.into_iter()
+                .map(|(n, h)| (n, h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))))
+                .collect()
         });
         let mut facts = BTreeMap::new();
         let mut report = Report::new(&ctx.inv.preflight.ignore);
@@ -105,7 +118,12 @@ impl Step for Preflight {
 
 /// Facts of one node and the clock offset against this machine (ms, node minus local midpoint).
 fn gather(t: &dyn Transport) -> Result<(Facts, i64)> {
-    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    };
     let t0 = now();
     let out = t.run(&node_cmd(&["facts", "--json"]), Stdin::Null)?;
     let t1 = now();
@@ -126,11 +144,16 @@ struct Report<'a> {
 
 impl<'a> Report<'a> {
     fn new(ignore: &'a [String]) -> Self {
-        Report { ignore, problems: Vec::new(), warnings: Vec::new() }
+        Report {
+            ignore,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
     fn add(&mut self, node: &str, check: &str, msg: String) {
         if self.ignore.iter().any(|i| i == check) {
-            self.warnings.push(format!("{node}: {msg} (ignored: preflight.ignore has {check})"));
+            self.warnings
+                .push(format!("{node}: {msg} (ignored: preflight.ignore has {check})"));
         } else {
             self.problems.push((node.to_string(), msg));
         }
@@ -141,10 +164,15 @@ impl<'a> Report<'a> {
 }
 
 fn family(f: &Facts) -> Option<&'static str> {
-    let ids: Vec<&str> = std::iter::once(f.os_id.as_str()).chain(f.os_like.iter().map(String::as_str)).collect();
+    let ids: Vec<&str> = std::iter::once(f.os_id.as_str())
+        .chain(f.os_like.iter().map(String::as_str))
+        .collect();
     if ids.iter().any(|i| *i == "debian" || *i == "ubuntu") {
         Some("debian")
-    } else if ids.iter().any(|i| ["rhel", "centos", "fedora", "rocky", "almalinux", "ol"].contains(i)) {
+    } else if ids
+        .iter()
+        .any(|i| ["rhel", "centos", "fedora", "rocky", "almalinux", "ol"].contains(i))
+    {
         Some("rhel")
     } else {
         None
@@ -154,36 +182,98 @@ fn family(f: &Facts) -> Option<&'static str> {
 fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
     let pf = &ctx.inv.preflight;
     let local_arch = std::env::consts::ARCH;
-    let first_family = ctx.inv.nodes.iter().find_map(|n| facts.get(&n.name)).and_then(|(f, _)| family(f));
+    let first_family = ctx
+        .inv
+        .nodes
+        .iter()
+        .find_map(|n| facts.get(&n.name))
+        .and_then(|(f, _)| family(f));
     for node in &ctx.inv.nodes {
-        let Some((f, _)) = facts.get(&node.name) else { continue };
+        let Some((f, _)) = facts.get(&node.name) else {
+            continue;
+        };
         let n = node.name.as_str();
         if f.euid != 0 {
-            r.add(n, "root", format!("not running as root (euid {}): the installer needs root on every node (ssh.user root)", f.euid));
+            r.add(
+                n,
+                "root",
+                format!(
+                    "not running as root (euid {}): the installer needs root on every node (ssh.user root)",
+                    f.euid
+                ),
+            );
         }
         if node.role == Role::Master && f.cpus < pf.master_min_cpus {
-            r.add(n, "cpu", format!("{} CPU{}, a master needs at least {} (preflight.master_min_cpus)", f.cpus, if f.cpus == 1 { "" } else { "s" }, pf.master_min_cpus));
+            r.add(
+                n,
+                "cpu",
+                format!(
+                    "{} CPU{}, a master needs at least {} (preflight.master_min_cpus)",
+                    f.cpus,
+                    if f.cpus == 1 { "" } else { "s" },
+                    pf.master_min_cpus
+                ),
+            );
         }
         let (min_mem, key) = match node.role {
             Role::Master => (pf.master_min_memory_mb, "master_min_memory_mb"),
             Role::Worker => (pf.worker_min_memory_mb, "worker_min_memory_mb"),
         };
         if f.memory_mb < min_mem {
-            r.add(n, "memory", format!("{} MB of RAM, a {} needs at least {min_mem} MB (preflight.{key})", f.memory_mb, node.role));
+            r.add(
+                n,
+                "memory",
+                format!(
+                    "{} MB of RAM, a {} needs at least {min_mem} MB (preflight.{key})",
+                    f.memory_mb, node.role
+                ),
+            );
         }
         match family(f) {
-            None => r.add(n, "os", format!("unsupported OS {:?} (ID={}): supported are the Debian and RHEL families", f.os_pretty, f.os_id)),
-            Some(fam) if Some(fam) != first_family => {
-                r.add(n, "os", format!("OS family {fam} ({}) differs from the other nodes' ({}): the bundle carries one family's packages", f.os_pretty, first_family.unwrap_or("?")))
-            }
+            None => r.add(
+                n,
+                "os",
+                format!(
+                    "unsupported OS {:?} (ID={}): supported are the Debian and RHEL families",
+                    f.os_pretty, f.os_id
+                ),
+            ),
+            Some(fam) if Some(fam) != first_family => r.add(
+                n,
+                "os",
+                format!(
+                    "OS family {fam} ({}) differs from the other nodes' ({}): the bundle carries one family's packages",
+                    f.os_pretty,
+                    first_family.unwrap_or("?")
+                ),
+            ),
             _ => {}
         }
         if f.arch != local_arch {
-            r.add(n, "arch", format!("architecture {} does not match this installer and bundle ({local_arch})", f.arch));
+            r.add(
+                n,
+                "arch",
+                format!(
+                    "architecture {} does not match this installer and bundle ({local_arch})",
+                    f.arch
+                ),
+            );
         }
-        let busy: Vec<String> = needed_ports(ctx, node).into_iter().filter(|p| f.listening.contains(p)).map(|p| p.to_string()).collect();
+        let busy: Vec<String> = needed_ports(ctx, node)
+            .into_iter()
+            .filter(|p| f.listening.contains(p))
+            .map(|p| p.to_string())
+            .collect();
         if !busy.is_empty() {
-            r.add(n, "ports", format!("TCP port{} {} already in use (something listens there; find it with `ss -ltnp`)", if busy.len() == 1 { "" } else { "s" }, busy.join(", ")));
+            r.add(
+                n,
+                "ports",
+                format!(
+                    "TCP port{} {} already in use (something listens there; find it with `ss -ltnp`)",
+                    if busy.len() == 1 { "" } else { "s" },
+                    busy.join(", ")
+                ),
+            );
         }
         for (m, ok, how) in &f.modules {
             if !ok {
@@ -191,14 +281,27 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
             }
         }
         if !f.swaps.is_empty() {
-            r.warn(n, format!("swap is on ({}): os-prepare turns it off and comments it out of /etc/fstab", f.swaps.join(", ")));
+            r.warn(
+                n,
+                format!(
+                    "swap is on ({}): os-prepare turns it off and comments it out of /etc/fstab",
+                    f.swaps.join(", ")
+                ),
+            );
         }
         let mut need_mb = pf.min_free_disk_mb;
         if super::distribute::needs_bundle(ctx.inv, node) {
             need_mb += ctx.bundle.map(|b| b.iter().map(|f| f.size).sum::<u64>()).unwrap_or(0) / (1024 * 1024);
         }
         if f.free_opt_mb < need_mb {
-            r.add(n, "disk", format!("{} MB free under /opt, {need_mb} MB needed (bundle + preflight.min_free_disk_mb)", f.free_opt_mb));
+            r.add(
+                n,
+                "disk",
+                format!(
+                    "{} MB free under /opt, {need_mb} MB needed (bundle + preflight.min_free_disk_mb)",
+                    f.free_opt_mb
+                ),
+            );
         }
         if f.hostname != node.name {
             r.warn(n, format!("hostname is {:?}: os-prepare sets it to {n}", f.hostname));
@@ -211,14 +314,25 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
         for (n, (_, o)) in facts {
             let d = (*o - median) as f64 / 1000.0;
             if d.abs() > pf.max_time_skew_seconds {
-                r.add(n, "time", format!("clock is {:.1} s {} the other nodes' (max {} s): sync the clocks (chrony/ntp) first", d.abs(), if d > 0.0 { "ahead of" } else { "behind" }, pf.max_time_skew_seconds));
+                r.add(
+                    n,
+                    "time",
+                    format!(
+                        "clock is {:.1} s {} the other nodes' (max {} s): sync the clocks (chrony/ntp) first",
+                        d.abs(),
+                        if d > 0.0 { "ahead of" } else { "behind" },
+                        pf.max_time_skew_seconds
+                    ),
+                );
             }
         }
     }
     // identities must be unique (cloned VMs share them; kubelet and etcd need them distinct)
     let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
     for node in &ctx.inv.nodes {
-        let Some((f, _)) = facts.get(&node.name) else { continue };
+        let Some((f, _)) = facts.get(&node.name) else {
+            continue;
+        };
         let mut ids = vec![];
         if let Some(u) = &f.product_uuid {
             ids.push(("product_uuid", u.clone()));
@@ -229,9 +343,11 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
         ids.extend(f.macs.iter().map(|(_, m)| ("MAC", m.clone())));
         for (kind, v) in ids {
             match seen.get(&(kind.to_string(), v.clone())) {
-                Some(other) if other != &node.name => {
-                    r.add(&node.name, "identity", format!("{kind} {v} is also {other}'s (a cloned machine?): every node needs its own"))
-                }
+                Some(other) if other != &node.name => r.add(
+                    &node.name,
+                    "identity",
+                    format!("{kind} {v} is also {other}'s (a cloned machine?): every node needs its own"),
+                ),
                 _ => {
                     seen.insert((kind.to_string(), v), node.name.clone());
                 }
@@ -243,6 +359,9 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
         hostnames.entry(f.hostname.as_str()).or_default().push(n);
     }
     for (h, ns) in hostnames.iter().filter(|(_, ns)| ns.len() > 1) {
-        r.warn(&ns.join(", "), format!("share the hostname {h:?}: os-prepare gives each its inventory name"));
+        r.warn(
+            &ns.join(", "),
+            format!("share the hostname {h:?}: os-prepare gives each its inventory name"),
+        );
     }
 }

@@ -45,11 +45,24 @@ pub fn plan_json<'a>(ctx: &'a Ctx, steps: &[Box<dyn Step>]) -> Result<PlanJson<'
     for s in steps {
         let mut nodes = Vec::new();
         for n in ctx.inv.nodes.iter().filter(|n| s.runs_on(ctx, n)) {
-            nodes.push(NodeJson { node: n.name.clone(), address: n.address.to_string(), role: n.role.to_string(), actions: s.plan(ctx, n)? });
+            nodes.push(NodeJson {
+                node: n.name.clone(),
+                address: n.address.to_string(),
+                role: n.role.to_string(),
+                actions: s.plan(ctx, n)?,
+            });
         }
-        out.push(StepJson { name: s.name(), summary: s.summary(), nodes });
+        out.push(StepJson {
+            name: s.name(),
+            summary: s.summary(),
+            nodes,
+        });
     }
-    Ok(PlanJson { cluster: &ctx.inv.cluster.name, kubernetes_version: &ctx.inv.cluster.kubernetes_version, steps: out })
+    Ok(PlanJson {
+        cluster: &ctx.inv.cluster.name,
+        kubernetes_version: &ctx.inv.cluster.kubernetes_version,
+        steps: out,
+    })
 }
 
 /// The whole plan as text.
@@ -66,8 +79,15 @@ pub fn plan_text(ctx: &Ctx, steps: &[Box<dyn Step>]) -> Result<String> {
         steps.len(),
         if steps.len() == 1 { "" } else { "s" }
     );
-    let _ = writeln!(s, "# masters' VIP {}:16443, workers' VIP {}:5000", inv.vips.masters, inv.vips.workers);
-    let _ = writeln!(s, "# file contents are shown as the `airgap node write-file` command that writes them (reads stdin)");
+    let _ = writeln!(
+        s,
+        "# masters' VIP {}:16443, workers' VIP {}:5000",
+        inv.vips.masters, inv.vips.workers
+    );
+    let _ = writeln!(
+        s,
+        "# file contents are shown as the `airgap node write-file` command that writes them (reads stdin)"
+    );
     for (i, step) in steps.iter().enumerate() {
         let _ = writeln!(s, "\n## {}. {}: {}", i + 1, step.name(), step.summary());
         for n in inv.nodes.iter().filter(|n| step.runs_on(ctx, n)) {
@@ -91,12 +111,21 @@ fn heredoc(content: &str) -> String {
 /// One action: the command a person would run on the node.
 pub fn action_text(a: &Action) -> String {
     match a {
-        Action::File { path, mode, content, block } => {
+        Action::File {
+            path,
+            mode,
+            content,
+            block,
+        } => {
             let what = match block {
                 Some(b) => format!("# file {path}: the block between '# BEGIN {b}' and '# END {b}' (the rest is kept)"),
                 None => format!("# file {path} (mode {mode:o})"),
             };
-            format!("{what}\n$ {} {}", shell_join(&write_file_cmd(path, *mode, content, block.as_deref())), heredoc(content))
+            format!(
+                "{what}\n$ {} {}",
+                shell_join(&write_file_cmd(path, *mode, content, block.as_deref())),
+                heredoc(content)
+            )
         }
         Action::Command { argv, check, why } => {
             let mut s = format!("# {why}\n");
@@ -106,7 +135,13 @@ pub fn action_text(a: &Action) -> String {
             let _ = writeln!(s, "$ {}", shell_join(argv));
             s
         }
-        Action::Copy { local, remote, mode, sha256, size } => match sha256 {
+        Action::Copy {
+            local,
+            remote,
+            mode,
+            sha256,
+            size,
+        } => match sha256 {
             Some(h) => format!(
                 "# copy {local} ({}, {h}) to {remote}, verified on arrival, skipped when there\n$ {} < {}\n",
                 super::actions::human_size(size.unwrap_or(0)),
@@ -120,10 +155,17 @@ pub fn action_text(a: &Action) -> String {
 
 /// `--dry-run` for one node: why the step would run, then each action with what would change.
 pub fn dry_run_node(ctx: &Ctx, step: &dyn Step, node: &Node, t: &dyn Transport, why: &str) -> Result<String> {
-    let mut s = format!("\n## {} on {} ({}): would run ({why})\n", step.name(), node.name, node.address);
+    let mut s = format!(
+        "\n## {} on {} ({}): would run ({why})\n",
+        step.name(),
+        node.name,
+        node.address
+    );
     for a in step.plan(ctx, node)? {
         match &a {
-            Action::File { path, content, block, .. } => {
+            Action::File {
+                path, content, block, ..
+            } => {
                 let current = match t.read_file(path) {
                     Ok(c) => c.map(|b| String::from_utf8_lossy(&b).into_owned()),
                     Err(e) => {
@@ -142,7 +184,13 @@ pub fn dry_run_node(ctx: &Ctx, step: &dyn Step, node: &Node, t: &dyn Transport, 
                     Some(c) => {
                         let diff = similar::TextDiff::from_lines(&c, content);
                         let _ = writeln!(s, "# file {path}: would change:");
-                        s.push_str(&diff.unified_diff().context_radius(3).header(&format!("{}:{path}", node.name), "desired").to_string());
+                        s.push_str(
+                            &diff
+                                .unified_diff()
+                                .context_radius(3)
+                                .header(&format!("{}:{path}", node.name), "desired")
+                                .to_string(),
+                        );
                         s.push_str(&action_text(&a));
                     }
                     None => s.push_str(&action_text(&a)),

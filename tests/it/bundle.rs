@@ -394,3 +394,52 @@ fn keygen_command() {
     )));
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn bundle_unpacks_into_an_empty_existing_dir_only() {
+    let fx = Fixture::new();
+    let w = fx.write(&fx.content(10_000), "out", None, 2);
+    let to = fx.path().join("empty");
+    std::fs::create_dir(&to).unwrap();
+    let (code, _, err) = unpack_cmd(&fx, &w.archive, &to);
+    assert_eq!(code, 0, "{err}");
+    assert!(to.join("files/bin/kubeadm").is_file());
+    // A file in the way is refused and left alone.
+    let file = fx.path().join("afile");
+    std::fs::write(&file, b"keep").unwrap();
+    let (code, _, err) = unpack_cmd(&fx, &w.archive, &file);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists and is not an empty directory"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+}
+
+/// Peak RSS (KiB) of a command, measured by GNU time.
+fn peak_rss_kib(cmd: &mut Command) -> u64 {
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("PEAK_RSS_KIB=%M").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let (code, _, err) = run(&mut timed);
+    assert_eq!(code, 0, "{err}");
+    let line = err.lines().find_map(|l| l.strip_prefix("PEAK_RSS_KIB=")).expect("no RSS from /usr/bin/time");
+    line.trim().parse().unwrap()
+}
+
+#[test]
+fn bundle_memory_stays_flat_for_a_large_layer() {
+    // A 48 MiB incompressible layer: a reader holding a blob (or the archive) in memory would show it.
+    let fx = Fixture::new();
+    let w = fx.write(&fx.content(48 << 20), "out", None, 2);
+    assert!(std::fs::metadata(&w.archive).unwrap().len() > 48 << 20);
+    let verify = peak_rss_kib(airgap().arg("--quiet").arg("verify").arg(&w.archive).arg("--pubkey").arg(&fx.public));
+    let to = fx.path().join("u");
+    let unpack =
+        peak_rss_kib(airgap().arg("--quiet").arg("unpack").arg(&w.archive).arg("--to").arg(&to).arg("--pubkey").arg(&fx.public));
+    assert!(to.join("files/bin/kubeadm").is_file());
+    assert!(verify < 32 * 1024, "verify peaked at {verify} KiB for a 48 MiB bundle");
+    assert!(unpack < 32 * 1024, "unpack peaked at {unpack} KiB for a 48 MiB bundle");
+}

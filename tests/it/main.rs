@@ -1,9 +1,15 @@
 //! The one integration test binary: real daemons and stock tools, started by the harness in `support`.
 
 mod support;
-mod harness;
-mod registry;
-mod bundle;
-mod manifest;
+
 mod build;
+mod bundle;
+mod fault;
+mod harness;
 mod infra;
+mod inventory;
+mod lab;
+mod manifest;
+mod plan;
+mod registry;
+mod token;

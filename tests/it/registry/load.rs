@@ -245,3 +245,18 @@ fn serve_chooses_the_host_by_ns_reloads_the_catalog_and_logs_json() {
     assert_eq!(req["fields"]["method"], "GET");
     assert!(lines.iter().any(|v| v["fields"]["message"].as_str().is_some_and(|m| m.contains("catalog reloaded"))), "{log}");
 }
+
+/// Not a test: writes a signed bundle of every image in the OCI layout `$AIRGAP_BENCH_LAYOUT` into
+/// `$AIRGAP_BENCH_OUT` (key pair in `$AIRGAP_BENCH_OUT/keys`), for `scripts/bench-registry.sh`.
+#[test]
+#[ignore = "helper of scripts/bench-registry.sh"]
+fn bench_write_bundle_from_layout() {
+    let (Some(layout), Some(out)) = (std::env::var_os("AIRGAP_BENCH_LAYOUT"), std::env::var_os("AIRGAP_BENCH_OUT")) else {
+        panic!("set AIRGAP_BENCH_LAYOUT and AIRGAP_BENCH_OUT");
+    };
+    let out = PathBuf::from(out);
+    let k = airgap::sign::generate_keypair(&out.join("keys"), None).unwrap();
+    let keys = Keys { secret: k.secret, public: k.public, _dir: tempfile::tempdir().unwrap() };
+    let archive = bundle_from_layout(Path::new(&layout), "bench", "1.0.0", &out, &keys);
+    println!("bundle: {}", archive.display());
+}

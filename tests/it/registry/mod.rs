@@ -316,6 +316,11 @@ fn registry_64_concurrent_blob_downloads() {
         assert_eq!(fs_err::metadata(&p).unwrap().len(), size);
         assert_eq!(crate::support::sha256sum(&p), big.hex());
     }
+    // A range across several of the 1 MiB slices the body is streamed in.
+    let full = fs_err::read(out.path().join("b0")).unwrap();
+    let (st, h, body) = http("GET", &s.url(&format!("/v2/big/image/blobs/{big}")), &["Range: bytes=1000000-3500000"]);
+    assert_eq!((st, h["content-range"].clone()), (206, format!("bytes 1000000-3500000/{size}")));
+    assert_eq!(body, &full[1_000_000..=3_500_000]);
 }
 
 #[test]

@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod containerd;
 pub mod fileserver;
 pub mod images;
+pub mod lab;
 pub mod registry;
 
 use std::net::TcpListener;
@@ -69,4 +70,14 @@ impl Drop for ChildGuard {
 pub fn sha256sum(path: &Path) -> String {
     let out = run_ok(Command::new("sha256sum").arg(path));
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// The airgap binary built for these tests, as a command.
+pub fn airgap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_airgap"))
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -1,0 +1,132 @@
+//! Inventory validation: every error names the file, the line and the field (insta snapshots).
+
+use airgap::inventory::Inventory;
+
+const BASE: &str = "\
+cluster:
+  name: plant-a
+  kubernetes_version: 1.31.4
+ssh:
+  user: root
+  key_file: /root/.ssh/id_ed25519
+nodes:
+  - name: master1
+    address: 10.20.0.11
+    role: master
+  - name: master2
+    address: 10.20.0.12
+    role: master
+  - name: master3
+    address: 10.20.0.13
+    role: master
+  - name: worker1
+    address: 10.20.0.21
+    role: worker
+  - name: worker2
+    address: 10.20.0.22
+    role: worker
+vips:
+  masters: 10.20.0.100
+  workers: 10.20.0.200
+network:
+  node_subnet: 10.20.0.0/24
+";
+
+/// The error message for an inventory text (must be invalid).
+fn error(text: &str) -> String {
+    match Inventory::parse(text, "site.yaml") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn base_and_example_are_valid() {
+    let inv = Inventory::parse(BASE, "site.yaml").unwrap();
+    assert_eq!(inv.network.pod_subnet.to_string(), "10.244.0.0/16");
+    assert_eq!(inv.network.service_subnet.to_string(), "10.96.0.0/12");
+    assert_eq!(inv.nfs.path, "/opt/mnt/volumes");
+    assert_eq!(inv.redis.base_port, 7000);
+    assert_eq!(inv.preflight.master_min_memory_mb, 1700);
+    let example = super::support::repo().join("manifests/site.example.yaml");
+    let inv = Inventory::load(&example).unwrap();
+    assert_eq!((inv.masters().count(), inv.workers().count()), (3, 2));
+}
+
+#[test]
+fn unknown_field_names_line_and_column() {
+    insta::assert_snapshot!(error(
+        &BASE.replace("    address: 10.20.0.13", "    adress: 10.20.0.13")
+    ));
+    insta::assert_snapshot!(error(&BASE.replace(
+        "  node_subnet: 10.20.0.0/24",
+        "  node_subnet: 10.20.0.0/24\n  pod_subnt: 10.244.0.0/16"
+    )));
+}
+
+#[test]
+fn duplicate_names_and_addresses() {
+    let text = BASE.replace(
+        "  - name: master3\n    address: 10.20.0.13",
+        "  - name: master2\n    address: 10.20.0.11",
+    );
+    insta::assert_snapshot!(error(&text));
+}
+
+#[test]
+fn vip_on_a_node_or_outside_the_subnet() {
+    insta::assert_snapshot!(error(&BASE.replace("masters: 10.20.0.100", "masters: 10.20.0.12")));
+    insta::assert_snapshot!(error(&BASE.replace("workers: 10.20.0.200", "workers: 10.30.0.200")));
+}
+
+#[test]
+fn ha_layout_needs_3_masters_and_2_workers() {
+    let two_masters = BASE.replace(
+        "    address: 10.20.0.13\n    role: master",
+        "    address: 10.20.0.13\n    role: worker",
+    );
+    insta::assert_snapshot!(error(&two_masters));
+    let one_worker = BASE.replace(
+        "    address: 10.20.0.22\n    role: worker",
+        "    address: 10.20.0.22\n    role: master",
+    );
+    insta::assert_snapshot!(error(&one_worker));
+    // a single-master layout, allowed explicitly
+    let single = "cluster:\n  name: lab\n  kubernetes_version: 1.31.4\n  allow_single_master: true\nnodes:\n  - name: m1\n    address: 10.20.0.11\n    role: master\nvips:\n  masters: 10.20.0.100\n  workers: 10.20.0.200\nnetwork:\n  node_subnet: 10.20.0.0/24\n";
+    Inventory::parse(single, "site.yaml").unwrap();
+}
+
+#[test]
+fn overlapping_subnets() {
+    let text = BASE.replace(
+        "  node_subnet: 10.20.0.0/24",
+        "  node_subnet: 10.20.0.0/24\n  pod_subnet: 10.0.0.0/8\n  service_subnet: 10.96.0.0/12",
+    );
+    insta::assert_snapshot!(error(&text));
+}
+
+#[test]
+fn every_problem_reported_together() {
+    let text = BASE
+        .replace("name: plant-a", "name: Plant_A")
+        .replace("address: 10.20.0.22", "address: 10.20.0.21")
+        .replace("workers: 10.20.0.200", "workers: 10.20.0.100");
+    insta::assert_snapshot!(error(&text));
+}
+
+#[test]
+fn cli_prints_error_and_hint() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("site.yaml"),
+        BASE.replace("masters: 10.20.0.100", "masters: 10.20.0.21"),
+    )
+    .unwrap();
+    let out = super::support::airgap()
+        .current_dir(d.path())
+        .args(["plan", "--inventory", "site.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
+}
