@@ -146,7 +146,13 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         .collect();
     engine::bootstrap(&mut conns, &binary, &progress);
     let warn = |w: &str| progress.warn(w);
-    let ctx = Ctx { inv: &inv, bundle: bundle.as_deref(), binary: Some(&binary), pubkey: pubkey.as_ref(), warn: &warn };
+    let ctx = Ctx {
+        inv: &inv,
+        bundle: bundle.as_deref(),
+        binary: Some(&binary),
+        pubkey: pubkey.as_ref(),
+        warn: &warn,
+    };
     let result = engine::run(&ctx, &steps, &conns, &journal, &progress, args.dry_run);
     for c in &conns {
         c.t.close();

@@ -34,7 +34,13 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.pubkey.clone().map(LocalFile::hash).transpose()?;
     let warn = |_: &str| {};
-    let ctx = Ctx { inv: &inv, bundle: bundle.as_deref(), binary: Some(&binary), pubkey: pubkey.as_ref(), warn: &warn };
+    let ctx = Ctx {
+        inv: &inv,
+        bundle: bundle.as_deref(),
+        binary: Some(&binary),
+        pubkey: pubkey.as_ref(),
+        warn: &warn,
+    };
     if args.json {
         print_json(&render::plan_json(&ctx, &steps)?)
     } else {

@@ -35,7 +35,13 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.inventory)?;
     let journal = Journal::open(&args.dirs.state_dir(&inv), &inv.cluster.name)?;
     let warn = |_: &str| {};
-    let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, warn: &warn };
+    let ctx = Ctx {
+        inv: &inv,
+        bundle: None,
+        binary: None,
+        pubkey: None,
+        warn: &warn,
+    };
     let mut rows = Vec::new();
     for s in steps::all_steps() {
         for n in inv.nodes.iter().filter(|n| s.runs_on(&ctx, n)) {

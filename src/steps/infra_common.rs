@@ -9,18 +9,18 @@ use crate::infra::{FileSpec, Peer, Site, AIRGAP_BIN};
 use crate::inventory::Node;
 use anyhow::{anyhow, Context, Result};
 
+
 /// Where the bundle signers' public key goes on the nodes.
 pub const REMOTE_PUBKEY: &str = "/opt/airgap/bundle.pub";
 pub const MASTERS_VRID: u8 = 51;
 pub const WORKERS_VRID: u8 = 52;
 
-fn peer(n: &Node) -> Result<Peer> {
-    let interface = n
-        .interface
-        .clone()
-        .ok_or_else(|| anyhow!("{} has no network interface in the inventory, and keepalived needs it", n.name))
-        .hint("set `interface:` (e.g. eth0, ens192) on every master and on the first two workers")?;
-    Ok(Peer { name: n.name.clone(), ip: n.address, interface })
+fn peer(ctx: &Ctx, n: &Node) -> Peer {
+    let interface = n.interface.clone().unwrap_or_else(|| {
+        (ctx.warn)(&format!("{} has no `interface:` in the inventory: keepalived will use eth0 (set it if the node's NIC has another name)", n.name));
+        "eth0".to_string()
+    });
+    Peer { name: n.name.clone(), ip: n.address, interface }
 }
 
 /// The upstream host of an image reference, as containerd names its hosts.toml directory.
@@ -49,10 +49,13 @@ fn pause_image(references: &[String]) -> Option<String> {
 
 /// The site as the infrastructure templates see it.
 pub fn site(ctx: &Ctx) -> Result<Site> {
-    let masters = ctx.inv.masters().map(peer).collect::<Result<Vec<_>>>()?;
-    let registry_workers = ctx.inv.workers().take(2).map(peer).collect::<Result<Vec<_>>>()?;
-    let root = bundle_root(ctx)?;
-    let references: Vec<String> = root.images.iter().map(|i| i.reference.clone()).collect();
+    let masters = ctx.inv.masters().map(|n| peer(ctx, n)).collect();
+    let registry_workers = ctx.inv.workers().take(2).map(|n| peer(ctx, n)).collect();
+    // without --bundle (plan, status), the default upstream hosts and sandbox image stand in
+    let references: Vec<String> = match ctx.bundle {
+        Some(_) => bundle_root(ctx)?.images.iter().map(|i| i.reference.clone()).collect(),
+        None => vec![],
+    };
     let mut upstream_hosts: Vec<String> = references.iter().map(|r| reference_host(r)).collect();
     upstream_hosts.extend(["registry.k8s.io", "docker.io", "ghcr.io", "quay.io"].map(String::from));
     upstream_hosts.sort();
@@ -87,8 +90,17 @@ pub fn bundle_root(ctx: &Ctx) -> Result<crate::bundle::format::RootDoc> {
 
 /// The bundle (all its files) and the public key on the node; returns the node's bundle path.
 pub fn bundle_on_node(ctx: &Ctx, actions: &mut Vec<Action>) -> Result<String> {
-    let files = ctx.bundle.ok_or_else(|| anyhow!("this step needs the bundle")).hint("pass --bundle PATH and --pubkey KEY.pub")?;
-    let pubkey = ctx.pubkey.ok_or_else(|| anyhow!("this step needs the bundle's public key")).hint("pass --pubkey KEY.pub")?;
+    let Some(files) = ctx.bundle.filter(|f| !f.is_empty()) else {
+        // plan / status without --bundle: a placeholder that check and apply refuse with a hint
+        actions.push(Action::Copy {
+            local: "<--bundle: the .tar.zst or every part, and their signatures>".into(),
+            remote: format!("{REMOTE_BUNDLE_DIR}/"),
+            mode: 0o644,
+            sha256: None,
+            size: None,
+        });
+        return Ok(format!("{REMOTE_BUNDLE_DIR}/<bundle>"));
+    };
     for f in files {
         actions.push(Action::Copy {
             local: f.path.display().to_string(),
@@ -98,15 +110,17 @@ pub fn bundle_on_node(ctx: &Ctx, actions: &mut Vec<Action>) -> Result<String> {
             size: Some(f.size),
         });
     }
-    actions.push(Action::Copy {
-        local: pubkey.path.display().to_string(),
-        remote: REMOTE_PUBKEY.into(),
-        mode: 0o644,
-        sha256: Some(pubkey.sha256.clone()),
-        size: Some(pubkey.size),
+    actions.push(match ctx.pubkey {
+        Some(pubkey) => Action::Copy {
+            local: pubkey.path.display().to_string(),
+            remote: REMOTE_PUBKEY.into(),
+            mode: 0o644,
+            sha256: Some(pubkey.sha256.clone()),
+            size: Some(pubkey.size),
+        },
+        None => Action::Copy { local: "<--pubkey KEY.pub>".into(), remote: REMOTE_PUBKEY.into(), mode: 0o644, sha256: None, size: None },
     });
-    let first = files.first().context("the bundle has no file")?;
-    Ok(format!("{REMOTE_BUNDLE_DIR}/{}", first.file_name()))
+    Ok(format!("{REMOTE_BUNDLE_DIR}/{}", files[0].file_name()))
 }
 
 /// Install OS packages offline from the bundle (`a|b`: the first the node's OS has).

@@ -1,6 +1,7 @@
 //! The one integration test binary: real daemons and stock tools, started by the harness in `support`.
 
 mod support;
+
 mod build;
 mod bundle;
 mod fault;

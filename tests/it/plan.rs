@@ -71,7 +71,7 @@ fn plan_json_with_a_bundle() {
 #[test]
 fn plan_rejects_an_unknown_step() {
     let out = airgap()
-        .args(["plan", "--only", "runtime", "--inventory"])
+        .args(["plan", "--only", "no-such-step", "--inventory"])
         .arg(repo().join("manifests/site.example.yaml"))
         .output()
         .unwrap();
