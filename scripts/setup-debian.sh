@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # stock verifiers and archive tools the tests compare against
-  minisign zstd tar gzip coreutils curl openssl ca-certificates time
+  minisign zstd tar gzip coreutils curl openssl ca-certificates time bc
   # the reference registry (upstream + peer) and its real clients
   docker-registry apache2-utils skopeo containerd
   # daemons the installer configures, checked with their own config checkers
@@ -33,5 +33,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# deb-closure.sh (and the lab's debootstrap) read apt's package lists: make sure there are some
+if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
