@@ -86,9 +86,14 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
     };
     if let Some(v) = &inv.ssh.password_env {
         if settings.key_file.is_none() && std::env::var_os(v).is_none() {
-            return Err(anyhow::anyhow!("ssh.password_env names {v}, which is not set")).with_hint(|| {
-                format!("export {v}=... (the nodes' password) before running airgap, or set ssh.key_file")
-            });
+            // the fallback: ask on the terminal (no echo), then hand it to ssh through the same variable
+            match crate::ssh::prompt_password(&format!("SSH password for {}@the nodes ({v} is not set): ", inv.ssh.user))? {
+                Some(pw) => std::env::set_var(v, pw),
+                None => {
+                    return Err(anyhow::anyhow!("ssh.password_env names {v}, which is not set, and there is no terminal to ask on"))
+                        .with_hint(|| format!("export {v}=... (the nodes' password) before running airgap, or set ssh.key_file"));
+                }
+            }
         }
     }
     inv.nodes

@@ -27,11 +27,16 @@ pub fn os_tags() -> (OsFamily, Vec<String>) {
             .map(|v| v.trim().trim_matches('"').to_string())
             .unwrap_or_default()
     };
-    let (id, like, ver) = (get("ID"), get("ID_LIKE"), get("VERSION_ID"));
+    let like: Vec<String> = get("ID_LIKE").split_whitespace().map(str::to_string).collect();
+    os_tags_for(&get("ID"), &like, &get("VERSION_ID"))
+}
+
+/// [`os_tags`] from the fields of an os-release file (`ID`, `ID_LIKE` words, `VERSION_ID`).
+pub fn os_tags_for(id: &str, like: &[String], ver: &str) -> (OsFamily, Vec<String>) {
     let major = ver.split('.').next().unwrap_or("").to_string();
     let rhel = ["rhel", "centos", "fedora", "rocky", "almalinux", "openEuler", "kylin"]
         .iter()
-        .any(|f| id.eq_ignore_ascii_case(f) || like.split_whitespace().any(|l| l.eq_ignore_ascii_case(f)));
+        .any(|f| id.eq_ignore_ascii_case(f) || like.iter().any(|l| l.eq_ignore_ascii_case(f)));
     let mut tags = vec![format!("{id}-{ver}"), format!("{id}-{major}")];
     if rhel {
         tags.push(format!("el{major}"));
@@ -381,5 +386,22 @@ mod tests {
             parse_deb_list("libc6 (>= 2.34), libssl3 (>= 3.0.0) | libssl1.1, python3:any"),
             vec![vec!["libc6".to_string()], vec!["libssl3".into(), "libssl1.1".into()], vec!["python3".into()]]
         );
+    }
+}
+
+#[cfg(test)]
+mod os_tag_tests {
+    use super::*;
+
+    #[test]
+    fn os_tags_cover_debian_and_rhel_families() {
+        let (fam, tags) = os_tags_for("debian", &[], "12");
+        assert_eq!(fam, OsFamily::Debian);
+        assert_eq!(tags, ["debian-12"]);
+        let (fam, tags) = os_tags_for("centos", &["rhel".into(), "fedora".into()], "7");
+        assert_eq!(fam, OsFamily::Rhel);
+        assert_eq!(tags, ["centos-7", "el7"]);
+        let (_, tags) = os_tags_for("ubuntu", &["debian".into()], "22.04");
+        assert_eq!(tags, ["ubuntu-22.04", "ubuntu-22"]);
     }
 }

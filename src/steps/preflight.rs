@@ -179,9 +179,65 @@ fn family(f: &Facts) -> Option<&'static str> {
     }
 }
 
+/// What the bundle offers the nodes: images for some platforms, OS packages for some OS tags.
+struct BundleTargets {
+    /// `linux/amd64`... as the bundle's root document lists them.
+    platforms: Vec<String>,
+    /// The same, as `uname -m` names (`x86_64`, `aarch64`...).
+    machines: Vec<&'static str>,
+    /// The OS tags its packages are filed under (`debian-12`, `el7`...); empty when it carries none.
+    os_tags: Vec<String>,
+}
+
+/// `linux/amd64` -> `x86_64`: the `uname -m` name of a platform's architecture.
+fn uname_machine(platform: &str) -> &'static str {
+    match platform.split('/').nth(1).unwrap_or("") {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "arm" => "armv7l",
+        "386" => "i686",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        _ => "unknown",
+    }
+}
+
+/// Read the bundle's root document (its first entry; nothing is decompressed past it). A file that is not a
+/// bundle (or cannot be read) gives a warning and no bundle checks: `distribute` and the nodes verify it anyway.
+fn bundle_targets(ctx: &Ctx) -> Option<BundleTargets> {
+    let files = ctx.bundle?;
+    let archive = files.iter().find(|f| {
+        let n = f.path.to_string_lossy();
+        n.ends_with(".tar.zst") || n.ends_with(".000")
+    })?;
+    let root = crate::bundle::read::BundleSource::open(&archive.path)
+        .and_then(|src| crate::bundle::read::read_root(&src));
+    match root {
+        Ok(root) => {
+            let mut os_tags: Vec<String> = root.packages.iter().map(|p| p.os.clone()).collect();
+            os_tags.sort();
+            os_tags.dedup();
+            Some(BundleTargets {
+                machines: root.platforms.iter().map(|p| uname_machine(p)).collect(),
+                platforms: root.platforms,
+                os_tags,
+            })
+        }
+        Err(e) => {
+            (ctx.warn)(&format!(
+                "preflight: cannot read the root document of {} ({e:#}); the nodes' OS and architecture are not checked against it",
+                archive.path.display()
+            ));
+            None
+        }
+    }
+}
+
 fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
     let pf = &ctx.inv.preflight;
     let local_arch = std::env::consts::ARCH;
+    let bundle = bundle_targets(ctx);
     let first_family = ctx
         .inv
         .nodes
@@ -258,6 +314,33 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
                     f.arch
                 ),
             );
+        }
+        if let Some(b) = &bundle {
+            if !b.machines.contains(&f.arch.as_str()) {
+                r.add(
+                    n,
+                    "arch",
+                    format!(
+                        "architecture {} has no images in the bundle (it carries {})",
+                        f.arch,
+                        b.platforms.join(", ")
+                    ),
+                );
+            }
+            let (_, tags) = crate::infra::packages::os_tags_for(&f.os_id, &f.os_like, &f.os_version);
+            if !b.os_tags.is_empty() && !tags.iter().any(|t| b.os_tags.contains(t)) {
+                r.add(
+                    n,
+                    "os",
+                    format!(
+                        "{} ({}) has no OS packages in the bundle (it carries packages for {}); build the bundle with a packages: section for {}",
+                        f.os_pretty,
+                        tags.first().map_or("?", String::as_str),
+                        b.os_tags.join(", "),
+                        tags.last().map_or("?", String::as_str)
+                    ),
+                );
+            }
         }
         let busy: Vec<String> = needed_ports(ctx, node)
             .into_iter()

@@ -148,6 +148,7 @@ fn assert_converged(lab: &Lab, bundle: &Path, hash_binary: bool) {
 
 #[test]
 fn install_over_ssh_on_a_five_node_lab() {
+    let _slot = crate::support::lab_slot();
     let t0 = std::time::Instant::now();
     let Some(lab) = Lab::up(5) else { return };
     let mut last = std::time::Instant::now();

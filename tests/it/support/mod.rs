@@ -81,3 +81,11 @@ pub fn airgap() -> Command {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The lab tests boot a 5-node systemd-nspawn lab each, share the cached debootstrap rootfs, and measure
+/// failover times: one lab at a time, so that two labs never race to build the rootfs nor share the machine's
+/// cores while timing a failover. Hold the guard for the whole test.
+pub fn lab_slot() -> std::sync::MutexGuard<'static, ()> {
+    static SLOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SLOT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
