@@ -83,21 +83,7 @@ pub fn summarize(source: &BundleSource) -> Result<Summary> {
     })
 }
 
-/// `1.5 MiB`
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::output::human_bytes;
 
 /// The human table.
 pub fn render(s: &Summary) -> String {
