@@ -84,6 +84,19 @@ impl Lab {
             })
             .collect()
     }
+    /// What the nodes and the host see, printed when a failover assertion fails.
+    fn diagnose(&self, vip: &str, port: u16) -> String {
+        let mut d = format!("holders of {vip}: {:?}\n", self.holders(vip));
+        let neigh = Command::new("ip").args(["neigh", "show", vip]).output().unwrap();
+        d.push_str(&format!("host neighbour entry: {}", String::from_utf8_lossy(&neigh.stdout)));
+        for n in ["master1", "master2", "master3", "worker1", "worker2"] {
+            let direct = format!("{}:{port}", self.ip(n));
+            let reach = TcpStream::connect_timeout(&direct.parse().unwrap(), Duration::from_millis(500)).is_ok();
+            let out = self.sh(n, "ip -br addr show eth0; ip -br link show eth0; systemctl is-active keepalived haproxy airgap-registry nginx 2>/dev/null | tr '\\n' ' '; echo; cat /run/airgap/keepalived-*.state 2>/dev/null; journalctl -u keepalived -n 25 --no-pager -o short-precise 2>/dev/null | tail -25");
+            d.push_str(&format!("--- {n} (host connects to {direct}: {reach})\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        }
+        d
+    }
     fn wait_holder(&self, vip: &str, node: &str, within: Duration) -> Duration {
         let t0 = Instant::now();
         while t0.elapsed() < within {
@@ -92,7 +105,7 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{vip} is on {:?}, not only on {node}, after {within:?}", self.holders(vip));
+        panic!("{vip} is on {:?}, not only on {node}, after {within:?}\n{}", self.holders(vip), self.diagnose(vip, 22));
     }
 }
 
@@ -295,7 +308,7 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
         };
         let t1 = Instant::now();
         while !registry_answers(&wvip) {
-            assert!(t1.elapsed() < Duration::from_secs(15), "the registry does not answer on {wvip} 15 s after {what}");
+            assert!(t1.elapsed() < Duration::from_secs(15), "the registry does not answer on {wvip} 15 s after {what}\n{}", lab.diagnose(&wvip, 5000));
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -334,7 +347,7 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
             run_ok(Command::new("ip").args(["-n", &format!("{}-master1", lab.id), "link", "set", "eth0", "down"]));
             let t1 = Instant::now();
             while !lab.holders(&mvip).contains(&"master2") {
-                assert!(t1.elapsed() < Duration::from_secs(10), "the masters' VIP did not move");
+                assert!(t1.elapsed() < Duration::from_secs(10), "the masters' VIP did not move\n{}", lab.diagnose(&mvip, 16443));
                 std::thread::sleep(Duration::from_millis(50));
             }
         } else {
@@ -350,7 +363,7 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
             answer = apiserver_answer(&lb);
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(answer.is_some(), "no live master through {lb} within 15 s after {what}");
+        assert!(answer.is_some(), "no live master through {lb} within 15 s after {what}\n{}", lab.diagnose(&mvip, 16443));
         std::thread::sleep(Duration::from_secs(1));
         let (outage, oks, fails) = probe.finish();
         report.push(format!("masters' VIP, {what}: new connections answered by {}, longest outage {outage:.2?} ({oks} ok, {fails} failed)", answer.unwrap()));
