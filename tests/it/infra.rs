@@ -198,7 +198,6 @@ fn pull_on_master3(lab: &Lab, reference: &str, ns: &str) -> String {
 }
 
 #[test]
-#[ignore = "flaky: the masters' VIP sometimes moves but nothing answers through :16443 within 15 s (issue 5 open); run with --ignored"]
 fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
     let _slot = crate::support::lab_slot();
     for t in ["systemd-nspawn", "debootstrap", "ssh", "skopeo", "docker-registry", "nsenter", "python3", "apt-get"] {
