@@ -92,6 +92,8 @@ impl Lab {
         for n in ["master1", "master2", "master3", "worker1", "worker2"] {
             let direct = format!("{}:{port}", self.ip(n));
             let reach = TcpStream::connect_timeout(&direct.parse().unwrap(), Duration::from_millis(500)).is_ok();
+            let apiserver = apiserver_answer(&format!("{}:6443", self.ip(n)));
+            d.push_str(&format!("{n}:6443 (stand-in apiserver) answers {apiserver:?}\n"));
             let out = self.sh(n, "ip -br addr show eth0; ip -br link show eth0; systemctl is-active keepalived haproxy airgap-registry nginx 2>/dev/null | tr '\\n' ' '; echo; cat /run/airgap/keepalived-*.state 2>/dev/null; journalctl -u keepalived -n 25 --no-pager -o short-precise 2>/dev/null | tail -25");
             d.push_str(&format!("--- {n} (host connects to {direct}: {reach})\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
         }
@@ -161,7 +163,8 @@ fn ok(out: &Output) -> String {
 /// A stand-in apiserver on a master's :6443 (test fixture, in the node's network namespace): answers its name.
 fn stand_in_apiserver(lab: &Lab, node: &str) -> crate::support::ChildGuard {
     let py = format!(
-        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 6443)); s.listen(64)\nwhile True:\n  c,_=s.accept(); c.sendall(b'{node}\\n'); c.close()\n"
+        // haproxy's health checks connect and reset at once: a send to a reset socket must not end the fixture
+        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 6443)); s.listen(64)\nwhile True:\n  c,_=s.accept()\n  try:\n    c.sendall(b'{node}\\n')\n  except OSError:\n    pass\n  c.close()\n"
     );
     let child: Child = Command::new("nsenter")
         .arg(format!("--net={}", lab.netns(node)))
