@@ -1,7 +1,7 @@
 use super::site_args::{SiteArgs, StepArgs};
 use crate::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::{self, render, Ctx, LocalFile};
+use crate::steps::{distribute, render, Ctx, LocalFile};
 use anyhow::Result;
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(args: Args, _out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
-    let bundle = args.site.bundle.as_deref().map(steps::distribute::hash_bundle).transpose()?;
+    let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;
     let warn = |_: &str| {};

@@ -56,7 +56,11 @@ mod tests {
         let bar = indicatif::ProgressBar::hidden();
         bar.set_position(10); // bytes of other downloads
 
-        let cut = stream::iter([Ok(b"abc".to_vec()), Ok(b"de".to_vec()), Err(Error::new(ErrorKind::ConnectionReset, "cut"))]);
+        let cut = stream::iter([
+            Ok(b"abc".to_vec()),
+            Ok(b"de".to_vec()),
+            Err(Error::new(ErrorKind::ConnectionReset, "cut")),
+        ]);
         let e = stage_stream(&cache, cut, Some(&bar), |_| Ok(())).await.err().unwrap();
         assert!(crate::fetch::retry::is_transient(&e), "{e:#}");
         assert_eq!(bar.position(), 10);
@@ -67,10 +71,16 @@ mod tests {
         assert_eq!(bar.position(), 15);
 
         let long = stream::iter([Ok::<_, Error>(b"abc".to_vec()), Ok(b"de".to_vec())]);
-        let e = stage_stream(&cache, long, Some(&bar), |n| if n > 4 { anyhow::bail!("too long") } else { Ok(()) })
-            .await
-            .err()
-            .unwrap();
+        let e = stage_stream(&cache, long, Some(&bar), |n| {
+            if n > 4 {
+                anyhow::bail!("too long")
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .err()
+        .unwrap();
         assert_eq!(e.to_string(), "too long");
         assert_eq!(bar.position(), 15);
     }
