@@ -1,7 +1,8 @@
 //! The flags `plan`, `install` and `status` share, declared once and flattened into each command.
 //!
 //! `--bundle` means something a little different to each command, so each one gives it its own help with
-//! `#[command(mut_arg("bundle", ...))]`; the rest keep the help written here.
+//! `#[command(mut_arg("bundle", ...))]` (plan also words `--only` / `--from` its own way); the rest keep the help
+//! written here.
 
 use crate::inventory::Inventory;
 use crate::steps::Step;
