@@ -1,58 +1,29 @@
+use super::site_args::{SiteArgs, StateArgs, StepArgs};
 use crate::error::HintExt;
 use crate::inventory::Inventory;
 use crate::output::Output;
 use crate::ssh::{OpenSsh, SshSettings, Transport};
 use crate::steps::engine::{self, NodeConn, Progress};
 use crate::steps::journal::Journal;
-use crate::steps::{self, distribute, Ctx, LocalFile};
+use crate::steps::{distribute, Ctx, LocalFile};
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("bundle", |a| a.help(
+    "The bundle (`.tar.zst`, or the base name / any `.NNN` part of a split bundle). Needed by distribute"
+)))]
 pub struct Args {
-    /// The site inventory (YAML; see manifests/site.example.yaml).
-    #[arg(long, short = 'i', value_name = "SITE.yaml")]
-    pub inventory: PathBuf,
-    /// The bundle (`.tar.zst`, or the base name / any `.NNN` part of a split bundle). Needed by distribute.
-    #[arg(long, value_name = "BUNDLE")]
-    pub bundle: Option<PathBuf>,
-    /// The bundle signers' public key (minisign `.pub`): the nodes verify the bundle with it before loading
-    /// images or installing packages (runtime, registry, apiserver-lb, nginx).
-    #[arg(long, value_name = "KEY.pub", env = "AIRGAP_PUBKEY")]
-    pub pubkey: Option<PathBuf>,
-    /// Start at this step (the earlier ones are not looked at).
-    #[arg(long, value_name = "STEP")]
-    pub from: Option<String>,
-    /// Only these steps (comma-separated), e.g. `preflight,os-prepare`.
-    #[arg(long, value_name = "STEP[,STEP...]")]
-    pub only: Option<String>,
+    #[command(flatten)]
+    pub site: SiteArgs,
+    #[command(flatten)]
+    pub steps: StepArgs,
     /// Print, per step and node, every file (or its diff against the node) and command; change nothing
     /// (except putting this binary under /opt/airgap/bin, which the checks need).
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
     pub dirs: StateArgs,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct StateArgs {
-    /// Journal and SSH state (default: /var/lib/airgap/<cluster>).
-    #[arg(long, value_name = "DIR", env = "AIRGAP_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Where the full log goes (default: /var/log/airgap).
-    #[arg(long, value_name = "DIR", env = "AIRGAP_LOG_DIR")]
-    pub log_dir: Option<PathBuf>,
-}
-
-impl StateArgs {
-    pub fn state_dir(&self, inv: &Inventory) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(|| Path::new("/var/lib/airgap").join(&inv.cluster.name))
-    }
-    pub fn log_dir(&self) -> PathBuf {
-        self.log_dir.clone().unwrap_or_else(|| PathBuf::from("/var/log/airgap"))
-    }
 }
 
 /// One `install` at a time per state dir.
@@ -103,11 +74,11 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
 }
 
 pub fn run(args: Args, out: &Output) -> Result<()> {
-    let inv = Inventory::load(&args.inventory)?;
-    let steps = steps::select_steps(args.only.as_deref(), args.from.as_deref())?;
+    let inv = Inventory::load(&args.site.inventory)?;
+    let steps = args.steps.select()?;
     let wants_bundle =
         steps.iter().any(|s| s.name() == "distribute") && inv.nodes.iter().any(|n| distribute::needs_bundle(&inv, n));
-    let bundle = match (&args.bundle, wants_bundle) {
+    let bundle = match (&args.site.bundle, wants_bundle) {
         (Some(b), _) => Some(distribute::hash_bundle(b).context("failed to read the bundle")?),
         (None, true) => {
             return Err(anyhow::anyhow!(
@@ -117,7 +88,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         }
         (None, false) => None,
     };
-    let pubkey = args.pubkey.clone().map(LocalFile::hash).transpose().context("failed to read --pubkey")?;
+    let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose().context("failed to read --pubkey")?;
     let state_dir = args.dirs.state_dir(&inv);
     fs_err::create_dir_all(&state_dir)
         .with_context(|| "failed to create the state dir")

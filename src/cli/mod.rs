@@ -14,6 +14,7 @@ pub mod load;
 pub mod node;
 pub mod plan;
 pub mod serve;
+pub mod site_args;
 pub mod status;
 pub mod unpack;
 pub mod verify;
@@ -132,4 +133,13 @@ fn install_panic_hook() {
         eprintln!("hint: this is not your fault; please report it with the command you ran (exit code {EXIT_BUG})");
         std::process::exit(EXIT_BUG as i32);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

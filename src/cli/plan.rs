@@ -1,38 +1,31 @@
+use super::site_args::{SiteArgs, StepArgs};
 use crate::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::{self, render, Ctx, LocalFile};
+use crate::steps::{distribute, render, Ctx, LocalFile};
 use anyhow::Result;
-use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("bundle", |a| a.help("The bundle to distribute (without it, distribute shows placeholders)")),
+    mut_arg("from", |a| a.help("Start at this step")),
+    mut_arg("only", |a| a.help("Only these steps (comma-separated)"))
+)]
 pub struct Args {
-    /// The site inventory (YAML; see manifests/site.example.yaml).
-    #[arg(long, short = 'i', value_name = "SITE.yaml")]
-    pub inventory: PathBuf,
-    /// The bundle to distribute (without it, distribute shows placeholders).
-    #[arg(long, value_name = "BUNDLE")]
-    pub bundle: Option<PathBuf>,
-    /// The bundle signers' public key (minisign `.pub`): the nodes verify the bundle with it before loading
-    /// images or installing packages (runtime, registry, apiserver-lb, nginx).
-    #[arg(long, value_name = "KEY.pub", env = "AIRGAP_PUBKEY")]
-    pub pubkey: Option<PathBuf>,
-    /// Only these steps (comma-separated).
-    #[arg(long, value_name = "STEP[,STEP...]")]
-    pub only: Option<String>,
-    /// Start at this step.
-    #[arg(long, value_name = "STEP")]
-    pub from: Option<String>,
+    #[command(flatten)]
+    pub site: SiteArgs,
+    #[command(flatten)]
+    pub steps: StepArgs,
     /// The plan as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args, _out: &Output) -> Result<()> {
-    let inv = Inventory::load(&args.inventory)?;
-    let steps = steps::select_steps(args.only.as_deref(), args.from.as_deref())?;
-    let bundle = args.bundle.as_deref().map(steps::distribute::hash_bundle).transpose()?;
+    let inv = Inventory::load(&args.site.inventory)?;
+    let steps = args.steps.select()?;
+    let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;
-    let pubkey = args.pubkey.clone().map(LocalFile::hash).transpose()?;
+    let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;
     let warn = |_: &str| {};
     let ctx = Ctx {
         inv: &inv,

@@ -1,20 +1,16 @@
-use super::install::StateArgs;
+use super::site_args::{SiteArgs, StateArgs};
 use crate::inventory::Inventory;
 use crate::output::{print_json, Output};
 use crate::steps::journal::{Journal, Status};
 use crate::steps::{self, Ctx};
 use anyhow::Result;
 use serde::Serialize;
-use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("bundle", |a| a.help("The bundle, to tell whether distribute's inputs changed since it ran (optional)")))]
 pub struct Args {
-    /// The site inventory (YAML; see manifests/site.example.yaml).
-    #[arg(long, short = 'i', value_name = "SITE.yaml")]
-    pub inventory: PathBuf,
-    /// The bundle, to tell whether distribute's inputs changed since it ran (optional).
-    #[arg(long, value_name = "BUNDLE")]
-    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub site: SiteArgs,
     /// As JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -32,7 +28,7 @@ struct Row {
 }
 
 pub fn run(args: Args, _out: &Output) -> Result<()> {
-    let inv = Inventory::load(&args.inventory)?;
+    let inv = Inventory::load(&args.site.inventory)?;
     let journal = Journal::open(&args.dirs.state_dir(&inv), &inv.cluster.name)?;
     let warn = |_: &str| {};
     let ctx = Ctx {

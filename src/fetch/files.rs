@@ -5,8 +5,8 @@ use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::fetch::retry::{retry, HttpStatus, RetryPolicy};
+use crate::fetch::stream::stage_stream;
 use anyhow::{anyhow, bail, Context, Result};
-use futures::StreamExt;
 use std::time::Duration;
 
 /// Largest checksum file we read.
@@ -75,25 +75,7 @@ impl Downloader {
         }
         retry(&format!("downloading {url}"), self.retry, || async {
             let resp = self.get(url).await?;
-            let mut staged = cache.stage()?;
-            let mut stream = resp.bytes_stream();
-            let result: Result<()> = async {
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk?;
-                    staged.write(&chunk)?;
-                    if let Some(p) = progress {
-                        p.inc(chunk.len() as u64);
-                    }
-                }
-                Ok(())
-            }
-            .await;
-            if let Err(e) = result {
-                if let Some(p) = progress {
-                    p.set_position(p.position().saturating_sub(staged.len()));
-                }
-                return Err(e);
-            }
+            let staged = stage_stream(cache, resp.bytes_stream(), progress, |_| Ok(())).await?;
             let (actual, n) = staged.peek();
             if &actual != sha256 {
                 // Dropping `staged` deletes the temp file: nothing is kept.

@@ -5,6 +5,7 @@
 pub mod files;
 pub mod lock;
 pub mod retry;
+pub mod stream;
 
 use crate::bundle::format::{FileEntry, ImageEntry, PackageEntry, RootDoc, REF_NAME_ANNOTATION, SCHEMA};
 use crate::bundle::write::{BlobSource, BundleContent, FileSource};

@@ -6,12 +6,12 @@ use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::fetch::retry::{retry, RetryPolicy};
+use crate::fetch::stream::stage_stream;
 use crate::manifest::Platform;
 use crate::oci::auth::Credentials;
 use crate::oci::reference::ImageRef;
 use crate::oci::{is_index, ACCEPT, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use anyhow::{anyhow, bail, Context, Result};
-use futures::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use serde::Deserialize;
 use std::time::Duration;
@@ -224,28 +224,14 @@ impl Puller {
         let desc = oci_client::manifest::OciDescriptor { digest: d.to_string(), size: size as i64, ..Default::default() };
         let what = format!("downloading {d} from {}/{}", image.registry, image.repository);
         retry(&what, self.retry, || async {
-            let mut stream = self.client.pull_blob_stream(&r, &desc).await?;
-            let mut staged = cache.stage()?;
-            let result: Result<()> = async {
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk?;
-                    staged.write(&chunk)?;
-                    if let Some(p) = progress {
-                        p.inc(chunk.len() as u64);
-                    }
-                    if staged.len() > size {
-                        bail!("{d} is longer than the {size} bytes its manifest says");
-                    }
+            let stream = self.client.pull_blob_stream(&r, &desc).await?;
+            let staged = stage_stream(cache, stream, progress, |len| {
+                if len > size {
+                    bail!("{d} is longer than the {size} bytes its manifest says");
                 }
                 Ok(())
-            }
-            .await;
-            if let Err(e) = result {
-                if let Some(p) = progress {
-                    p.set_position(p.position().saturating_sub(staged.len()));
-                }
-                return Err(e);
-            }
+            })
+            .await?;
             staged.commit(Some(d), Some(size))?;
             Ok(())
         })

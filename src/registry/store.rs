@@ -336,6 +336,19 @@ impl LoadTx {
             let same_key = |i: &ImageRecord| {
                 i.name == r.path && i.host == r.host && i.tag == r.tag && (r.tag.is_some() || i.digest == top)
             };
+            // the record of a new or moved image (an unchanged one keeps its own)
+            let record = ImageRecord {
+                name: r.path.clone(),
+                host: r.host.clone(),
+                tag: r.tag.clone(),
+                reference: reference.to_string(),
+                digest: top.clone(),
+                media_type,
+                size,
+                platforms,
+                bundles: label.iter().cloned().collect(),
+                generation,
+            };
             match new.images.iter_mut().find(|i| same_key(i)) {
                 Some(existing) if existing.digest == top => {
                     report.unchanged += 1;
@@ -347,35 +360,13 @@ impl LoadTx {
                     }
                 }
                 Some(existing) => {
-                    report.moved.push((reference.to_string(), existing.digest.clone(), top.clone()));
-                    *existing = ImageRecord {
-                        name: r.path.clone(),
-                        host: r.host.clone(),
-                        tag: r.tag.clone(),
-                        reference: reference.to_string(),
-                        digest: top,
-                        media_type,
-                        size,
-                        platforms,
-                        bundles: label.iter().cloned().collect(),
-                        generation,
-                    };
+                    report.moved.push((reference.to_string(), existing.digest.clone(), top));
+                    *existing = record;
                     changed = true;
                 }
                 None => {
                     report.added.push(reference.to_string());
-                    new.images.push(ImageRecord {
-                        name: r.path.clone(),
-                        host: r.host.clone(),
-                        tag: r.tag.clone(),
-                        reference: reference.to_string(),
-                        digest: top,
-                        media_type,
-                        size,
-                        platforms,
-                        bundles: label.iter().cloned().collect(),
-                        generation,
-                    });
+                    new.images.push(record);
                     changed = true;
                 }
             }

@@ -69,12 +69,7 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
             block,
         } => {
             let sha = Digest::of_bytes(content.as_bytes());
-            let out = t.run(&check_file_cmd(path, &sha, Some(*mode), block.as_deref()), Stdin::Null)?;
-            match out.code {
-                0 => Ok(None),
-                1 => Ok(Some(format!("{path}: {}", out.stdout_str().trim()))),
-                _ => bail!("failed to check {path} on {}: {}", t.node(), out.reason()),
-            }
+            check_file(t, path, &sha, *mode, block.as_deref())
         }
         Action::Copy {
             remote, sha256, mode, ..
@@ -82,12 +77,7 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
             let Some(sha) = sha256 else {
                 bail!("no local file for {remote} (is --bundle missing?)")
             };
-            let out = t.run(&check_file_cmd(remote, sha, Some(*mode), None), Stdin::Null)?;
-            match out.code {
-                0 => Ok(None),
-                1 => Ok(Some(format!("{remote}: {}", out.stdout_str().trim()))),
-                _ => bail!("failed to check {remote} on {}: {}", t.node(), out.reason()),
-            }
+            check_file(t, remote, sha, *mode, None)
         }
         Action::Command {
             check: Some(check),
@@ -111,6 +101,22 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
             }
         }
         Action::Command { check: None, .. } => Ok(None),
+    }
+}
+
+/// `airgap node check-file` on the node: `None` when `path` has that content and mode, else what differs.
+fn check_file(
+    t: &dyn Transport,
+    path: &str,
+    sha256: &Digest,
+    mode: u32,
+    block: Option<&str>,
+) -> Result<Option<String>> {
+    let out = t.run(&check_file_cmd(path, sha256, Some(mode), block), Stdin::Null)?;
+    match out.code {
+        0 => Ok(None),
+        1 => Ok(Some(format!("{path}: {}", out.stdout_str().trim()))),
+        _ => bail!("failed to check {path} on {}: {}", t.node(), out.reason()),
     }
 }
 

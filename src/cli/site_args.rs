@@ -1,0 +1,65 @@
+//! The flags `plan`, `install` and `status` share, declared once and flattened into each command.
+//!
+//! `--bundle` means something a little different to each command, so each one gives it its own help with
+//! `#[command(mut_arg("bundle", ...))]` (plan also words `--only` / `--from` its own way); the rest keep the help
+//! written here.
+
+use crate::inventory::Inventory;
+use crate::steps::Step;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+/// The site and its bundle: plan, install and status.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SiteArgs {
+    /// The site inventory (YAML; see manifests/site.example.yaml).
+    #[arg(long, short = 'i', value_name = "SITE.yaml")]
+    pub inventory: PathBuf,
+    // help: set by each command (what it wants the bundle for)
+    #[arg(long, value_name = "BUNDLE")]
+    pub bundle: Option<PathBuf>,
+}
+
+/// The bundle's signing key and the steps to run: plan and install.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StepArgs {
+    /// The bundle signers' public key (minisign `.pub`): the nodes verify the bundle with it before loading
+    /// images or installing packages (runtime, registry, apiserver-lb, nginx).
+    #[arg(long, value_name = "KEY.pub", env = "AIRGAP_PUBKEY")]
+    pub pubkey: Option<PathBuf>,
+    /// Start at this step (the earlier ones are not looked at).
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// Only these steps (comma-separated), e.g. `preflight,os-prepare`.
+    #[arg(long, value_name = "STEP[,STEP...]")]
+    pub only: Option<String>,
+}
+
+impl StepArgs {
+    /// The steps `--only` / `--from` select, in order.
+    pub fn select(&self) -> Result<Vec<Box<dyn Step>>> {
+        crate::steps::select_steps(self.only.as_deref(), self.from.as_deref())
+    }
+}
+
+/// Where the journal, SSH state and logs live: install and status.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// Journal and SSH state (default: /var/lib/airgap/<cluster>).
+    #[arg(long, value_name = "DIR", env = "AIRGAP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where the full log goes (default: /var/log/airgap).
+    #[arg(long, value_name = "DIR", env = "AIRGAP_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    pub fn state_dir(&self, inv: &Inventory) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| Path::new("/var/lib/airgap").join(&inv.cluster.name))
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.log_dir.clone().unwrap_or_else(|| PathBuf::from("/var/log/airgap"))
+    }
+}
