@@ -113,6 +113,20 @@ pub struct Vips {
     pub masters: Ipv4Addr,
     /// The workers' VIP: registry on :5000 and nginx, keepalived on worker1/worker2.
     pub workers: Ipv4Addr,
+    /// VRRP `virtual_router_id` of the masters' VIP (1-255; must be unique on the network segment: change it
+    /// when another keepalived/VRRP setup there already uses 51).
+    #[serde(default = "default_masters_vrid")]
+    pub masters_router_id: u8,
+    /// VRRP `virtual_router_id` of the workers' VIP (default 52).
+    #[serde(default = "default_workers_vrid")]
+    pub workers_router_id: u8,
+}
+
+fn default_masters_vrid() -> u8 {
+    51
+}
+fn default_workers_vrid() -> u8 {
+    52
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -444,6 +458,20 @@ impl Inventory {
                         self.network.node_subnet
                     ),
                 );
+            }
+        }
+        if self.vips.masters_router_id == self.vips.workers_router_id {
+            v.push(
+                &["vips", "workers_router_id"],
+                format!(
+                    "vips.workers_router_id {} equals vips.masters_router_id: each VIP needs its own VRRP router id",
+                    self.vips.workers_router_id
+                ),
+            );
+        }
+        for (key, id) in [("masters_router_id", self.vips.masters_router_id), ("workers_router_id", self.vips.workers_router_id)] {
+            if id == 0 {
+                v.push(&["vips", key], format!("vips.{key} must be 1-255 (VRRP router id), not 0"));
             }
         }
         if self.vips.masters == self.vips.workers {

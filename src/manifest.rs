@@ -24,11 +24,16 @@
 //!
 //! Per-platform files: `{os}`, `{arch}`, `{variant}` and `{platform}` (`linux-arm-v7`) in `url`, `sha256_url`
 //! and `path` expand once per requested platform; `path` must then contain a placeholder too, so every
-//! platform's file lands at its own path.
+//! platform's file lands at its own path. A fixed-url file for one platform says so with `platform: linux/amd64`.
+//!
+//! `install: COMPONENT` (containerd, runc, cni-plugins, crictl, kubeadm, kubelet, kubectl) marks the file the
+//! installer puts on the nodes as that component (see `infra::components` for each layout); one file per
+//! component and platform, and a component given for one platform must be given for all.
 
 use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::fsutil::safe_relative_path;
+use crate::infra::components::Component;
 use crate::oci::reference::ImageRef;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -63,6 +68,10 @@ struct RawFile {
     mode: Option<String>,
     #[serde(default)]
     executable: Option<bool>,
+    #[serde(default)]
+    install: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +111,11 @@ pub struct FileSpec {
     /// Path under `files/` (checked with `safe_relative_path`).
     pub path: String,
     pub mode: u32,
+    /// The node component this file is (`install: containerd`...): the installer puts it in place.
+    pub install: Option<Component>,
+    /// The platform this file is for (`linux/amd64`): set for per-platform forms and by `platform:`;
+    /// `None`: every platform.
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -274,6 +288,25 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
         if per_platform && !has_placeholder(&f.path) {
             return Err(at(line("path"), format!("path {:?} needs a placeholder such as {{arch}}: the url differs per platform, so each platform's file needs its own path", f.path)));
         }
+        let install = match &f.install {
+            None => None,
+            Some(name) => Some(Component::parse(name).ok_or_else(|| {
+                at(line("install"), format!("unknown component {name:?} for `install`: the installer knows {}", Component::names()))
+            })?),
+        };
+        let fixed_platform = match &f.platform {
+            None => None,
+            Some(p) => {
+                let plat = Platform::parse(p).map_err(|e| at(line("platform"), e.to_string()))?;
+                if !platforms.contains(&plat) {
+                    return Err(at(line("platform"), format!("platform {plat} is not in the bundle's platforms ({})", platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))));
+                }
+                if per_platform || has_placeholder(&f.path) {
+                    return Err(at(line("platform"), "`platform` names the one platform of a fixed url; a per-platform form ({arch}...) already expands per platform".into()));
+                }
+                Some(plat)
+            }
+        };
         let targets: Vec<Option<&Platform>> =
             if per_platform || has_placeholder(&f.path) { platforms.iter().map(Some).collect() } else { vec![None] };
         for plat in targets {
@@ -302,7 +335,36 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
             if !seen_paths.insert(path.clone()) {
                 return Err(at(line("path"), format!("duplicate path {path:?}: another file already lands there")));
             }
-            files.push(FileSpec { url, checksum, path, mode });
+            let platform = match (plat, &fixed_platform) {
+                (Some(p), _) | (None, Some(p)) => Some(p.to_string()),
+                (None, None) => None,
+            };
+            if let Some(c) = install {
+                let clash = files.iter().find(|o: &&FileSpec| {
+                    o.install == Some(c) && (o.platform.is_none() || platform.is_none() || o.platform == platform)
+                });
+                if let Some(o) = clash {
+                    return Err(at(line("install"), format!("{c} is already installed from {:?}{}: one file per component and platform", o.path, o.platform.as_deref().map(|p| format!(" ({p})")).unwrap_or_default())));
+                }
+            }
+            files.push(FileSpec { url, checksum, path, mode, install, platform });
+        }
+    }
+
+    // a component given for some platforms must be there for every platform the bundle targets
+    for c in crate::infra::components::Component::ALL {
+        let of_c: Vec<&FileSpec> = files.iter().filter(|f| f.install == Some(c)).collect();
+        if of_c.is_empty() || of_c.iter().any(|f| f.platform.is_none()) {
+            continue;
+        }
+        let missing: Vec<String> =
+            platforms.iter().map(|p| p.to_string()).filter(|p| !of_c.iter().any(|f| f.platform.as_ref() == Some(p))).collect();
+        if !missing.is_empty() {
+            let i = raw.files.iter().position(|f| f.install.as_deref() == Some(c.name())).unwrap_or(0);
+            return Err(at(
+                lines.field("files", i, "install"),
+                format!("{c} has no file for {}: the nodes of that platform would have none", missing.join(", ")),
+            ));
         }
     }
 
@@ -399,6 +461,36 @@ mod tests {
         assert_eq!(m.files[1].checksum, Checksum::Url("http://h/arm/k.sha256".into()));
         assert_eq!(m.files[0].mode, 0o755);
         assert_eq!(m.files[2].mode, 0o644);
+    }
+
+    #[test]
+    fn install_marks_components_per_platform() {
+        let head = "name: a\nversion: '1'\nplatforms: [linux/amd64, linux/arm64]\nfiles:\n";
+        let cd = "  - url: http://h/containerd-{arch}.tgz\n    sha256_url: http://h/c-{arch}.sha256\n    path: a/{arch}/c.tgz\n    install: containerd\n";
+        let runc = |arch: &str| format!("  - url: http://h/runc.{arch}\n    sha256: {H}\n    path: bin/{arch}/runc\n    platform: linux/{arch}\n    install: runc\n");
+        let m = parse(&format!("{head}{cd}{}{}", runc("amd64"), runc("arm64")), "m.yaml").unwrap();
+        let got: Vec<(Option<Component>, Option<&str>)> = m.files.iter().map(|f| (f.install, f.platform.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                (Some(Component::Containerd), Some("linux/amd64")),
+                (Some(Component::Containerd), Some("linux/arm64")),
+                (Some(Component::Runc), Some("linux/amd64")),
+                (Some(Component::Runc), Some("linux/arm64")),
+            ]
+        );
+        let err = |text: String| format!("{:#}", parse(&text, "m.yaml").unwrap_err());
+        // runc only for amd64: arm64 nodes would have none
+        let e = err(format!("{head}{}", runc("amd64")));
+        assert!(e.contains("m.yaml:9") && e.contains("runc has no file for linux/arm64"), "{e}");
+        // the same component twice for one platform
+        let e = err(format!("{head}{}{}", runc("amd64"), runc("amd64").replace("bin/amd64", "bin/x")));
+        assert!(e.contains("runc is already installed from \"bin/amd64/runc\" (linux/amd64)"), "{e}");
+        // unknown component, unknown platform
+        let e = err(format!("{head}  - url: http://h/d\n    sha256: {H}\n    path: d\n    install: docker\n"));
+        assert!(e.contains("m.yaml:8") && e.contains("unknown component \"docker\"") && e.contains("cni-plugins"), "{e}");
+        let e = err(runc("amd64").replace("platform: linux/amd64", "platform: linux/s390x").replace("", "").to_string().replace("  - url", &format!("{head}  - url")));
+        assert!(e.contains("platform linux/s390x is not in the bundle's platforms"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub struct FileEntry {
     pub size: u64,
     /// Unix mode of the file when unpacked (0o644 or 0o755).
     pub mode: u32,
+    /// The node component the installer puts in place from this file (`containerd`, `kubelet`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<crate::infra::components::Component>,
+    /// The platform the file is for (`linux/amd64`); absent: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

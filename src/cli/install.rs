@@ -5,7 +5,9 @@ use crate::output::Output;
 use crate::ssh::{OpenSsh, SshSettings, Transport};
 use crate::steps::engine::{self, NodeConn, Progress};
 use crate::steps::journal::Journal;
-use crate::steps::{distribute, Ctx, LocalFile};
+use crate::steps::kit::{Kit, Target};
+use crate::steps::{distribute, Ctx, LocalFile, Step};
+use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -73,6 +75,31 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
         .collect()
 }
 
+/// The bundle's root document and, when distribute will copy them, its files verified and extracted here
+/// (packages and components go to the nodes from there, not the whole bundle).
+fn kit(
+    bundle: &Option<Vec<LocalFile>>,
+    pubkey: Option<&LocalFile>,
+    steps: &[Box<dyn Step>],
+    state_dir: &Path,
+    dry_run: bool,
+    out: &Output,
+) -> Result<Option<Kit>> {
+    let Some(archive) = bundle.as_ref().and_then(|b| b.first()) else { return Ok(None) };
+    let kit = Kit::open(&archive.path, state_dir)?;
+    if steps.iter().any(|s| s.name() == "distribute") && !dry_run {
+        let Some(pubkey) = pubkey else {
+            return Err(anyhow::anyhow!("distribute copies files of the bundle to the nodes, and no --pubkey was given to verify it"))
+                .hint("pass --pubkey KEY.pub (the bundle signers' public key), or set AIRGAP_PUBKEY");
+        };
+        if !kit.dir.join(".complete").is_file() {
+            out.info(format!("verifying {} and extracting the nodes' packages and binaries", archive.path.display()));
+        }
+        kit.extract(&pubkey.path)?;
+    }
+    Ok(Some(kit))
+}
+
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
@@ -94,6 +121,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         .with_context(|| "failed to create the state dir")
         .hint("run as root, or pass --state-dir")?;
     let _lock = lock(&state_dir)?;
+    let kit = kit(&bundle, pubkey.as_ref(), &steps, &state_dir, args.dry_run, out)?;
     let journal = Journal::open(&state_dir, &inv.cluster.name)?;
     let binary = LocalFile::hash(std::env::current_exe().context("failed to find this airgap binary")?)?;
     let stamp = crate::steps::journal::now_rfc3339().replace(':', "");
@@ -118,15 +146,22 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
             node,
             t,
             unreachable: None,
+            facts: None,
         })
         .collect();
     engine::bootstrap(&mut conns, &binary, &progress);
+    let targets: BTreeMap<String, Target> = conns
+        .iter()
+        .filter_map(|c| c.facts.as_ref().map(|f| (c.node.name.clone(), Target::from_facts(f))))
+        .collect();
     let warn = |w: &str| progress.warn(w);
     let ctx = Ctx {
         inv: &inv,
         bundle: bundle.as_deref(),
         binary: Some(&binary),
         pubkey: pubkey.as_ref(),
+        kit: kit.as_ref(),
+        targets: &targets,
         warn: &warn,
     };
     let result = engine::run(&ctx, &steps, &conns, &journal, &progress, args.dry_run);

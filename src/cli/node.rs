@@ -3,7 +3,7 @@
 
 use crate::digest::Digest;
 use crate::output::Output;
-use crate::infra::{checks, packages, service};
+use crate::infra::{checks, components, packages, service};
 use crate::steps::{facts, node_ops};
 use anyhow::{Context, Result};
 use std::io::Read;
@@ -95,10 +95,29 @@ pub enum NodeCommand {
         /// Package names, comma-separated; `a|b` takes the first alternative the OS has.
         #[arg(long, value_delimiter = ',', required = true)]
         install: Vec<String>,
+        /// Where distribute put the packages: this node takes its OS tag's subdirectory.
         #[arg(long, required_unless_present = "check")]
-        bundle: Option<PathBuf>,
-        #[arg(long, required_unless_present = "check")]
-        pubkey: Option<PathBuf>,
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        check: bool,
+    },
+    /// Install a component (static binaries) from a file distribute copied, checked against its sha256.
+    Component {
+        #[arg(value_enum)]
+        component: crate::infra::components::Component,
+        #[arg(long)]
+        file: PathBuf,
+        /// sha256 of the file, from the verified bundle's root document.
+        #[arg(long)]
+        sha256: crate::digest::Digest,
+        #[arg(long)]
+        check: bool,
+    },
+    /// Point docker (when installed) at the site registry: `insecure-registries` in /etc/docker/daemon.json,
+    /// other settings kept; docker restarted when it changed. Nothing when docker is not installed.
+    DockerRegistry {
+        /// host:port of the site registry.
+        registry: String,
         #[arg(long)]
         check: bool,
     },
@@ -240,7 +259,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 differs(&format!("{e:#}"));
             }
         }
-        NodeCommand::Packages { install, bundle, pubkey, check } => {
+        NodeCommand::Packages { install, dir, check } => {
             let (family, _) = packages::os_tags();
             let missing = packages::missing(family, &install)?;
             if check {
@@ -248,10 +267,30 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                     differs(&format!("not installed: {}", missing.join(", ")));
                 }
             } else if !missing.is_empty() {
-                let (Some(bundle), Some(pubkey)) = (bundle, pubkey) else { anyhow::bail!("--bundle and --pubkey are needed to install") };
-                let dir = packages::extract(&bundle, &pubkey, std::path::Path::new(packages::PACKAGES_DIR))?;
+                let Some(dir) = dir else { anyhow::bail!("--dir is needed to install") };
+                let dir = packages::tag_dir(&dir)?;
                 let done = packages::install(&dir, family, &install)?;
                 println!("installed {}", done.join(" "));
+            }
+        }
+        NodeCommand::Component { component, file, sha256, check } => {
+            let root = std::path::Path::new("/");
+            if check {
+                let why = components::check(root, component, &sha256);
+                if !why.is_empty() {
+                    differs(&why.join("; "));
+                }
+            } else {
+                let done = components::install(root, component, &file, &sha256)?;
+                println!("installed {}", done.join(" "));
+            }
+        }
+        NodeCommand::DockerRegistry { registry, check } => {
+            let changed = crate::infra::docker::ensure_insecure_registry(std::path::Path::new("/"), &registry, check)?;
+            match (check, changed) {
+                (true, Some(why)) => differs(&why),
+                (false, Some(what)) => println!("{what}"),
+                _ => {}
             }
         }
         NodeCommand::Service { name, hash, check, restart, require, validate } => {

@@ -1,7 +1,7 @@
 use super::site_args::{SiteArgs, StepArgs};
 use crate::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::{distribute, render, Ctx, LocalFile};
+use crate::steps::{distribute, kit::Kit, render, Ctx, LocalFile};
 use anyhow::Result;
 
 #[derive(Debug, clap::Args)]
@@ -27,11 +27,18 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;
     let warn = |_: &str| {};
+    // the kit's files are shown where `install` extracts them (the default state dir)
+    let kit = match bundle.as_deref().and_then(|b| b.first()) {
+        Some(archive) => Some(Kit::open(&archive.path, &std::path::Path::new("/var/lib/airgap").join(&inv.cluster.name))?),
+        None => None,
+    };
     let ctx = Ctx {
         inv: &inv,
         bundle: bundle.as_deref(),
         binary: Some(&binary),
         pubkey: pubkey.as_ref(),
+        kit: kit.as_ref(),
+        targets: &Default::default(),
         warn: &warn,
     };
     if args.json {

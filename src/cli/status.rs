@@ -36,6 +36,8 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
         bundle: None,
         binary: None,
         pubkey: None,
+        kit: None,
+        targets: &Default::default(),
         warn: &warn,
     };
     let mut rows = Vec::new();

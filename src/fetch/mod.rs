@@ -172,7 +172,15 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
     let mut file_sources = Vec::new();
     for (f, d) in m.files.iter().zip(&file_digests) {
         let size = size_of(d)?;
-        file_entries.push(FileEntry { path: f.path.clone(), url: f.url.clone(), sha256: d.hex().to_string(), size, mode: f.mode });
+        file_entries.push(FileEntry {
+            path: f.path.clone(),
+            url: f.url.clone(),
+            sha256: d.hex().to_string(),
+            size,
+            mode: f.mode,
+            install: f.install,
+            platform: f.platform.clone(),
+        });
         file_sources.push(FileSource { path: f.path.clone(), sha256: d.clone(), size, mode: f.mode, source: cache.path(d) });
     }
     let mut packages = Vec::new();

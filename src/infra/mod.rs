@@ -6,6 +6,8 @@
 //! node holds and write only what differs.
 
 pub mod checks;
+pub mod components;
+pub mod docker;
 pub mod packages;
 pub mod render;
 pub mod service;

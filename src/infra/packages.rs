@@ -3,19 +3,15 @@
 //! packages that the node lacks is computed from the package files' own metadata and installed with the
 //! family's low-level tool in one transaction (`dpkg -i` / `rpm -Uvh`), with no repository and no network.
 
-use crate::bundle::read::{read_root, read_verified, EntrySink};
-use crate::bundle::source::BundleSource;
-use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::infra::OsFamily;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Where a node keeps the packages extracted from the bundle.
-pub const PACKAGES_DIR: &str = "/opt/airgap/packages";
+pub const PACKAGES_DIR: &str = crate::steps::kit::REMOTE_PACKAGES_DIR;
 
 /// This node's OS family and the tags its packages may be filed under in a bundle, most specific first
 /// (`debian-12.5`? no: `debian-12`, `ubuntu-22.04`, `ubuntu-22`, `rocky-9.3`, `rocky-9`, `el9`).
@@ -45,69 +41,23 @@ pub fn os_tags_for(id: &str, like: &[String], ver: &str) -> (OsFamily, Vec<Strin
     (if rhel { OsFamily::Rhel } else { OsFamily::Debian }, tags)
 }
 
-/// Writes the entries under `files/packages/<tag>/` into a directory, checking each against the root
-/// document's sha256 (the reader checks SHA256SUMS too; this also pins the file to its package entry).
-struct PackageSink {
-    prefix: String,
-    dir: PathBuf,
-    expect: BTreeMap<String, String>,
-    written: usize,
-}
-
-impl EntrySink for PackageSink {
-    fn entry(&mut self, path: &str, _size: u64, _mode: u32, data: &mut dyn Read) -> Result<()> {
-        let Some(name) = path.strip_prefix(&self.prefix) else { return Ok(()) };
-        let rel = path.strip_prefix("files/").unwrap_or(path);
-        let want = self.expect.get(rel).with_context(|| format!("{path} is not a package of the root document"))?;
-        let name = crate::fsutil::safe_relative_path(name)?;
-        let target = self.dir.join(&name);
-        let want = Digest::from_hex(want)?;
-        crate::fsutil::atomic_write_with(&target, |w| {
-            let mut r = crate::digest::HashingReader::expecting(data, want.clone(), None);
-            std::io::copy(&mut r, w)?;
-            Ok(())
-        })?;
-        self.written += 1;
-        Ok(())
-    }
-}
-
-/// Extract this node's packages from the bundle into `PACKAGES_DIR/<tag>/` (verifying the bundle's
-/// signature and every checksum on the way), unless already extracted from this same bundle.
-/// Returns the directory.
-pub fn extract(bundle: &Path, pubkey: &Path, dest_root: &Path) -> Result<PathBuf> {
+/// The subdirectory of `root` (where distribute copied the packages, one subdirectory per OS tag) for this
+/// node's OS: its most specific tag that is there.
+pub fn tag_dir(root: &Path) -> Result<PathBuf> {
     let (_, tags) = os_tags();
-    let source = BundleSource::open(bundle)?;
-    let root = read_root(&source)?;
-    let tag = tags
-        .iter()
-        .find(|t| root.packages.iter().any(|p| &p.os == *t))
-        .ok_or_else(|| {
-            let have: BTreeSet<&str> = root.packages.iter().map(|p| p.os.as_str()).collect();
-            anyhow!("the bundle carries no OS packages for this node ({}); it has: {}", tags.join(" or "), have.into_iter().collect::<Vec<_>>().join(", "))
-        })
-        .hint("build the bundle with a packages: section for this OS (scripts/deb-closure.sh --os TAG ...)")?
-        .clone();
-    let dir = dest_root.join(&tag);
-    let marker = dir.join(format!(".bundle-{}", root.sha256sums));
-    if marker.is_file() {
-        return Ok(dir);
+    if let Some(t) = tags.iter().find(|t| root.join(t).is_dir()) {
+        return Ok(root.join(t));
     }
-    let tmp = dest_root.join(format!(".{tag}.tmp"));
-    if tmp.exists() {
-        fs_err::remove_dir_all(&tmp)?;
-    }
-    fs_err::create_dir_all(&tmp)?;
-    let pk = crate::sign::load_public_key(pubkey)?;
-    let expect = root.packages.iter().filter(|p| p.os == tag).map(|p| (p.path.clone(), p.sha256.clone())).collect();
-    let mut sink = PackageSink { prefix: format!("files/packages/{tag}/"), dir: tmp.clone(), expect, written: 0 };
-    read_verified(&source, &pk, &mut sink).with_context(|| format!("failed to verify and read {}", bundle.display()))?;
-    fs_err::write(tmp.join(format!(".bundle-{}", root.sha256sums)), b"")?;
-    if dir.exists() {
-        fs_err::remove_dir_all(&dir)?;
-    }
-    crate::fsutil::rename_durable(&tmp, &dir)?;
-    Ok(dir)
+    let have: Vec<String> = fs_err::read_dir(root)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    Err(anyhow!(
+        "no OS packages for this node ({}) under {}{}",
+        tags.join(" or "),
+        root.display(),
+        if have.is_empty() { String::new() } else { format!(" (there are: {})", have.join(", ")) }
+    ))
+    .hint("run the distribute step (it copies the packages of the node's OS from the bundle); the bundle needs a packages: section for this OS")
 }
 
 /// One package file's metadata.

@@ -17,7 +17,8 @@ pub const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
 pub const NGINX_CONF: &str = "/etc/nginx/nginx.conf";
 pub const NGINX_INGRESS: &str = "/etc/nginx/stream.d/airgap-ingress.conf";
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
-pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+pub const CONTAINERD_UNIT: &str = "/etc/systemd/system/containerd.service";
+pub const CRICTL_YAML: &str = "/etc/crictl.yaml";
 pub const REGISTRY_UNIT: &str = "/etc/systemd/system/airgap-registry.service";
 pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
 
@@ -31,7 +32,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("nginx-ingress.conf", include_str!("../../templates/nginx-ingress.conf.j2")),
     ("containerd-config.toml", include_str!("../../templates/containerd-config.toml.j2")),
     ("hosts.toml", include_str!("../../templates/hosts.toml.j2")),
-    ("docker-daemon.json", include_str!("../../templates/docker-daemon.json.j2")),
+    ("containerd.service", include_str!("../../templates/containerd.service.j2")),
+    ("crictl.yaml", include_str!("../../templates/crictl.yaml.j2")),
     ("airgap-registry.service", include_str!("../../templates/airgap-registry.service.j2")),
 ];
 
@@ -220,9 +222,20 @@ pub fn nginx(site: &Site, node: &str, layout: &NginxLayout, ports: NginxPorts) -
     ])
 }
 
+/// The systemd unit of a containerd installed from the bundle's static release (`bin_dir`/containerd).
+pub fn containerd_unit(bin_dir: &str) -> Result<FileSpec> {
+    let unit = render("containerd.service", ctx! { header => HEADER, bin_dir => bin_dir, config => CONTAINERD_CONFIG })?;
+    Ok(FileSpec::new(CONTAINERD_UNIT, 0o644, unit))
+}
+
+/// crictl's configuration: containerd's socket.
+pub fn crictl_yaml() -> Result<FileSpec> {
+    Ok(FileSpec::new(CRICTL_YAML, 0o644, render("crictl.yaml", ctx! { header => HEADER })?))
+}
+
 /// containerd's config.toml and one hosts.toml per upstream host (plus the site registry itself, which is
-/// plain HTTP), and docker's daemon.json when docker is installed.
-pub fn runtime(site: &Site, with_docker: bool) -> Result<Vec<FileSpec>> {
+/// plain HTTP). (docker, when a node has it, is pointed at the registry by `airgap node docker-registry`.)
+pub fn runtime(site: &Site) -> Result<Vec<FileSpec>> {
     let registry = site.registry();
     let mut files = vec![FileSpec::new(
         CONTAINERD_CONFIG,
@@ -242,10 +255,6 @@ pub fn runtime(site: &Site, with_docker: bool) -> Result<Vec<FileSpec>> {
     for upstream in hosts {
         let content = render("hosts.toml", ctx! { header => HEADER, upstream => upstream, registry => registry })?;
         files.push(FileSpec::new(format!("{CERTS_DIR}/{upstream}/hosts.toml"), 0o644, content));
-    }
-    if with_docker {
-        let json = render("docker-daemon.json", ctx! { registry => registry })?;
-        files.push(FileSpec::new(DOCKER_DAEMON_JSON, 0o644, json));
     }
     Ok(files)
 }

@@ -163,7 +163,7 @@ fn nginx_conf_passes_nginx_t() {
 #[test]
 fn containerd_config_is_loaded_by_containerd() {
     let site = example_site();
-    let files = runtime(&site, true).unwrap();
+    let files = runtime(&site).unwrap();
     let cfg = &file(&files, CONTAINERD_CONFIG).content;
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("config.toml");
@@ -198,10 +198,21 @@ fn containerd_config_is_loaded_by_containerd() {
         assert!(urls.iter().all(|l| l.contains("http://10.20.0.200:5000")), "{}: {urls:?}", f.path);
     }
     insta::assert_snapshot!("hosts_toml_registry_k8s_io", file(&files, "/etc/containerd/certs.d/registry.k8s.io/hosts.toml").content);
+}
 
-    let daemon: serde_json::Value = serde_json::from_str(&file(&files, DOCKER_DAEMON_JSON).content).unwrap();
-    assert_eq!(daemon["insecure-registries"], serde_json::json!(["10.20.0.200:5000"]));
-    assert!(runtime(&site, false).unwrap().iter().all(|f| f.path != DOCKER_DAEMON_JSON));
+#[test]
+fn containerd_unit_passes_systemd_analyze() {
+    let unit = containerd_unit("/usr/local/bin").unwrap();
+    assert_eq!(unit.path, CONTAINERD_UNIT);
+    assert!(unit.content.contains("ExecStart=/usr/local/bin/containerd --config /etc/containerd/config.toml"));
+    // systemd-analyze verify needs the ExecStart binary to exist: check a copy pointing at the host's containerd
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("containerd.service");
+    fs_err::write(&path, unit.content.replace("/usr/local/bin/containerd", "/usr/bin/containerd")).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("containerd.service:"), "systemd-analyze found problems:\n{err}");
+    assert!(crictl_yaml().unwrap().content.contains("unix:///run/containerd/containerd.sock"));
 }
 
 #[test]

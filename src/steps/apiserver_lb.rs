@@ -23,9 +23,7 @@ impl Step for ApiserverLb {
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         let site = c::site(ctx)?;
-        let mut v = Vec::new();
-        let bundle = c::bundle_on_node(ctx, &mut v)?;
-        v.push(c::packages(&bundle, &["haproxy", "keepalived"]));
+        let mut v = vec![c::packages(&["haproxy", "keepalived"])];
         let hap = render::haproxy(&site, &node.name)?;
         v.extend(c::files(&hap));
         v.push(c::service("haproxy", &hap, &[render::HAPROXY_CFG], &["haproxy", "-c", "-q", "-f", render::HAPROXY_CFG], false));

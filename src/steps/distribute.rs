@@ -1,6 +1,7 @@
 //! distribute: the airgap binary to every node and the bundle (archive or parts + signatures) to the nodes that
 //! need it, each verified by sha256 on arrival and skipped when already there with the same hash.
 
+use super::kit::{REMOTE_FILES_DIR, REMOTE_PACKAGES_DIR};
 use super::{Action, Ctx, LocalFile, Step, REMOTE_BIN, REMOTE_BUNDLE_DIR};
 use crate::error::HintExt;
 use crate::inventory::{Inventory, Node, Role};
@@ -69,12 +70,67 @@ pub fn hash_bundle(given: &Path) -> Result<Vec<LocalFile>> {
     bundle_files(given)?.into_iter().map(LocalFile::hash).collect()
 }
 
+/// The node's OS packages and its platform's components, from the kit extracted here (verified bundle),
+/// each checked on arrival against the root document's sha256. Without the node's facts (`plan`): one
+/// placeholder saying what will be chosen.
+fn kit_copies(ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
+    let Some(kit) = ctx.kit else { return Ok(vec![]) };
+    if kit.root.packages.is_empty() && kit.root.files.iter().all(|f| f.install.is_none()) {
+        return Ok(vec![]);
+    }
+    let Some(target) = ctx.targets.get(&node.name) else {
+        return Ok(vec![Action::Copy {
+            local: format!(
+                "<the bundle's packages for {}'s OS (the bundle has: {}) and its components for its platform>",
+                node.name,
+                kit.package_tags().join(", ")
+            ),
+            remote: format!("{REMOTE_PACKAGES_DIR}/, {REMOTE_FILES_DIR}/"),
+            mode: 0o644,
+            sha256: None,
+            size: None,
+        }]);
+    };
+    let mut v = Vec::new();
+    if !kit.root.packages.is_empty() {
+        let Some((tag, packages)) = kit.packages_for(target) else {
+            return Err(anyhow::anyhow!(
+                "the bundle carries no OS packages for {} ({}); it has packages for: {}",
+                node.name,
+                target.os_tags.join(" or "),
+                kit.package_tags().join(", ")
+            ))
+            .hint("build the bundle with a packages: section for this OS (scripts/deb-closure.sh --os TAG ...)");
+        };
+        for p in packages {
+            let name = p.path.rsplit('/').next().unwrap_or(&p.path);
+            v.push(Action::Copy {
+                local: kit.local(&p.path).display().to_string(),
+                remote: format!("{REMOTE_PACKAGES_DIR}/{tag}/{name}"),
+                mode: 0o644,
+                sha256: Some(crate::digest::Digest::from_hex(&p.sha256)?),
+                size: Some(p.size),
+            });
+        }
+    }
+    for (_, f) in kit.components_for(&target.platform) {
+        v.push(Action::Copy {
+            local: kit.local(&f.path).display().to_string(),
+            remote: super::infra_common::remote_file(&f.path),
+            mode: 0o644,
+            sha256: Some(crate::digest::Digest::from_hex(&f.sha256)?),
+            size: Some(f.size),
+        });
+    }
+    Ok(v)
+}
+
 impl Step for Distribute {
     fn name(&self) -> &'static str {
         "distribute"
     }
     fn summary(&self) -> &'static str {
-        "copy the airgap binary to every node and the bundle to the nodes that need it (sha256 verified on arrival)"
+        "copy the airgap binary, each node's OS packages and binaries from the bundle, and the whole bundle to the registry workers (sha256 verified on arrival)"
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         let mut v = Vec::new();
@@ -94,6 +150,7 @@ impl Step for Distribute {
                 size: None,
             },
         });
+        v.extend(kit_copies(ctx, node)?);
         if needs_bundle(ctx.inv, node) {
             match ctx.bundle {
                 Some(files) => {
@@ -114,6 +171,16 @@ impl Step for Distribute {
                     sha256: None,
                     size: None,
                 }),
+            }
+            // the registry workers verify the bundle themselves before loading its images
+            if let Some(pubkey) = ctx.pubkey {
+                v.push(Action::Copy {
+                    local: pubkey.path.display().to_string(),
+                    remote: super::infra_common::REMOTE_PUBKEY.into(),
+                    mode: 0o644,
+                    sha256: Some(pubkey.sha256.clone()),
+                    size: Some(pubkey.size),
+                });
             }
         }
         Ok(v)

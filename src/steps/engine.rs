@@ -19,6 +19,8 @@ pub struct NodeConn<'a> {
     pub t: Box<dyn Transport>,
     /// Why the node could not be reached (set by [`bootstrap`]); its steps fail with this message.
     pub unreachable: Option<String>,
+    /// The node's facts, gathered by [`bootstrap`] once the binary is there.
+    pub facts: Option<super::facts::Facts>,
 }
 
 /// Progress on stderr (one indicatif line per node on a terminal, plain lines otherwise) and a full log file.
@@ -161,12 +163,16 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
                     progress,
                 };
                 progress.set(&c.node.name, &format!("connecting to {}", c.node.address));
-                if let Err(e) = ensure_binary(&t, binary, progress) {
+                let ready = ensure_binary(&t, binary, progress).and_then(|()| super::facts::fetch(&t));
+                match ready {
+                    Ok((facts, _)) => c.facts = Some(facts),
+                    Err(e) => {
                     progress.outcome(
                         &c.node.name,
                         &format!("unreachable: {}", crate::error::messages(&e).join(": ")),
                     );
                     c.unreachable = Some(render::error_text(&e));
+                    }
                 }
             });
         }

@@ -1,7 +1,8 @@
 //! Facts about a node, gathered ON the node by `airgap node facts --json` and evaluated centrally by preflight.
 
 use super::node_ops;
-use anyhow::Result;
+use crate::ssh::{Stdin, Transport};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -163,3 +164,24 @@ pub fn gather() -> Result<Facts> {
         in_container: node_ops::in_container(),
     })
 }
+
+/// Facts of one node and the clock offset against this machine (ms, node minus local midpoint).
+pub fn fetch(t: &dyn Transport) -> Result<(Facts, i64)> {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    };
+    let t0 = now();
+    let out = t.run(&super::node_cmd(&["facts", "--json"]), Stdin::Null)?;
+    let t1 = now();
+    if !out.success() {
+        anyhow::bail!("failed to gather facts on {}: {}", t.node(), out.reason());
+    }
+    let f: Facts = serde_json::from_slice(&out.stdout).with_context(|| format!("malformed facts from {}", t.node()))?;
+    // the facts are taken right after the process starts: most of the round trip is before it
+    let offset = f.time_ms - (t0 + (t1 - t0) / 2);
+    Ok((f, offset))
+}
+

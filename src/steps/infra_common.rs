@@ -2,7 +2,9 @@
 //! inventory and the bundle, the bundle + public key on the node, offline package installation, config
 //! files, and systemd services restarted only when their configuration changed.
 
+use super::kit::{REMOTE_FILES_DIR, REMOTE_PACKAGES_DIR};
 use super::{node_cmd, Action, Ctx, REMOTE_BUNDLE_DIR};
+use crate::infra::components::Component;
 use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::infra::{FileSpec, Peer, Site, AIRGAP_BIN};
@@ -12,8 +14,6 @@ use anyhow::{anyhow, Context, Result};
 
 /// Where the bundle signers' public key goes on the nodes.
 pub const REMOTE_PUBKEY: &str = "/opt/airgap/bundle.pub";
-pub const MASTERS_VRID: u8 = 51;
-pub const WORKERS_VRID: u8 = 52;
 
 fn peer(ctx: &Ctx, n: &Node) -> Peer {
     let interface = n.interface.clone().unwrap_or_else(|| {
@@ -66,8 +66,8 @@ pub fn site(ctx: &Ctx) -> Result<Site> {
         masters_vip: ctx.inv.vips.masters,
         workers_vip: ctx.inv.vips.workers,
         vip_prefix: ctx.inv.network.node_subnet.prefix_len(),
-        masters_vrid: MASTERS_VRID,
-        workers_vrid: WORKERS_VRID,
+        masters_vrid: ctx.inv.vips.masters_router_id,
+        workers_vrid: ctx.inv.vips.workers_router_id,
         upstream_hosts,
         pause_image: pause_image(&references).unwrap_or_else(|| "pause:3.10".into()),
         snapshotter: "overlayfs".into(),
@@ -123,13 +123,48 @@ pub fn bundle_on_node(ctx: &Ctx, actions: &mut Vec<Action>) -> Result<String> {
     Ok(format!("{REMOTE_BUNDLE_DIR}/{}", files[0].file_name()))
 }
 
-/// Install OS packages offline from the bundle (`a|b`: the first the node's OS has).
-pub fn packages(bundle: &str, wanted: &[&str]) -> Action {
+/// Install OS packages offline from the packages distribute copied (`a|b`: the first the node's OS has).
+pub fn packages(wanted: &[&str]) -> Action {
     let list = wanted.join(",");
     Action::Command {
-        argv: node_cmd(&["packages", "--install", &list, "--bundle", bundle, "--pubkey", REMOTE_PUBKEY]),
+        argv: node_cmd(&["packages", "--install", &list, "--dir", REMOTE_PACKAGES_DIR]),
         check: Some(node_cmd(&["packages", "--install", &list, "--check"])),
         why: format!("install {} from the bundle's OS packages (offline)", wanted.join(", ")),
+    }
+}
+
+/// Where distribute puts a bundle file on the nodes.
+pub fn remote_file(path: &str) -> String {
+    format!("{REMOTE_FILES_DIR}/{path}")
+}
+
+/// Install component `c` on the node from the file distribute copied for its platform. `None` when the
+/// bundle has no such component. Without the node's facts (`plan`), a placeholder names the choice.
+pub fn component(ctx: &Ctx, node: &Node, c: Component) -> Option<Action> {
+    let kit = ctx.kit?;
+    if !kit.has_component(c) {
+        return None;
+    }
+    let why = format!("install {c} from the bundle into {}", c.destination());
+    let Some(target) = ctx.targets.get(&node.name) else {
+        return Some(Action::Command {
+            argv: node_cmd(&["component", c.name(), "--file", &remote_file("<the file for the node's platform>"), "--sha256", "<its sha256>"]),
+            check: None,
+            why,
+        });
+    };
+    match kit.component_for(c, &target.platform) {
+        Some(f) => Some(Action::Command {
+            argv: node_cmd(&["component", c.name(), "--file", &remote_file(&f.path), "--sha256", &f.sha256]),
+            check: Some(node_cmd(&["component", c.name(), "--file", &remote_file(&f.path), "--sha256", &f.sha256, "--check"])),
+            why,
+        }),
+        // preflight names a platform the bundle lacks; a component missing for one platform is refused at build
+        None => Some(Action::Command {
+            argv: vec!["false".into()],
+            check: None,
+            why: format!("the bundle has no {c} for {} ({}): build it with this platform", target.platform, node.name),
+        }),
     }
 }
 

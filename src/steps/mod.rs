@@ -17,6 +17,7 @@ pub mod engine;
 pub mod facts;
 pub mod infra_common;
 pub mod journal;
+pub mod kit;
 pub mod nginx;
 pub mod node_ops;
 pub mod os_prepare;
@@ -109,6 +110,10 @@ pub struct Ctx<'a> {
     /// The public key the bundle must be signed with (`--pubkey`): the nodes verify the bundle with it before
     /// loading its images or installing its packages.
     pub pubkey: Option<&'a LocalFile>,
+    /// The bundle's root document and its files extracted here (set when `--bundle` was given).
+    pub kit: Option<&'a kit::Kit>,
+    /// Each node's OS and platform, from the facts gathered when the install connected (empty in `plan`).
+    pub targets: &'a std::collections::BTreeMap<String, kit::Target>,
     /// Warnings found by a step (printed on stderr and logged).
     pub warn: &'a (dyn Fn(&str) + Sync),
 }

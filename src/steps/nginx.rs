@@ -22,11 +22,10 @@ impl Step for Nginx {
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         let site = c::site(ctx)?;
-        let mut v = Vec::new();
-        let bundle = c::bundle_on_node(ctx, &mut v)?;
-        v.push(c::packages(&bundle, &["nginx", "libnginx-mod-stream|nginx-mod-stream"]));
-        // Debian layout (www-data, modules-enabled); RHEL-family nodes: NginxLayout::for_os(OsFamily::Rhel)
-        let specs = render::nginx(&site, &node.name, &NginxLayout::for_os(OsFamily::Debian), NginxPorts::default())?;
+        let mut v = vec![c::packages(&["nginx", "libnginx-mod-stream|nginx-mod-stream"])];
+        // Debian layout (www-data, modules-enabled) or RHEL's (nginx user, conf.modules.d), per the node's facts
+        let family = ctx.targets.get(&node.name).map_or(OsFamily::Debian, |t| t.family);
+        let specs = render::nginx(&site, &node.name, &NginxLayout::for_os(family), NginxPorts::default())?;
         v.extend(c::files(&specs));
         v.push(c::service("nginx", &specs, &[render::NGINX_CONF], &["nginx", "-t", "-q", "-c", render::NGINX_CONF], false));
         v.push(c::answers("nginx", "check-tcp", "127.0.0.1:80"));

@@ -5,8 +5,8 @@
 use super::facts::Facts;
 use super::{node_cmd, Action, Ctx, Step};
 use crate::inventory::{Node, Role};
-use crate::ssh::{Stdin, Transport};
-use anyhow::{Context, Result};
+use crate::ssh::Transport;
+use anyhow::Result;
 use std::collections::BTreeMap;
 
 pub struct Preflight;
@@ -72,7 +72,7 @@ impl Step for Preflight {
         let gathered: Vec<(String, Result<(Facts, i64)>)> = std::thread::scope(|s| {
             let hs: Vec<_> = pending
                 .iter()
-                .map(|(n, t)| (n.name.clone(), s.spawn(move || gather(*t))))
+                .map(|(n, t)| (n.name.clone(), s.spawn(move || super::facts::fetch(*t))))
                 .collect();
             hs.into_iter()
                 .map(|(n, h)| (n, h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))))
@@ -114,26 +114,6 @@ impl Step for Preflight {
     fn apply(&self, _ctx: &Ctx, _n: &Node, _t: &dyn Transport, _p: &dyn Fn(&str)) -> Result<Vec<String>> {
         Ok(vec!["all checks passed".into()])
     }
-}
-
-/// Facts of one node and the clock offset against this machine (ms, node minus local midpoint).
-fn gather(t: &dyn Transport) -> Result<(Facts, i64)> {
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    };
-    let t0 = now();
-    let out = t.run(&node_cmd(&["facts", "--json"]), Stdin::Null)?;
-    let t1 = now();
-    if !out.success() {
-        anyhow::bail!("failed to gather facts on {}: {}", t.node(), out.reason());
-    }
-    let f: Facts = serde_json::from_slice(&out.stdout).with_context(|| format!("malformed facts from {}", t.node()))?;
-    // the facts are taken right after the process starts: most of the round trip is before it
-    let offset = f.time_ms - (t0 + (t1 - t0) / 2);
-    Ok((f, offset))
 }
 
 struct Report<'a> {

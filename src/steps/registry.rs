@@ -36,7 +36,7 @@ impl Step for Registry {
         v.extend(c::files(&unit));
         v.push(c::service("airgap-registry", &unit, &[], &[], true));
         v.push(c::answers("the registry", "check-http", &format!("http://127.0.0.1:{REGISTRY_PORT}/v2/")));
-        v.push(c::packages(&bundle, &["keepalived"]));
+        v.push(c::packages(&["keepalived"]));
         let ka = render::keepalived(&site, &node.name, VipRole::Workers)?;
         v.extend(c::files(&ka));
         v.push(c::service("keepalived", &ka, &[render::KEEPALIVED_CONF], &["keepalived", "-t", "-f", render::KEEPALIVED_CONF], false));

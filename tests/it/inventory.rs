@@ -80,6 +80,15 @@ fn vip_on_a_node_or_outside_the_subnet() {
 }
 
 #[test]
+fn vrrp_router_ids_differ() {
+    let text = BASE.replace("workers: 10.20.0.200", "workers: 10.20.0.200\n  masters_router_id: 60\n  workers_router_id: 60");
+    insta::assert_snapshot!(error(&text));
+    let ok = BASE.replace("workers: 10.20.0.200", "workers: 10.20.0.200\n  masters_router_id: 61\n  workers_router_id: 62");
+    let inv = airgap::inventory::Inventory::parse(&ok, "site.yaml").unwrap();
+    assert_eq!((inv.vips.masters_router_id, inv.vips.workers_router_id), (61, 62));
+}
+
+#[test]
 fn ha_layout_needs_3_masters_and_2_workers() {
     let two_masters = BASE.replace(
         "    address: 10.20.0.13\n    role: master",

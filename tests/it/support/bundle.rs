@@ -113,7 +113,7 @@ impl Fixture {
                     size: data.len() as u64,
                 });
             } else {
-                file_entries.push(FileEntry { path, url, sha256: d.hex().into(), size: data.len() as u64, mode });
+                file_entries.push(FileEntry { path, url, sha256: d.hex().into(), size: data.len() as u64, mode, install: None, platform: None });
             }
         }
         let root = RootDoc {
