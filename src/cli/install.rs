@@ -86,8 +86,19 @@ fn kit(
     out: &Output,
 ) -> Result<Option<Kit>> {
     let Some(archive) = bundle.as_ref().and_then(|b| b.first()) else { return Ok(None) };
-    let kit = Kit::open(&archive.path, state_dir)?;
-    if steps.iter().any(|s| s.name() == "distribute") && !dry_run {
+    let kit = match Kit::open(&archive.path, state_dir) {
+        Ok(k) => k,
+        Err(e) => {
+            // as preflight does: the registry workers verify what they receive and refuse a non-bundle
+            out.warn(format!(
+                "{} is not a readable airgap bundle ({}): it is distributed as is, with no packages or binaries for the nodes",
+                archive.path.display(),
+                crate::error::messages(&e).join(": ")
+            ));
+            return Ok(None);
+        }
+    };
+    if steps.iter().any(|s| s.name() == "distribute") && kit.has_node_files() && !dry_run {
         let Some(pubkey) = pubkey else {
             return Err(anyhow::anyhow!("distribute copies files of the bundle to the nodes, and no --pubkey was given to verify it"))
                 .hint("pass --pubkey KEY.pub (the bundle signers' public key), or set AIRGAP_PUBKEY");

@@ -20,7 +20,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args, _out: &Output) -> Result<()> {
+pub fn run(args: Args, out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
     let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
@@ -29,7 +29,13 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let warn = |_: &str| {};
     // the kit's files are shown where `install` extracts them (the default state dir)
     let kit = match bundle.as_deref().and_then(|b| b.first()) {
-        Some(archive) => Some(Kit::open(&archive.path, &std::path::Path::new("/var/lib/airgap").join(&inv.cluster.name))?),
+        Some(archive) => match Kit::open(&archive.path, &std::path::Path::new("/var/lib/airgap").join(&inv.cluster.name)) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                out.warn(format!("{} is not a readable airgap bundle ({}): no packages or binaries shown for the nodes", archive.path.display(), crate::error::messages(&e).join(": ")));
+                None
+            }
+        },
         None => None,
     };
     let ctx = Ctx {

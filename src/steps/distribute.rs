@@ -75,7 +75,7 @@ pub fn hash_bundle(given: &Path) -> Result<Vec<LocalFile>> {
 /// placeholder saying what will be chosen.
 fn kit_copies(ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
     let Some(kit) = ctx.kit else { return Ok(vec![]) };
-    if kit.root.packages.is_empty() && kit.root.files.iter().all(|f| f.install.is_none()) {
+    if !kit.has_node_files() {
         return Ok(vec![]);
     }
     let Some(target) = ctx.targets.get(&node.name) else {

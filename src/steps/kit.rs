@@ -105,6 +105,11 @@ impl Kit {
         crate::fsutil::rename_durable(&tmp, &self.dir)
     }
 
+    /// Does the bundle carry anything for the nodes besides images (OS packages, components)?
+    pub fn has_node_files(&self) -> bool {
+        !self.root.packages.is_empty() || self.root.files.iter().any(|f| f.install.is_some())
+    }
+
     /// The local path of a bundle file (`path` under `files/`).
     pub fn local(&self, path: &str) -> PathBuf {
         self.dir.join("files").join(path)

@@ -2,7 +2,8 @@
 //! bridge, with real sshd and systemd, and NO keepalived, haproxy, nginx or containerd in their rootfs).
 //!
 //! The bundle is built by `airgap build` itself: the Debian packages (and their closure against the lab's
-//! rootfs, from scripts/deb-closure.sh) come from the mirror of this machine's apt configuration, the images
+//! rootfs, from scripts/deb-closure.sh) come from the mirror of this machine's apt configuration, the static
+//! runtime components (containerd, runc, CNI plugins) from a local file server, the images
 //! from a local docker-registry. `airgap install` then installs everything offline, and the test proves:
 //! the daemons accept their configs, containerd pulls through hosts.toml from the workers' VIP, both VIPs
 //! move on registry/haproxy stop, keepalived crash and link cut (outages measured), and a second install
@@ -177,6 +178,23 @@ fn stand_in_apiserver(lab: &Lab, node: &str) -> crate::support::ChildGuard {
     crate::support::ChildGuard(child)
 }
 
+/// containerd's static release (`bin/...` tar.gz), runc's bare binary, the CNI plugins' tgz (`./NAME`), built
+/// from this host's binaries; returns (file name, component).
+fn static_runtime_releases(dir: &Path) -> Vec<(String, &'static str)> {
+    fs_err::create_dir_all(dir.join("containerd/bin")).unwrap();
+    for b in ["containerd", "containerd-shim-runc-v2", "ctr"] {
+        fs_err::copy(format!("/usr/bin/{b}"), dir.join("containerd/bin").join(b)).unwrap();
+    }
+    run_ok(Command::new("tar").arg("-C").arg(dir.join("containerd")).args(["-czf", "../containerd-static-linux-amd64.tar.gz", "bin"]));
+    fs_err::copy("/usr/sbin/runc", dir.join("runc.amd64")).unwrap();
+    run_ok(Command::new("tar").args(["-C", "/usr/lib/cni", "-czf"]).arg(dir.join("cni-plugins-linux-amd64.tgz")).arg("."));
+    vec![
+        ("containerd-static-linux-amd64.tar.gz".into(), "containerd"),
+        ("runc.amd64".into(), "runc"),
+        ("cni-plugins-linux-amd64.tgz".into(), "cni-plugins"),
+    ]
+}
+
 fn apiserver_answer(addr: &str) -> Option<String> {
     let sa = addr.parse().ok()?;
     let mut s = TcpStream::connect_timeout(&sa, Duration::from_millis(300)).ok()?;
@@ -228,11 +246,21 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
 
     // the manifest: packages = closure against the lab rootfs, from this machine's apt mirror
     let closure = run_ok(Command::new("bash").arg(format!("{REPO}/scripts/deb-closure.sh")).arg("--rootfs").arg(rootfs).args([
-        "keepalived", "haproxy", "nginx", "libnginx-mod-stream", "containerd", "runc",
+        "keepalived", "haproxy", "nginx", "libnginx-mod-stream",
     ]));
     let mut manifest = String::from("name: infra-lab\nversion: 1.0.0\nimages:\n");
     for (r, _) in &refs {
         manifest.push_str(&format!("  - {r}\n"));
+    }
+    // the runtime as static components in their upstream release layouts (upstream's release pages are not
+    // reachable here: the archives are made from this host's containerd, runc and CNI plugins binaries)
+    let rel = w.join("releases");
+    let files = static_runtime_releases(&rel);
+    let server = crate::support::fileserver::FileServer::start(&rel);
+    manifest.push_str("files:\n");
+    for (name, component) in files {
+        let sha = crate::support::sha256sum(&rel.join(&name));
+        manifest.push_str(&format!("  - url: {}\n    sha256: {sha}\n    path: runtime/{name}\n    install: {component}\n", server.url(&name)));
     }
     manifest.push_str(&String::from_utf8_lossy(&closure.stdout));
     fs_err::write(w.join("manifest.yaml"), &manifest).unwrap();
@@ -258,6 +286,18 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
     ok(&install("preflight,os-prepare,distribute"));
     let first = ok(&install("runtime,registry,apiserver-lb,nginx"));
     eprintln!("infra install took {:?}:\n{first}", t0.elapsed());
+
+    // the runtime is the bundle's static containerd + runc + CNI plugins, not an OS package; only the registry
+    // workers received the whole bundle, the others just their OS's packages and their platform's binaries
+    for n in ["master1", "master3", "worker2"] {
+        let out = lab.sh_ok(n, "systemctl show -p ExecStart --value containerd; command -v runc ctr; ls /opt/cni/bin | grep -cx 'bridge\\|host-local\\|loopback\\|portmap'; dpkg -s containerd >/dev/null 2>&1 && echo deb-containerd; ls /opt/airgap/packages; ls /opt/airgap/bundles 2>/dev/null | wc -l");
+        assert!(out.contains("path=/usr/local/bin/containerd ;"), "{n}: containerd does not run from the bundle's binary:\n{out}");
+        assert!(out.contains("/usr/local/sbin/runc\n/usr/local/bin/ctr\n4\n"), "{n}: runc, ctr, CNI plugins:\n{out}");
+        assert!(!out.contains("deb-containerd"), "{n}: containerd came from a package:\n{out}");
+        assert!(out.contains("debian-12\n"), "{n}: packages:\n{out}");
+        let bundles: usize = out.lines().last().unwrap().trim().parse().unwrap();
+        assert_eq!(bundles > 0, n.starts_with("worker") , "{n}: /opt/airgap/bundles holds {bundles} files");
+    }
 
     // every rendered config passes the daemon's own check, on the nodes
     for m in ["master1", "master2", "master3"] {
