@@ -107,8 +107,8 @@ pub enum NodeCommand {
         component: crate::infra::components::Component,
         #[arg(long)]
         file: PathBuf,
-        /// sha256 of the file, from the verified bundle's root document.
-        #[arg(long)]
+        /// sha256 (hex) of the file, from the verified bundle's root document.
+        #[arg(long, value_parser = |s: &str| crate::digest::Digest::from_hex(s))]
         sha256: crate::digest::Digest,
         #[arg(long)]
         check: bool,
@@ -261,7 +261,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
         }
         NodeCommand::Packages { install, dir, check } => {
             let (family, _) = packages::os_tags();
-            let missing = packages::missing(family, &install)?;
+            let missing = packages::missing(family, &install, std::path::Path::new("/"))?;
             if check {
                 if !missing.is_empty() {
                     differs(&format!("not installed: {}", missing.join(", ")));
@@ -269,7 +269,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             } else if !missing.is_empty() {
                 let Some(dir) = dir else { anyhow::bail!("--dir is needed to install") };
                 let dir = packages::tag_dir(&dir)?;
-                let done = packages::install(&dir, family, &install)?;
+                let done = packages::install(&dir, family, &install, std::path::Path::new("/"))?;
                 println!("installed {}", done.join(" "));
             }
         }

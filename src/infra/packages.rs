@@ -129,23 +129,31 @@ pub fn read_rpm(path: &Path) -> Result<PkgFile> {
     };
     let mut provides = caps("--provides")?;
     provides.push(name.clone());
+    // RPM dependencies may name files (`/usr/sbin/useradd`): a package provides every file it holds
+    provides.extend(output(Command::new("rpm").args(["-qpl"]).arg(path))?.lines().filter(|l| l.starts_with('/')).map(str::to_string));
     Ok(PkgFile { path: path.to_path_buf(), name, version, provides, depends: caps("--requires")?.into_iter().map(|c| vec![c]).collect() })
 }
 
 /// What is installed: package names and what they provide (Debian), or a capability query (RHEL).
 pub struct Installed {
     family: OsFamily,
+    root: PathBuf,
     names: BTreeSet<String>,
     /// Debian: installed package -> version.
     versions: BTreeMap<String, String>,
 }
 
 impl Installed {
-    pub fn query(family: OsFamily) -> Result<Installed> {
+    /// What is installed in the system under `root` (`/` on a node).
+    pub fn query(family: OsFamily, root: &Path) -> Result<Installed> {
         let mut names = BTreeSet::new();
         let mut versions = BTreeMap::new();
         if family == OsFamily::Debian {
-            let text = output(Command::new("dpkg-query").args(["-W", "-f", "${Status}\t${Package}\t${Version}\t${Provides}\n"]))?;
+            let text = output(
+                Command::new("dpkg-query")
+                    .arg(format!("--admindir={}", root.join("var/lib/dpkg").display()))
+                    .args(["-W", "-f", "${Status}\t${Package}\t${Version}\t${Provides}\n"]),
+            )?;
             for l in text.lines() {
                 let mut cols = l.split('\t');
                 let (Some(status), Some(name)) = (cols.next(), cols.next()) else { continue };
@@ -157,13 +165,15 @@ impl Installed {
                 }
             }
         }
-        Ok(Installed { family, names, versions })
+        Ok(Installed { family, root: root.to_path_buf(), names, versions })
     }
 
     pub fn has(&self, cap: &str) -> bool {
         match self.family {
             OsFamily::Debian => self.names.contains(cap),
             OsFamily::Rhel => Command::new("rpm")
+                .arg("--root")
+                .arg(&self.root)
                 .args(["-q", "--whatprovides", cap])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -214,18 +224,18 @@ fn alternatives(w: &str) -> Vec<String> {
 }
 
 /// The wanted packages (groups of alternatives `a|b`) of which no alternative is installed.
-pub fn missing(family: OsFamily, wanted: &[String]) -> Result<Vec<String>> {
-    let installed = Installed::query(family)?;
+pub fn missing(family: OsFamily, wanted: &[String], root: &Path) -> Result<Vec<String>> {
+    let installed = Installed::query(family, root)?;
     Ok(wanted.iter().filter(|w| !alternatives(w).iter().any(|a| installed.has(a))).cloned().collect())
 }
 
 /// Install the wanted packages (and what they need) from the package files in `dir`, offline.
 /// Returns the files installed (empty when everything was there).
-pub fn install(dir: &Path, family: OsFamily, wanted: &[String]) -> Result<Vec<String>> {
-    if missing(family, wanted)?.is_empty() {
+pub fn install(dir: &Path, family: OsFamily, wanted: &[String], root: &Path) -> Result<Vec<String>> {
+    if missing(family, wanted, root)?.is_empty() {
         return Ok(vec![]);
     }
-    let installed = Installed::query(family)?;
+    let installed = Installed::query(family, root)?;
     let ext = match family {
         OsFamily::Debian => "deb",
         OsFamily::Rhel => "rpm",
@@ -245,13 +255,16 @@ pub fn install(dir: &Path, family: OsFamily, wanted: &[String]) -> Result<Vec<St
     let mut cmd = match family {
         OsFamily::Debian => {
             let mut c = Command::new("dpkg");
+            if root != Path::new("/") {
+                c.arg(format!("--root={}", root.display()));
+            }
             // keep the config files airgap writes; never ask
             c.args(["-i", "--force-confold", "--force-confdef"]).env("DEBIAN_FRONTEND", "noninteractive");
             c
         }
         OsFamily::Rhel => {
             let mut c = Command::new("rpm");
-            c.args(["-Uvh", "--replacepkgs"]);
+            c.arg("--root").arg(root).args(["-Uvh", "--replacepkgs"]);
             c
         }
     };
@@ -268,7 +281,7 @@ pub fn install(dir: &Path, family: OsFamily, wanted: &[String]) -> Result<Vec<St
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
-    let still = missing(family, wanted)?;
+    let still = missing(family, wanted, root)?;
     if !still.is_empty() {
         bail!("{} still not installed after the package tool succeeded", still.join(", "));
     }
@@ -301,7 +314,7 @@ mod tests {
             pkg("needs-awk", &[], &[&["awk"]]),
         ];
         let names = ["libc6", "iproute2", "sysvinit-utils"].map(String::from);
-        let installed = Installed { family: OsFamily::Debian, names: names.clone().into(), versions: names.iter().map(|n| (n.clone(), "1".into())).collect() };
+        let installed = Installed { family: OsFamily::Debian, root: PathBuf::from("/"), names: names.clone().into(), versions: names.iter().map(|n| (n.clone(), "1".into())).collect() };
         let names = |v: Vec<&PkgFile>| v.into_iter().map(|f| f.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(closure(&files, &["keepalived".into()], &installed).unwrap()), ["keepalived", "libnl-3-200"]);
         assert_eq!(names(closure(&files, &["nginx".into()], &installed).unwrap()), ["nginx", "nginx-common", "libssl3"]);
@@ -323,6 +336,7 @@ mod tests {
         let files = vec![pkg("libperl5.36", &[], &[&["perl-base"]]), perl];
         let installed = Installed {
             family: OsFamily::Debian,
+            root: PathBuf::from("/"),
             names: ["perl-base".to_string()].into(),
             versions: [("perl-base".to_string(), "5.36.0-7+deb12u1".to_string())].into(),
         };

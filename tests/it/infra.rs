@@ -185,7 +185,7 @@ fn static_runtime_releases(dir: &Path) -> Vec<(String, &'static str)> {
     for b in ["containerd", "containerd-shim-runc-v2", "ctr"] {
         fs_err::copy(format!("/usr/bin/{b}"), dir.join("containerd/bin").join(b)).unwrap();
     }
-    run_ok(Command::new("tar").arg("-C").arg(dir.join("containerd")).args(["-czf", "../containerd-static-linux-amd64.tar.gz", "bin"]));
+    run_ok(Command::new("tar").arg("-czf").arg(dir.join("containerd-static-linux-amd64.tar.gz")).arg("-C").arg(dir.join("containerd")).arg("bin"));
     fs_err::copy("/usr/sbin/runc", dir.join("runc.amd64")).unwrap();
     run_ok(Command::new("tar").args(["-C", "/usr/lib/cni", "-czf"]).arg(dir.join("cni-plugins-linux-amd64.tgz")).arg("."));
     vec![

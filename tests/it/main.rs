@@ -10,6 +10,7 @@ mod infra;
 mod inventory;
 mod lab;
 mod manifest;
+mod packages;
 mod plan;
 mod registry;
 mod token;
