@@ -489,7 +489,7 @@ mod tests {
         // unknown component, unknown platform
         let e = err(format!("{head}  - url: http://h/d\n    sha256: {H}\n    path: d\n    install: docker\n"));
         assert!(e.contains("m.yaml:8") && e.contains("unknown component \"docker\"") && e.contains("cni-plugins"), "{e}");
-        let e = err(runc("amd64").replace("platform: linux/amd64", "platform: linux/s390x").replace("", "").to_string().replace("  - url", &format!("{head}  - url")));
+        let e = err(format!("{head}{}", runc("amd64").replace("platform: linux/amd64", "platform: linux/s390x")));
         assert!(e.contains("platform linux/s390x is not in the bundle's platforms"), "{e}");
     }
 

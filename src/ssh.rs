@@ -345,6 +345,30 @@ pub fn askpass_main(var: &std::ffi::OsStr) -> std::process::ExitCode {
     }
 }
 
+/// Ask for a password on the controlling terminal with echo off. `None` when there is no terminal (scripts, CI).
+pub fn prompt_password(prompt: &str) -> Result<Option<String>> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let Ok(tty) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+        return Ok(None);
+    };
+    let saved = tcgetattr(&tty).context("failed to read the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&tty, SetArg::TCSANOW, &quiet).context("failed to turn the terminal's echo off")?;
+    let mut line = String::new();
+    let read = (&tty)
+        .write_all(prompt.as_bytes())
+        .and_then(|_| std::io::BufReader::new(&tty).read_line(&mut line));
+    let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
+    let _ = (&tty).write_all(b"\n");
+    read.context("failed to read the password from the terminal")?;
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,28 +392,4 @@ mod tests {
         assert_eq!(t.read_file(dst.to_str().unwrap()).unwrap().unwrap(), b"hello");
         assert!(t.read_file(d.path().join("nope").to_str().unwrap()).unwrap().is_none());
     }
-}
-
-/// Ask for a password on the controlling terminal with echo off. `None` when there is no terminal (scripts, CI).
-pub fn prompt_password(prompt: &str) -> Result<Option<String>> {
-    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return Ok(None);
-    }
-    let Ok(tty) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
-        return Ok(None);
-    };
-    let saved = tcgetattr(&tty).context("failed to read the terminal's settings")?;
-    let mut quiet = saved.clone();
-    quiet.local_flags.remove(LocalFlags::ECHO);
-    tcsetattr(&tty, SetArg::TCSANOW, &quiet).context("failed to turn the terminal's echo off")?;
-    let mut line = String::new();
-    let read = (&tty)
-        .write_all(prompt.as_bytes())
-        .and_then(|_| std::io::BufReader::new(&tty).read_line(&mut line));
-    let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
-    let _ = (&tty).write_all(b"\n");
-    read.context("failed to read the password from the terminal")?;
-    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
 }

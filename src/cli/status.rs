@@ -45,7 +45,8 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
         for n in inv.nodes.iter().filter(|n| s.runs_on(&ctx, n)) {
             let e = journal.get(s.name(), &n.name);
             // done, but with other inputs than now (inventory, thresholds, binary, bundle): the next install redoes it
-            let complete = s
+            let complete = !s.uses_bundle()
+                && s
                 .plan(&ctx, n)?
                 .iter()
                 .all(|a| !matches!(a, steps::Action::Copy { sha256: None, .. }));

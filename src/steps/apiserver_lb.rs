@@ -21,6 +21,9 @@ impl Step for ApiserverLb {
     fn runs_on(&self, _ctx: &Ctx, node: &Node) -> bool {
         node.role == Role::Master
     }
+    fn uses_bundle(&self) -> bool {
+        true
+    }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         let site = c::site(ctx)?;
         let mut v = vec![c::packages(&["haproxy", "keepalived"])];

@@ -29,6 +29,7 @@ pub struct Progress {
     multi: Option<indicatif::MultiProgress>,
     bars: BTreeMap<String, indicatif::ProgressBar>,
     log: Option<Mutex<fs_err::File>>,
+    warned: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Progress {
@@ -66,6 +67,7 @@ impl Progress {
             multi,
             bars,
             log,
+            warned: Mutex::default(),
         })
     }
 
@@ -108,7 +110,11 @@ impl Progress {
         }
     }
 
+    /// A warning, once per run (steps plan several times per node).
     pub fn warn(&self, msg: &str) {
+        if !self.warned.lock().unwrap_or_else(|e| e.into_inner()).insert(msg.to_string()) {
+            return;
+        }
         self.log(&format!("warning: {msg}"));
         match &self.multi {
             Some(m) => {

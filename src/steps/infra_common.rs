@@ -23,6 +23,11 @@ fn peer(ctx: &Ctx, n: &Node) -> Peer {
     Peer { name: n.name.clone(), ip: n.address, interface }
 }
 
+/// The registry (and nginx) run on the first two workers, behind the workers' VIP.
+pub fn is_registry_worker(ctx: &Ctx, node: &Node) -> bool {
+    ctx.inv.workers().take(2).any(|w| w.name == node.name)
+}
+
 /// The upstream host of an image reference, as containerd names its hosts.toml directory.
 pub fn reference_host(reference: &str) -> String {
     let first = reference.split('/').next().unwrap_or("");

@@ -70,6 +70,11 @@ impl Kit {
         Ok(Kit { root, dir, archive: archive.to_path_buf() })
     }
 
+    /// A kit for a root document whose files are (to be) under `dir` (tests, plans).
+    pub fn from_root(root: RootDoc, dir: PathBuf) -> Kit {
+        Kit { root, dir, archive: PathBuf::new() }
+    }
+
     /// Verify the bundle (signature + every checksum) and extract its `files/` (packages + components),
     /// unless already done for this very bundle. Older kits in the state dir are removed.
     pub fn extract(&self, pubkey: &Path) -> Result<()> {

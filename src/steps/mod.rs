@@ -138,6 +138,12 @@ pub trait Step: Send + Sync {
         Ok(Digest::of_bytes(&json))
     }
 
+    /// Does the plan depend on the bundle's content (its images' hosts, packages, components)? `status`,
+    /// which has no bundle, cannot tell whether such a step's inputs changed.
+    fn uses_bundle(&self) -> bool {
+        false
+    }
+
     /// When the journal has no `done` entry for a node, may a passing `check` mark the step done without
     /// applying it (a node prepared by hand)? Steps whose check cannot see the past (preflight) say no.
     fn check_without_journal(&self) -> bool {

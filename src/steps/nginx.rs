@@ -18,7 +18,10 @@ impl Step for Nginx {
         "nginx on worker1/worker2 forwarding :80/:443 of the workers' VIP to the ingress on the masters"
     }
     fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
-        ctx.inv.workers().take(2).any(|w| w.name == node.name)
+        c::is_registry_worker(ctx, node)
+    }
+    fn uses_bundle(&self) -> bool {
+        true
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         let site = c::site(ctx)?;

@@ -19,7 +19,10 @@ impl Step for Registry {
         "the bundle's images served on :5000 by worker1/worker2, behind the workers' VIP (keepalived)"
     }
     fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
-        ctx.inv.workers().take(2).any(|w| w.name == node.name)
+        c::is_registry_worker(ctx, node)
+    }
+    fn uses_bundle(&self) -> bool {
+        true
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         let site = c::site(ctx)?;
