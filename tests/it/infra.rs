@@ -425,4 +425,14 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
     let again = ok(&install("runtime,registry,apiserver-lb,nginx"));
     assert!(!again.contains(": done:"), "a second install changed something:\n{again}");
     assert!(again.contains("0 node-steps applied") || again.contains("0 node-step applied"), "{again}");
+    // and status shows no pending work: every step of every node done
+    let status = airgap(&[
+        "status", "-i", w.join("site.yaml").to_str().unwrap(), "--state-dir", w.join("state").to_str().unwrap(), "--json",
+    ]);
+    ok(&status);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap();
+    // preflight, os-prepare, distribute, runtime on 5 nodes; registry and nginx on 2 workers; apiserver-lb on 3 masters
+    assert_eq!(rows.len(), 5 * 4 + 2 + 2 + 3, "{rows:#?}");
+    let not_done: Vec<_> = rows.iter().filter(|r| r["status"] != "done").collect();
+    assert!(not_done.is_empty(), "pending work after the installs: {not_done:#?}");
 }
