@@ -29,11 +29,8 @@ The package lists come from this machine's apt (run `apt-get update` first). For
 release, run the script inside a chroot/container of that release, or pass apt options through APT_OPTS, e.g.
 APT_OPTS="-o Dir=/srv/focal-apt" with an apt tree of that release that was `apt-get update`d.
 
-RHEL family (CentOS 7 / Rocky / openEuler / Kylin): the equivalent on a machine of the target release is
-  dnf download --resolve --alldeps --urls PKG...          (dnf >= 4; add --installroot=DIR for a base rootfs)
-  yumdownloader --urls --resolve PKG...                   (CentOS 7, yum-utils)
-  repotrack -a x86_64 -p DIR PKG...                       (downloads the full closure)
-then `sha256sum` each .rpm and write the same `packages:` entries with `os: rocky-9` (etc.).
+RHEL family (CentOS 7 / Rocky / openEuler / Kylin): scripts/rpm-closure.sh does the same with dnf against the
+target release's repositories.
 USAGE
 }
 

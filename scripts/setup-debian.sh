@@ -8,8 +8,8 @@ PACKAGES=(
   minisign zstd tar gzip coreutils curl openssl ca-certificates time bc
   # the reference registry (upstream + peer) and its real clients
   docker-registry apache2-utils skopeo containerd runc containernetworking-plugins
-  # RHEL-family package handling (rpm queries and installs into a scratch root)
-  rpm
+  # RHEL-family package handling (rpm queries and installs into a scratch root; dnf for scripts/rpm-closure.sh)
+  rpm dnf createrepo-c
   # daemons the installer configures, checked with their own config checkers
   keepalived haproxy nginx libnginx-mod-stream redis-server
   # the multi-host lab: systemd-nspawn nodes with sshd, network namespaces

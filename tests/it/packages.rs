@@ -1,6 +1,7 @@
 //! Offline OS package installation on the RHEL family: real `.rpm` files built with `rpmbuild`, their metadata
 //! read with `rpm -qp`, the dependency closure computed against what is installed, and installed with `rpm` into
-//! a scratch root (`rpm --root`) exactly as a node's `airgap node packages` does into `/`. (The Debian path runs
+//! a scratch root (`rpm --root`) exactly as a node's `airgap node packages` does into `/`; and
+//! `scripts/rpm-closure.sh` resolving with dnf against a repository made by createrepo_c. (The Debian path runs
 //! for real on the lab nodes: tests/it/infra.rs.)
 
 use airgap::infra::packages::{install, missing, read_rpm};
@@ -72,4 +73,48 @@ fn rpm_closure_installs_offline_what_is_missing_and_nothing_else() {
     let err = format!("{:#}", install(&dir, OsFamily::Rhel, &["airgap-rt-d".to_string()], &root).unwrap_err());
     assert!(err.contains("airgap-rt-nowhere"), "{err}");
     assert!(!installed(&root, "airgap-rt-d"));
+}
+
+#[test]
+fn rpm_closure_script_lists_what_the_base_lacks_and_build_takes_it() {
+    for t in ["rpmbuild", "rpm", "dnf", "createrepo_c"] {
+        require_tool(t);
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (top, repo, base) = (t.path().join("top"), t.path().join("repo"), t.path().join("base"));
+    for d in [&top, &repo, &base] {
+        fs_err::create_dir_all(d).unwrap();
+    }
+    rpm(&top, &repo, "airgap-rt-a", "1.0", &["airgap-rt-b >= 1.0", "/usr/share/airgap-rt-c/marker"]);
+    rpm(&top, &repo, "airgap-rt-b", "1.2", &[]);
+    rpm(&top, &repo, "airgap-rt-c", "1.0", &[]);
+    rpm(&top, &repo, "airgap-rt-x", "1.0", &[]);
+    run_ok(Command::new("createrepo_c").arg("-q").arg(&repo));
+    let server = crate::support::fileserver::FileServer::start(&repo);
+    // the base system already has b (its rpm database where RHEL keeps it, whatever this host's rpm defaults to)
+    run_ok(Command::new("rpm").arg("--root").arg(&base).args(["--dbpath", "/var/lib/rpm", "--initdb"]));
+    run_ok(Command::new("rpm").arg("--root").arg(&base).args(["--dbpath", "/var/lib/rpm", "-i"]).arg(repo.join("airgap-rt-b-1.2-1.noarch.rpm")));
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rpm-closure.sh");
+    let out = run_ok(Command::new("bash").arg(script).args(["--os", "el9", "--repo", &server.url("")]).arg("--installroot").arg(&base).arg("airgap-rt-a"));
+    let fragment = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = fragment.lines().filter_map(|l| l.trim().strip_prefix("name: ")).collect();
+    assert_eq!(names, ["airgap-rt-a", "airgap-rt-c"], "{fragment}");
+    for (name, file) in [("airgap-rt-a", "airgap-rt-a-1.0-1.noarch.rpm"), ("airgap-rt-c", "airgap-rt-c-1.0-1.noarch.rpm")] {
+        let sha = crate::support::sha256sum(&repo.join(file));
+        let entry = format!("    name: {name}\n    url: {}\n    sha256: {sha}\n", server.url(file));
+        assert!(fragment.contains(&entry), "{entry} not in\n{fragment}");
+    }
+
+    // the fragment is a valid manifest section: airgap build fetches, checks and bundles the packages
+    let manifest = t.path().join("m.yaml");
+    fs_err::write(&manifest, format!("name: rpms\nversion: '1'\n{fragment}")).unwrap();
+    let keys = t.path().join("keys");
+    let kg = crate::support::airgap_bin();
+    run_ok(Command::new(&kg).args(["keygen", "--out-dir"]).arg(&keys));
+    run_ok(Command::new(&kg).arg("build").arg(&manifest).arg("--out").arg(t.path().join("out")).arg("--key").arg(keys.join("airgap.key")).arg("--cache-dir").arg(t.path().join("cache")));
+    let list = run_ok(Command::new("tar").args(["-I", "zstd", "-tf"]).arg(t.path().join("out/rpms-1.tar.zst")));
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("files/packages/el9/airgap-rt-a-1.0-1.noarch.rpm"), "{list}");
+    assert!(list.contains("files/packages/el9/airgap-rt-c-1.0-1.noarch.rpm") && !list.contains("airgap-rt-b"), "{list}");
 }
