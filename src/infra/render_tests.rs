@@ -132,6 +132,16 @@ fn haproxy_cfg_passes_haproxy_c() {
 }
 
 #[test]
+fn nginx_conf_follows_the_rhel_layout() {
+    let site = example_site();
+    let rhel = nginx(&site, "worker1", &NginxLayout::for_os(OsFamily::Rhel), NginxPorts::default()).unwrap();
+    let main = &file(&rhel, NGINX_CONF).content;
+    assert!(main.contains("user nginx;"), "{main}");
+    assert!(main.contains("include /usr/share/nginx/modules/*.conf;"), "{main}");
+    assert!(!main.contains("www-data") && !main.contains("modules-enabled"), "{main}");
+}
+
+#[test]
 fn nginx_conf_passes_nginx_t() {
     let site = example_site();
     let prod = nginx(&site, "worker1", &NginxLayout::for_os(OsFamily::Debian), NginxPorts::default()).unwrap();
