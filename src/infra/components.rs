@@ -187,17 +187,26 @@ impl Staged {
 /// Install `c` from `file` (which must have `source_sha256`) under `root` (`/` on a node). Nothing is put in
 /// place unless the whole file matched its sha256 and had the component's layout. Returns the binaries.
 pub fn install(root: &Path, c: Component, file: &Path, source_sha256: &Digest) -> Result<Vec<String>> {
-    let f = fs_err::File::open(file)?;
+    use crate::error::HintExt;
+    let f = fs_err::File::open(file)
+        .map_err(anyhow::Error::from)
+        .hint("the distribute step copies the bundle's files to the nodes: run it (install --from distribute)")?;
     let mut hashed = HashingReader::expecting(std::io::BufReader::new(f), source_sha256.clone(), None);
     let mismatch = |e: std::io::Error| {
-        anyhow::Error::new(e).context(format!("{} does not match the bundle's sha256 for {c}", file.display()))
+        crate::error::with_hint(
+            anyhow::Error::new(e).context(format!("{} does not match the bundle's sha256 for {c}", file.display())),
+            "the file on the node is from another bundle or damaged: run the distribute step again (install --from distribute)",
+        )
     };
     let mut staged = Vec::new();
     match c.layout() {
         Layout::Binary(abs) => {
             staged.push(stage(root, abs.to_string(), &mut hashed).map_err(|e| {
                 match e.root_cause().downcast_ref::<std::io::Error>().map(|io| io.kind()) {
-                    Some(std::io::ErrorKind::InvalidData) => e.context(format!("{} does not match the bundle's sha256 for {c}", file.display())),
+                    Some(std::io::ErrorKind::InvalidData) => crate::error::with_hint(
+                        e.context(format!("{} does not match the bundle's sha256 for {c}", file.display())),
+                        "the file on the node is from another bundle or damaged: run the distribute step again (install --from distribute)",
+                    ),
                     _ => e,
                 }
             })?);
