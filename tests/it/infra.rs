@@ -425,6 +425,14 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
     let again = ok(&install("runtime,registry,apiserver-lb,nginx"));
     assert!(!again.contains(": done:"), "a second install changed something:\n{again}");
     assert!(again.contains("0 node-steps applied") || again.contains("0 node-step applied"), "{again}");
+    // the plan against the nodes (install --dry-run) has nothing left to do
+    let dry = airgap(&[
+        "install", "-i", w.join("site.yaml").to_str().unwrap(), "--bundle", bundle.to_str().unwrap(),
+        "--pubkey", w.join("keys/airgap.pub").to_str().unwrap(), "--dry-run",
+        "--state-dir", w.join("state").to_str().unwrap(), "--log-dir", w.join("log").to_str().unwrap(),
+    ]);
+    let dry_text = ok(&dry);
+    assert!(dry_text.contains("dry run: nothing changed (27 node-steps already done)"), "{dry_text}");
     // and status shows no pending work: every step of every node done
     let status = airgap(&[
         "status", "-i", w.join("site.yaml").to_str().unwrap(), "--state-dir", w.join("state").to_str().unwrap(), "--json",
