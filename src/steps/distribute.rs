@@ -2,7 +2,7 @@
 //! need it, each verified by sha256 on arrival and skipped when already there with the same hash.
 
 use super::kit::{REMOTE_FILES_DIR, REMOTE_PACKAGES_DIR};
-use super::{Action, Ctx, LocalFile, Step, REMOTE_BIN, REMOTE_BUNDLE_DIR};
+use super::{Action, Ctx, LocalFile, Step, REMOTE_BIN};
 use crate::error::HintExt;
 use crate::inventory::{Inventory, Node, Role};
 use anyhow::{bail, Result};
@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub struct Distribute;
 
-/// Does this node need the bundle? The registry (workers' VIP) runs on the first two workers; later steps
-/// that need bundle files elsewhere extend this.
+/// Does this node need the bundle? The registry (workers' VIP) runs on the first two workers (nginx too,
+/// behind the same VIP); the other nodes get only their packages and components (see `kit`).
 pub fn needs_bundle(inv: &Inventory, node: &Node) -> bool {
     node.role == Role::Worker && inv.workers().take(2).any(|w| w.name == node.name)
 }
@@ -152,36 +152,9 @@ impl Step for Distribute {
         });
         v.extend(kit_copies(ctx, node)?);
         if needs_bundle(ctx.inv, node) {
-            match ctx.bundle {
-                Some(files) => {
-                    for f in files {
-                        v.push(Action::Copy {
-                            local: f.path.display().to_string(),
-                            remote: format!("{REMOTE_BUNDLE_DIR}/{}", f.file_name()),
-                            mode: 0o644,
-                            sha256: Some(f.sha256.clone()),
-                            size: Some(f.size),
-                        });
-                    }
-                }
-                None => v.push(Action::Copy {
-                    local: "<--bundle: the .tar.zst or every part, and their signatures>".into(),
-                    remote: format!("{REMOTE_BUNDLE_DIR}/"),
-                    mode: 0o644,
-                    sha256: None,
-                    size: None,
-                }),
-            }
+            v.extend(super::infra_common::bundle_copies(ctx));
             // the registry workers verify the bundle themselves before loading its images
-            if let Some(pubkey) = ctx.pubkey {
-                v.push(Action::Copy {
-                    local: pubkey.path.display().to_string(),
-                    remote: super::infra_common::REMOTE_PUBKEY.into(),
-                    mode: 0o644,
-                    sha256: Some(pubkey.sha256.clone()),
-                    size: Some(pubkey.size),
-                });
-            }
+            v.extend(super::infra_common::pubkey_copy(ctx));
         }
         Ok(v)
     }

@@ -23,11 +23,6 @@ fn peer(ctx: &Ctx, n: &Node) -> Peer {
     Peer { name: n.name.clone(), ip: n.address, interface }
 }
 
-/// The registry (and nginx) run on the first two workers, behind the workers' VIP.
-pub fn is_registry_worker(ctx: &Ctx, node: &Node) -> bool {
-    ctx.inv.workers().take(2).any(|w| w.name == node.name)
-}
-
 /// The upstream host of an image reference, as containerd names its hosts.toml directory.
 pub fn reference_host(reference: &str) -> String {
     let first = reference.split('/').next().unwrap_or("");
@@ -95,37 +90,53 @@ pub fn bundle_root(ctx: &Ctx) -> Result<crate::bundle::format::RootDoc> {
 
 /// The bundle (all its files) and the public key on the node; returns the node's bundle path.
 pub fn bundle_on_node(ctx: &Ctx, actions: &mut Vec<Action>) -> Result<String> {
-    let Some(files) = ctx.bundle.filter(|f| !f.is_empty()) else {
-        // plan / status without --bundle: a placeholder that check and apply refuse with a hint
-        actions.push(Action::Copy {
+    actions.extend(bundle_copies(ctx));
+    let Some(first) = ctx.bundle.and_then(|f| f.first()) else {
+        return Ok(format!("{REMOTE_BUNDLE_DIR}/<bundle>"));
+    };
+    actions.push(pubkey_copy(ctx).unwrap_or_else(|| Action::Copy {
+        local: "<--pubkey KEY.pub>".into(),
+        remote: REMOTE_PUBKEY.into(),
+        mode: 0o644,
+        sha256: None,
+        size: None,
+    }));
+    Ok(format!("{REMOTE_BUNDLE_DIR}/{}", first.file_name()))
+}
+
+/// The bundle's files (archive or parts + signatures) copied to the node; without --bundle (plan, status), a
+/// placeholder that check and apply refuse with a hint.
+pub fn bundle_copies(ctx: &Ctx) -> Vec<Action> {
+    match ctx.bundle.filter(|f| !f.is_empty()) {
+        Some(files) => files
+            .iter()
+            .map(|f| Action::Copy {
+                local: f.path.display().to_string(),
+                remote: format!("{REMOTE_BUNDLE_DIR}/{}", f.file_name()),
+                mode: 0o644,
+                sha256: Some(f.sha256.clone()),
+                size: Some(f.size),
+            })
+            .collect(),
+        None => vec![Action::Copy {
             local: "<--bundle: the .tar.zst or every part, and their signatures>".into(),
             remote: format!("{REMOTE_BUNDLE_DIR}/"),
             mode: 0o644,
             sha256: None,
             size: None,
-        });
-        return Ok(format!("{REMOTE_BUNDLE_DIR}/<bundle>"));
-    };
-    for f in files {
-        actions.push(Action::Copy {
-            local: f.path.display().to_string(),
-            remote: format!("{REMOTE_BUNDLE_DIR}/{}", f.file_name()),
-            mode: 0o644,
-            sha256: Some(f.sha256.clone()),
-            size: Some(f.size),
-        });
+        }],
     }
-    actions.push(match ctx.pubkey {
-        Some(pubkey) => Action::Copy {
-            local: pubkey.path.display().to_string(),
-            remote: REMOTE_PUBKEY.into(),
-            mode: 0o644,
-            sha256: Some(pubkey.sha256.clone()),
-            size: Some(pubkey.size),
-        },
-        None => Action::Copy { local: "<--pubkey KEY.pub>".into(), remote: REMOTE_PUBKEY.into(), mode: 0o644, sha256: None, size: None },
-    });
-    Ok(format!("{REMOTE_BUNDLE_DIR}/{}", files[0].file_name()))
+}
+
+/// The bundle signers' public key copied to the node (the registry workers verify the bundle before loading it).
+pub fn pubkey_copy(ctx: &Ctx) -> Option<Action> {
+    ctx.pubkey.map(|pubkey| Action::Copy {
+        local: pubkey.path.display().to_string(),
+        remote: REMOTE_PUBKEY.into(),
+        mode: 0o644,
+        sha256: Some(pubkey.sha256.clone()),
+        size: Some(pubkey.size),
+    })
 }
 
 /// Install OS packages offline from the packages distribute copied (`a|b`: the first the node's OS has).

@@ -18,7 +18,7 @@ impl Step for Nginx {
         "nginx on worker1/worker2 forwarding :80/:443 of the workers' VIP to the ingress on the masters"
     }
     fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
-        c::is_registry_worker(ctx, node)
+        super::distribute::needs_bundle(ctx.inv, node)
     }
     fn uses_bundle(&self) -> bool {
         true

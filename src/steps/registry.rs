@@ -19,7 +19,7 @@ impl Step for Registry {
         "the bundle's images served on :5000 by worker1/worker2, behind the workers' VIP (keepalived)"
     }
     fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
-        c::is_registry_worker(ctx, node)
+        super::distribute::needs_bundle(ctx.inv, node)
     }
     fn uses_bundle(&self) -> bool {
         true
