@@ -52,9 +52,11 @@ pub fn site(ctx: &Ctx) -> Result<Site> {
     let masters = ctx.inv.masters().map(|n| peer(ctx, n)).collect();
     let registry_workers = ctx.inv.workers().take(2).map(|n| peer(ctx, n)).collect();
     // without --bundle (plan, status), the default upstream hosts and sandbox image stand in
-    let references: Vec<String> = match ctx.bundle {
-        Some(_) => bundle_root(ctx)?.images.iter().map(|i| i.reference.clone()).collect(),
-        None => vec![],
+    // (the kit holds the root document read once per run; a --bundle that is no bundle fails here)
+    let references: Vec<String> = match (ctx.kit, ctx.bundle) {
+        (Some(kit), _) => kit.root.images.iter().map(|i| i.reference.clone()).collect(),
+        (None, Some(_)) => bundle_root(ctx)?.images.iter().map(|i| i.reference.clone()).collect(),
+        (None, None) => vec![],
     };
     let mut upstream_hosts: Vec<String> = references.iter().map(|r| reference_host(r)).collect();
     upstream_hosts.extend(["registry.k8s.io", "docker.io", "ghcr.io", "quay.io"].map(String::from));
