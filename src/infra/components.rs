@@ -192,29 +192,24 @@ pub fn install(root: &Path, c: Component, file: &Path, source_sha256: &Digest) -
         .map_err(anyhow::Error::from)
         .hint("the distribute step copies the bundle's files to the nodes: run it (install --from distribute)")?;
     let mut hashed = HashingReader::expecting(std::io::BufReader::new(f), source_sha256.clone(), None);
-    let mismatch = |e: std::io::Error| {
+    // the hashing reader fails at end of file with InvalidData when the content is not the bundle's
+    let mismatch = |e: anyhow::Error| {
+        let bad_content = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData));
+        if !bad_content {
+            return e;
+        }
         crate::error::with_hint(
-            anyhow::Error::new(e).context(format!("{} does not match the bundle's sha256 for {c}", file.display())),
+            e.context(format!("{} does not match the bundle's sha256 for {c}", file.display())),
             "the file on the node is from another bundle or damaged: run the distribute step again (install --from distribute)",
         )
     };
     let mut staged = Vec::new();
     match c.layout() {
-        Layout::Binary(abs) => {
-            staged.push(stage(root, abs.to_string(), &mut hashed).map_err(|e| {
-                match e.root_cause().downcast_ref::<std::io::Error>().map(|io| io.kind()) {
-                    Some(std::io::ErrorKind::InvalidData) => crate::error::with_hint(
-                        e.context(format!("{} does not match the bundle's sha256 for {c}", file.display())),
-                        "the file on the node is from another bundle or damaged: run the distribute step again (install --from distribute)",
-                    ),
-                    _ => e,
-                }
-            })?);
-        }
+        Layout::Binary(abs) => staged.push(stage(root, abs.to_string(), &mut hashed).map_err(mismatch)?),
         Layout::Tar { prefix, dir } => {
             let mut magic = [0u8; 2];
             let mut head = Vec::new();
-            let n = hashed.read(&mut magic).map_err(mismatch)?;
+            let n = hashed.read(&mut magic).map_err(|e| mismatch(e.into()))?;
             head.extend_from_slice(&magic[..n]);
             let chained = std::io::Cursor::new(head).chain(&mut hashed);
             let reader: Box<dyn Read + '_> = if magic == [0x1f, 0x8b] {
@@ -239,9 +234,9 @@ pub fn install(root: &Path, c: Component, file: &Path, source_sha256: &Digest) -
             }
             // read to the end of the file (gzip trailer, tar padding): the sha256 is checked there
             let mut rest = archive.into_inner();
-            std::io::copy(&mut rest, &mut std::io::sink()).map_err(mismatch)?;
+            std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| mismatch(e.into()))?;
             drop(rest);
-            std::io::copy(&mut hashed, &mut std::io::sink()).map_err(mismatch)?;
+            std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| mismatch(e.into()))?;
             if staged.is_empty() {
                 bail!(
                     "{} holds no binary under {:?}: is it really the {c} release archive?",
