@@ -9,12 +9,11 @@
 
 use crate::bundle::format::{FileEntry, PackageEntry, RootDoc};
 use crate::bundle::read::{read_root, read_verified, EntrySink};
+use crate::bundle::unpack::DirSink;
 use crate::bundle::source::BundleSource;
-use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::infra::components::Component;
-use anyhow::{anyhow, Context, Result};
-use std::collections::BTreeMap;
+use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -95,10 +94,8 @@ impl Kit {
             fs_err::remove_dir_all(&tmp)?;
         }
         let pk = crate::sign::load_public_key(pubkey)?;
-        let mut expect: BTreeMap<String, String> =
-            self.root.files.iter().map(|f| (format!("files/{}", f.path), f.sha256.clone())).collect();
-        expect.extend(self.root.packages.iter().map(|p| (format!("files/{}", p.path), p.sha256.clone())));
-        let mut sink = FilesSink { dir: tmp.clone(), expect };
+        fs_err::create_dir_all(&tmp)?;
+        let mut sink = FilesOnly(DirSink::new(&tmp));
         let source = BundleSource::open(&self.archive)?;
         read_verified(&source, &pk, &mut sink)
             .with_context(|| format!("failed to verify the bundle {}", self.archive.display()))
@@ -156,26 +153,17 @@ impl Kit {
     }
 }
 
-/// Writes the entries under `files/` into a directory, each checked against the root document's sha256 (the
-/// reader checks SHA256SUMS too; this pins each file to its entry).
-struct FilesSink {
-    dir: PathBuf,
-    expect: BTreeMap<String, String>,
-}
+/// Unpacks only the entries under `files/` (the reader verifies each against `SHA256SUMS`, which it has
+/// cross-checked with the root document); the images stay in the bundle.
+struct FilesOnly(DirSink);
 
-impl EntrySink for FilesSink {
-    fn entry(&mut self, path: &str, _size: u64, _mode: u32, data: &mut dyn Read) -> Result<()> {
-        if !path.starts_with("files/") {
-            return Ok(());
-        }
-        let want = self.expect.get(path).ok_or_else(|| anyhow!("{path} is not a file of the root document"))?;
-        let rel = crate::fsutil::safe_relative_path(path)?;
-        let want = Digest::from_hex(want)?;
-        crate::fsutil::atomic_write_with(&self.dir.join(rel), |w| {
-            let mut r = crate::digest::HashingReader::expecting(data, want.clone(), None);
-            std::io::copy(&mut r, w)?;
+impl EntrySink for FilesOnly {
+    fn entry(&mut self, path: &str, size: u64, mode: u32, data: &mut dyn Read) -> Result<()> {
+        if path.starts_with("files/") {
+            self.0.entry(path, size, mode, data)
+        } else {
             Ok(())
-        })
+        }
     }
 }
 
