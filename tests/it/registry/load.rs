@@ -59,6 +59,7 @@ fn bundle_from_layout(layout: &Path, name: &str, version: &str, out: &Path, keys
         files: vec![],
         packages: vec![],
         sha256sums: String::new(),
+            sizes: Default::default(),
     };
     let sk = airgap::sign::load_secret_key(&keys.secret, None).unwrap();
     let opts = WriteOptions { out_dir: out.to_path_buf(), split_size: None, zstd_workers: 1 };
