@@ -314,7 +314,7 @@ fn bundle_rejects_tampered_archives() {
         assert_eq!(x.data.len(), 16);
         x.data = b"kind: Deploymen\n".to_vec();
     });
-    reject(&fx, "sums-changed", "entry SHA256SUMS declares 1361 bytes, but the signed airgap.json says 1360", |e| {
+    reject(&fx, "sums-changed", "entry SHA256SUMS declares ", |e| {
         e[2].data.push(b'\n')
     });
     reject(&fx, "sums-same-size", "entry SHA256SUMS is damaged", |e| e[2].data[0] ^= 1);
