@@ -225,7 +225,7 @@ pub fn read_verified_with_progress<S: EntrySink>(
     bar.set_length(source.size);
     let state = Rc::new(RefCell::new(RawState { verifier: Some(verifier), bytes: 0, eof: false }));
     let tee = Tee { inner: source.raw_reader()?, state: state.clone(), bar: bar.clone() };
-    let r = read_stream(tee, pk, &mut sink);
+    let r = read_stream(source, tee, pk, &mut sink);
     bar.finish_and_clear();
     let (head, entries, content_bytes) = r.map_err(|e| explain(source, &state, e))?;
     let verifier = state.borrow_mut().verifier.take().ok_or_else(|| anyhow!("signature verifier lost"))?;
@@ -342,12 +342,12 @@ fn read_signed_head<R: Read>(tar: &mut TarStream<'_, R>, pk: &PublicKey) -> Resu
     Ok(Head { digest: Digest::of_bytes(&root_bytes), key_id: sign::signature_key_id(&sig), root, root_bytes, sig_bytes })
 }
 
-fn read_stream<S: EntrySink>(tee: Tee, pk: &PublicKey, sink: &mut S) -> Result<(Head, u64, u64)> {
+fn read_stream<S: EntrySink>(source: &BundleSource, tee: Tee, pk: &PublicKey, sink: &mut S) -> Result<(Head, u64, u64)> {
     let mut ar = tar::Archive::new(decoder(tee).map_err(stream_err)?);
     let mut tar = TarStream::new(&mut ar)?;
 
     // 1. The signed head.
-    let head = read_signed_head(&mut tar, pk)?;
+    let head = read_signed_head(&mut tar, pk).map_err(|e| not_trusted(source, e))?;
     let root = head.root();
 
     // 2. SHA256SUMS, pinned by the head.

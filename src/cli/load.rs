@@ -45,6 +45,13 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
     };
     let (v, r) = (&loaded.verified, &loaded.report);
+    if r.stats.blobs_repaired > 0 {
+        out.warn(format!(
+            "{} blob(s) in {} did not match their digest (damaged disk or tampering): replaced with the bundle's verified copies",
+            r.stats.blobs_repaired,
+            args.store.display()
+        ));
+    }
     if r.noop {
         println!(
             "{} {} (signed by key {}) was already loaded into {}: nothing changed",

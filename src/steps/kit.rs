@@ -97,24 +97,30 @@ impl Kit {
 
     /// Verify the whole bundle (signature + every checksum) and extract its `files/` (packages + components),
     /// unless a complete kit of this very root document is there and every file in it still has its sha256.
-    /// Older kits in the state dir are removed (only directories named like kits).
+    /// Once the new kit is in place, older kits in the state dir are removed (only directories named like
+    /// kits); a failed extraction leaves them, and everything else, as they were.
     pub fn extract(&self, pk: &PublicKey) -> Result<()> {
         if self.is_complete() {
             return Ok(());
         }
         let parent = self.dir.parent().context("the kit directory has no parent")?;
         fs_err::create_dir_all(parent)?;
-        for old in fs_err::read_dir(parent)? {
-            let old = old?;
-            if is_kit_name(&old.file_name().to_string_lossy()) && old.file_type()?.is_dir() {
-                fs_err::remove_dir_all(old.path())?;
-            }
+        if self.dir.symlink_metadata().is_ok() {
+            // an incomplete or damaged kit of this same bundle
+            fs_err::remove_dir_all(&self.dir)?;
         }
         let sink = KitSink { staged: StagedDir::new(&self.dir, Keep::Files)?, digest: self.digest.clone() };
         let source = BundleSource::open(&self.archive)?;
         read_verified(&source, pk, sink)
             .with_context(|| format!("failed to verify the bundle {}", self.archive.display()))
             .hint("the nodes only receive files from a bundle that verified here: check the bundle and --pubkey")?;
+        // the new kit is in place: the kits of earlier bundles go (only directories named like kits)
+        for old in fs_err::read_dir(parent)? {
+            let old = old?;
+            if old.path() != self.dir && is_kit_name(&old.file_name().to_string_lossy()) && old.file_type()?.is_dir() {
+                fs_err::remove_dir_all(old.path())?;
+            }
+        }
         Ok(())
     }
 

@@ -439,8 +439,8 @@ fn bundle_unpacks_into_an_empty_existing_dir_only() {
     assert_eq!(std::fs::read(&file).unwrap(), b"keep");
 }
 
-/// Peak RSS (KiB) of a command, measured by GNU time.
-fn peak_rss_kib(cmd: &mut Command) -> u64 {
+/// Peak RSS (KiB) of a command (which must succeed unless `expect_fail`), measured by GNU time.
+pub(crate) fn peak_rss_kib_of(cmd: &mut Command, expect_fail: bool) -> u64 {
     let mut timed = Command::new("/usr/bin/time");
     timed.arg("-f").arg("PEAK_RSS_KIB=%M").arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
@@ -450,9 +450,13 @@ fn peak_rss_kib(cmd: &mut Command) -> u64 {
         };
     }
     let (code, _, err) = run(&mut timed);
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code != 0, expect_fail, "{err}");
     let line = err.lines().find_map(|l| l.strip_prefix("PEAK_RSS_KIB=")).expect("no RSS from /usr/bin/time");
     line.trim().parse().unwrap()
+}
+
+fn peak_rss_kib(cmd: &mut Command) -> u64 {
+    peak_rss_kib_of(cmd, false)
 }
 
 #[test]

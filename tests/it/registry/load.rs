@@ -121,6 +121,19 @@ fn load_shares_blobs_reloads_as_noop_moves_tags_and_lists_images() {
     assert!(out.contains("was already loaded") && out.contains("nothing changed"), "{out}");
     assert_eq!(store_state(&store), after_v1);
 
+    // A damaged blob in the store (bytes no longer matching its name) is replaced by the bundle's verified
+    // copy on the next load of a bundle that carries it, instead of being trusted by its name.
+    let victim = store.join("blobs/sha256").join(layout_blobs(&la).into_iter().next().unwrap());
+    let good_bytes = fs_err::read(&victim).unwrap();
+    let mut bad_bytes = good_bytes.clone();
+    bad_bytes[0] ^= 0xff;
+    fs_err::write(&victim, &bad_bytes).unwrap();
+    let (ok, out, err) = load(&v1, &store, &k.public);
+    assert!(ok, "{err}");
+    assert!(!out.contains("nothing changed"), "a damaged blob was kept: {out}");
+    assert_eq!(fs_err::read(&victim).unwrap(), good_bytes, "the damaged blob was not repaired");
+    assert_eq!(store_state(&store), after_v1);
+
     // The newer bundle: the shared layer is stored once, app:1 moves, app:2 is added, base:1 stays.
     let (ok, out, err) = load(&v2, &store, &k.public);
     assert!(ok, "{err}");
