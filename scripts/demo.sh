@@ -66,7 +66,7 @@ minisign -Vm "$bundle" -p "$work/keys/airgap.pub"
 zstd -dc "$bundle" | tar -t > "$work/entries.txt"
 echo "tar -t: $(wc -l < "$work/entries.txt") entries, first: $(head -3 "$work/entries.txt" | tr '\n' ' ')"
 "$airgap" verify "$bundle" --pubkey "$work/keys/airgap.pub"
-"$airgap" inspect "$bundle"
+"$airgap" inspect "$bundle" --pubkey "$work/keys/airgap.pub"
 
 step "4. airgap load + airgap serve, then pull with skopeo (upstream registry stopped)"
 kill "$reg_pid"; wait "$reg_pid" 2>/dev/null || true

@@ -303,6 +303,23 @@ fn sig_bytes(sig: &SignatureBox) -> Result<Vec<u8>> {
     Ok(raw[10..].to_vec())
 }
 
+/// Largest accepted `.minisig` (a real one is about 300 bytes).
+pub const MAX_SIGNATURE_BYTES: usize = 4096;
+
+/// Verify the text of a `.minisig` (e.g. an archive entry) over `data`, made by `pk`. `what` names the signed
+/// thing in errors. Returns the parsed signature (its trusted comment is then trusted too).
+pub fn verify_bytes(pk: &PublicKey, sig_text: &[u8], data: &[u8], what: &Path) -> Result<SignatureBox> {
+    if sig_text.len() > MAX_SIGNATURE_BYTES {
+        bail!("the signature of {} is {} bytes, not a minisign signature", what.display(), sig_text.len());
+    }
+    let text = std::str::from_utf8(sig_text).map_err(|_| anyhow!("the signature of {} is not text", what.display()))?;
+    let sig = SignatureBox::from_string(text)
+        .map_err(|e| anyhow!("{}", lower(&e.to_string())))
+        .with_context(|| format!("the signature of {} is not a minisign signature", what.display()))?;
+    verify_reader(pk, &sig, data, what)?;
+    Ok(sig)
+}
+
 /// Verify a signature over everything `reader` yields (one pass, streamed), with the minisign crate.
 pub fn verify_reader<R: Read>(pk: &PublicKey, sig: &SignatureBox, reader: R, what: &Path) -> Result<()> {
     check_signer(sig, pk, what)?;

@@ -1,4 +1,5 @@
-//! What a bundle holds, from its root document (nothing is verified: `verify` does that).
+//! What a bundle holds, from its signed head: the root document is shown only once its own signature verified
+//! with the trusted key (the entries themselves are not read: `verify` does that).
 
 use crate::bundle::format::{FileEntry, ImageEntry, PackageEntry};
 use crate::bundle::read::{self, BundleSource};
@@ -10,8 +11,12 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub bundle: String,
-    /// Always false: inspect reads the root document only. Use `airgap verify`.
-    pub verified: bool,
+    /// Always true: the root document's own signature verified with the given key before anything was shown.
+    pub root_signature_verified: bool,
+    /// sha256 of the root document (identifies the bundle's content).
+    pub root_digest: String,
+    /// Always false: inspect reads the signed head only, not the entries. Use `airgap verify`.
+    pub entries_verified: bool,
     pub name: String,
     pub version: String,
     pub platforms: Vec<String>,
@@ -51,8 +56,10 @@ pub struct PartSize {
     pub size: u64,
 }
 
-pub fn summarize(source: &BundleSource) -> Result<Summary> {
-    let root = read::read_root(source)?;
+pub fn summarize(source: &BundleSource, pk: &minisign::PublicKey) -> Result<Summary> {
+    let head = read::read_head(source, pk)?;
+    let root_digest = head.digest().to_string();
+    let root = head.into_root();
     let signature = source.signature().ok().map(|s| SignatureInfo {
         key_id: crate::sign::signature_key_id(&s),
         trusted_comment: s.trusted_comment().unwrap_or_default(),
@@ -67,7 +74,9 @@ pub fn summarize(source: &BundleSource) -> Result<Summary> {
     };
     Ok(Summary {
         bundle: source.name(),
-        verified: false,
+        root_signature_verified: true,
+        root_digest,
+        entries_verified: false,
         name: root.name,
         version: root.version,
         platforms: root.platforms,
@@ -88,13 +97,13 @@ pub use crate::output::human_bytes;
 /// The human table.
 pub fn render(s: &Summary) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "bundle:    {} (NOT verified: run `airgap verify` to check signature and checksums)", s.bundle);
+    let _ = writeln!(o, "bundle:    {} (signed root document verified; entries not read: `airgap verify` checks them)", s.bundle);
     let _ = writeln!(o, "name:      {}", s.name);
     let _ = writeln!(o, "version:   {}", s.version);
     let _ = writeln!(o, "platforms: {}", s.platforms.join(", "));
     match &s.signature {
         Some(sig) => {
-            let _ = writeln!(o, "signed by: key {} ({})", sig.key_id, sig.trusted_comment);
+            let _ = writeln!(o, "signed by: key {} ({})", sig.key_id, sig.trusted_comment.escape_debug());
         }
         None => {
             let _ = writeln!(o, "signed by: (no signature file found)");

@@ -6,7 +6,7 @@
 //! `write_bundle(&BundleContent, &SecretKey, &WriteOptions) -> Result<Written>`; with a progress bar:
 //! `write_bundle_with_progress(.., &ProgressBar)` (length set here, advanced by content bytes written).
 
-use crate::bundle::format::{self, RootDoc, FILES_DIR, IMAGES_DIR, ROOT_DOC, SHA256SUMS, ZSTD_LEVEL};
+use crate::bundle::format::{self, RootDoc, FILES_DIR, IMAGES_DIR, ROOT_DOC, ROOT_SIG, SHA256SUMS, ZSTD_LEVEL};
 use crate::bundle::split::{self, PartInfo, PartsWriter};
 use crate::digest::{Digest, Hasher, HashingReader};
 use crate::sign::{self, Prehasher};
@@ -103,6 +103,11 @@ pub fn trusted_comment(root: &RootDoc, file_name: &str) -> String {
     format!("airgap bundle {} {} {}", root.name, root.version, file_name)
 }
 
+/// The trusted comment of the root document's own signature (deterministic).
+pub fn root_trusted_comment(root: &RootDoc) -> String {
+    format!("airgap root document {} {}", root.name, root.version)
+}
+
 /// Write a bundle (see the module docs); no progress shown.
 pub fn write_bundle(content: &BundleContent, sk: &SecretKey, opts: &WriteOptions) -> Result<Written> {
     write_bundle_with_progress(content, sk, opts, &ProgressBar::hidden())
@@ -122,12 +127,15 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    fn new(content: &'a BundleContent) -> Result<Self> {
+    fn new(content: &'a BundleContent, sk: &SecretKey) -> Result<Self> {
         let mut sums: BTreeMap<String, Digest> = BTreeMap::new();
+        let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
         let layout_path = format!("{IMAGES_DIR}/oci-layout");
         let index_path = format!("{IMAGES_DIR}/index.json");
         sums.insert(layout_path.clone(), Digest::of_bytes(OCI_LAYOUT));
         sums.insert(index_path.clone(), Digest::of_bytes(&content.index_json));
+        sizes.insert(layout_path.clone(), OCI_LAYOUT.len() as u64);
+        sizes.insert(index_path.clone(), content.index_json.len() as u64);
 
         let mut blobs: BTreeMap<String, &BlobSource> = BTreeMap::new();
         for b in &content.blobs {
@@ -139,6 +147,7 @@ impl<'a> Plan<'a> {
                 Some(_) => continue,
                 None => {
                     sums.insert(path.clone(), b.digest.clone());
+                    sizes.insert(path.clone(), b.size);
                     blobs.insert(path, b);
                 }
             }
@@ -156,7 +165,8 @@ impl<'a> Plan<'a> {
             if files.insert(path.clone(), f).is_some() {
                 bail!("file {} is listed twice", f.path);
             }
-            sums.insert(path, f.sha256.clone());
+            sums.insert(path.clone(), f.sha256.clone());
+            sizes.insert(path, f.size);
         }
         // The root document must agree with the content (the reader cross-checks the same).
         let root = &content.root;
@@ -183,14 +193,24 @@ impl<'a> Plan<'a> {
         }
 
         let sums_text: String = sums.iter().map(|(p, d)| format::sha256sums_line(d.hex(), p)).collect();
+        sizes.insert(SHA256SUMS.to_string(), sums_text.len() as u64);
         let mut root = root.clone();
         root.schema = format::SCHEMA.to_string();
         root.sha256sums = Digest::of_bytes(sums_text.as_bytes()).hex().to_string();
+        root.sizes = sizes;
+        // A bundle that readers would refuse is not written.
+        let problems = format::validate(&root);
+        if !problems.is_empty() {
+            bail!("the bundle's root document would be invalid:\n{}", problems.join("\n"));
+        }
         let mut root_json = serde_json::to_vec_pretty(&root).context("failed to serialize the root document")?;
         root_json.push(b'\n');
+        let root_sig = sign::sign_prehashed(sk, &prehash_of(&root_json), &root_trusted_comment(&root))
+            .context("failed to sign the root document")?;
 
         let mut items = vec![
             Item::Bytes { path: ROOT_DOC.to_string(), data: root_json },
+            Item::Bytes { path: ROOT_SIG.to_string(), data: root_sig.into_bytes() },
             Item::Bytes { path: SHA256SUMS.to_string(), data: sums_text.into_bytes() },
             Item::Bytes { path: layout_path, data: OCI_LAYOUT.to_vec() },
             Item::Bytes { path: index_path, data: content.index_json.clone() },
@@ -216,7 +236,7 @@ pub fn write_bundle_with_progress(
     opts: &WriteOptions,
     bar: &ProgressBar,
 ) -> Result<Written> {
-    let plan = Plan::new(content)?;
+    let plan = Plan::new(content, sk)?;
     let name = archive_name(&content.root)?;
     if opts.split_size == Some(0) {
         bail!("the split size must be at least 1 byte");

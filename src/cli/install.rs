@@ -5,8 +5,8 @@ use crate::output::Output;
 use crate::ssh::{OpenSsh, SshSettings, Transport};
 use crate::steps::engine::{self, NodeConn, Progress};
 use crate::steps::journal::Journal;
-use crate::steps::kit::{Kit, Target};
-use crate::steps::{distribute, Ctx, LocalFile, Step};
+use crate::steps::kit::Target;
+use crate::steps::{distribute, Ctx, LocalFile};
 use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -75,45 +75,12 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
         .collect()
 }
 
-/// The bundle's root document and, when distribute will copy them, its files verified and extracted here
-/// (packages and components go to the nodes from there, not the whole bundle).
-fn kit(
-    bundle: &Option<Vec<LocalFile>>,
-    pubkey: Option<&LocalFile>,
-    steps: &[Box<dyn Step>],
-    state_dir: &Path,
-    dry_run: bool,
-    out: &Output,
-) -> Result<Option<Kit>> {
-    let Some(archive) = bundle.as_ref().and_then(|b| b.first()) else { return Ok(None) };
-    let kit = match Kit::open(&archive.path, state_dir) {
-        Ok(k) => k,
-        Err(e) => {
-            // as preflight does: the registry workers verify what they receive and refuse a non-bundle
-            out.warn(format!(
-                "{} is not a readable airgap bundle ({}): it is distributed as is, with no packages or binaries for the nodes",
-                archive.path.display(),
-                crate::error::messages(&e).join(": ")
-            ));
-            return Ok(None);
-        }
-    };
-    if steps.iter().any(|s| s.name() == "distribute") && kit.has_node_files() && !dry_run {
-        let Some(pubkey) = pubkey else {
-            return Err(anyhow::anyhow!("distribute copies files of the bundle to the nodes, and no --pubkey was given to verify it"))
-                .hint("pass --pubkey KEY.pub (the bundle signers' public key), or set AIRGAP_PUBKEY");
-        };
-        if !kit.dir.join(".complete").is_file() {
-            out.info(format!("verifying {} and extracting the nodes' packages and binaries", archive.path.display()));
-        }
-        kit.extract(&pubkey.path)?;
-    }
-    Ok(Some(kit))
-}
-
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
+    let state_dir = args.dirs.state_dir(&inv);
+    // the bundle's signed head verifies before anything else is done with it
+    let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?;
     let wants_bundle =
         steps.iter().any(|s| s.name() == "distribute") && inv.nodes.iter().any(|n| distribute::needs_bundle(&inv, n));
     let bundle = match (&args.site.bundle, wants_bundle) {
@@ -127,12 +94,24 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         (None, false) => None,
     };
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose().context("failed to read --pubkey")?;
-    let state_dir = args.dirs.state_dir(&inv);
     fs_err::create_dir_all(&state_dir)
         .with_context(|| "failed to create the state dir")
         .hint("run as root, or pass --state-dir")?;
     let _lock = lock(&state_dir)?;
-    let kit = kit(&bundle, pubkey.as_ref(), &steps, &state_dir, args.dry_run, out)?;
+    // the nodes' packages and binaries come from the whole bundle, verified here and extracted once
+    let kit = match kit {
+        Some((kit, pk)) => {
+            if steps.iter().any(|s| s.name() == "distribute") && kit.has_node_files() && !args.dry_run {
+                if !kit.is_complete() {
+                    let b = args.site.bundle.as_deref().unwrap_or(std::path::Path::new("the bundle"));
+                    out.info(format!("verifying {} and extracting the nodes' packages and binaries", b.display()));
+                }
+                kit.extract(&pk)?;
+            }
+            Some(kit)
+        }
+        None => None,
+    };
     let journal = Journal::open(&state_dir, &inv.cluster.name)?;
     let binary = LocalFile::hash(std::env::current_exe().context("failed to find this airgap binary")?)?;
     let stamp = crate::steps::journal::now_rfc3339().replace(':', "");

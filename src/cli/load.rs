@@ -21,12 +21,37 @@ pub struct Args {
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let pk = crate::sign::load_public_key(&args.pubkey)?;
     let source = BundleSource::open(&args.bundle)?;
+    let failed = || format!("failed to load {} into {}", source.name(), args.store.display());
+    // the signed head verifies before anything is created
+    crate::bundle::read::read_head(&source, &pk)
+        .with_context(failed)
+        .hint("nothing was added: the store is exactly as it was before this load")?;
+    let created = args.store.symlink_metadata().is_err();
     let store = Store::create(&args.store)?;
     let bar = out.bar(0, "{spinner} verifying and loading {bytes}/{total_bytes} {wide_bar} {eta}");
-    let loaded = crate::registry::load::load_bundle(&store, &source, &pk, &bar)
-        .with_context(|| format!("failed to load {} into {}", source.name(), args.store.display()))
-        .hint("nothing was added: the store is exactly as it was before this load")?;
+    let loaded = match crate::registry::load::load_bundle(&store, &source, &pk, &bar) {
+        Ok(l) => l,
+        Err(e) => {
+            if created {
+                // a store this load created holds nothing of value: leave no directory behind
+                let _ = fs_err::remove_dir_all(&args.store);
+            }
+            let hint = if created {
+                "nothing was added, and the store directory (new) was removed"
+            } else {
+                "nothing was added: the store is exactly as it was before this load"
+            };
+            return Err(e).with_context(failed).hint(hint);
+        }
+    };
     let (v, r) = (&loaded.verified, &loaded.report);
+    if r.stats.blobs_repaired > 0 {
+        out.warn(format!(
+            "{} blob(s) in {} did not match their digest (damaged disk or tampering): replaced with the bundle's verified copies",
+            r.stats.blobs_repaired,
+            args.store.display()
+        ));
+    }
     if r.noop {
         println!(
             "{} {} (signed by key {}) was already loaded into {}: nothing changed",

@@ -145,6 +145,9 @@ pub enum NodeCommand {
         store: PathBuf,
         #[arg(long)]
         bundle: PathBuf,
+        /// The key the bundle's signed head must verify with (nothing unverified is looked at).
+        #[arg(long)]
+        pubkey: PathBuf,
     },
     /// Apply a sysctl.d file (like `sysctl -p FILE`), or check that its values are in effect.
     Sysctl {
@@ -303,9 +306,15 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 println!("{}", service::apply(&name, &hash, &require, &validate, restart)?);
             }
         }
-        NodeCommand::RegistryLoaded { store, bundle } => {
-            let source = crate::bundle::source::BundleSource::open(&bundle)?;
-            let root = crate::bundle::read::read_root(&source)?;
+        NodeCommand::RegistryLoaded { store, bundle, pubkey } => {
+            let head = crate::sign::load_public_key(&pubkey).and_then(|pk| {
+                let source = crate::bundle::source::BundleSource::open(&bundle)?;
+                crate::bundle::read::read_head(&source, &pk)
+            });
+            let root = match head {
+                Ok(h) => h.into_root(),
+                Err(e) => differs(&format!("{}: {}", bundle.display(), crate::error::messages(&e).join(": "))),
+            };
             let loaded = crate::registry::store::Store::open(&store)
                 .and_then(|s| s.catalog())
                 .map(|c| c.bundles.iter().any(|b| b.sha256sums == root.sha256sums))

@@ -1,7 +1,7 @@
 use super::site_args::{SiteArgs, StepArgs};
 use crate::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::{distribute, kit::Kit, render, Ctx, LocalFile};
+use crate::steps::{distribute, render, Ctx, LocalFile};
 use anyhow::Result;
 
 #[derive(Debug, clap::Args)]
@@ -20,24 +20,17 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args, out: &Output) -> Result<()> {
+pub fn run(args: Args, _out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
+    // the kit's files are shown where `install` extracts them (the default state dir); nothing of the bundle
+    // is shown before its signed head verified
+    let state_dir = std::path::Path::new("/var/lib/airgap").join(&inv.cluster.name);
+    let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?.map(|(k, _)| k);
     let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;
     let warn = |_: &str| {};
-    // the kit's files are shown where `install` extracts them (the default state dir)
-    let kit = match bundle.as_deref().and_then(|b| b.first()) {
-        Some(archive) => match Kit::open(&archive.path, &std::path::Path::new("/var/lib/airgap").join(&inv.cluster.name)) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                out.warn(format!("{} is not a readable airgap bundle ({}): no packages or binaries shown for the nodes", archive.path.display(), crate::error::messages(&e).join(": ")));
-                None
-            }
-        },
-        None => None,
-    };
     let ctx = Ctx {
         inv: &inv,
         bundle: bundle.as_deref(),

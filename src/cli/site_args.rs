@@ -4,9 +4,11 @@
 //! `#[command(mut_arg("bundle", ...))]` (plan also words `--only` / `--from` its own way); the rest keep the help
 //! written here.
 
+use crate::error::HintExt;
 use crate::inventory::Inventory;
+use crate::steps::kit::Kit;
 use crate::steps::Step;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// The site and its bundle: plan, install and status.
@@ -62,4 +64,19 @@ impl StateArgs {
     pub fn log_dir(&self) -> PathBuf {
         self.log_dir.clone().unwrap_or_else(|| PathBuf::from("/var/log/airgap"))
     }
+}
+
+/// With `--bundle`: its signed head verified with `--pubkey` before anything else is done with it (a file that
+/// is not a bundle signed by that key stops the command here, having changed nothing), and its kit located
+/// under `state_dir`. Returns the kit and the public key (to verify the whole bundle when extracting it).
+pub fn open_kit(site: &SiteArgs, steps: &StepArgs, state_dir: &Path) -> Result<Option<(Kit, minisign::PublicKey)>> {
+    let Some(bundle) = &site.bundle else { return Ok(None) };
+    let Some(pubkey) = &steps.pubkey else {
+        return Err(anyhow::anyhow!("--bundle {} was given without --pubkey", bundle.display()))
+            .context("nothing of a bundle is used before its signature verified")
+            .hint("pass --pubkey KEY.pub (the bundle signers' public key), or set AIRGAP_PUBKEY");
+    };
+    let pk = crate::sign::load_public_key(pubkey)?;
+    let kit = Kit::open(bundle, &pk, state_dir).with_context(|| format!("cannot use --bundle {}", bundle.display()))?;
+    Ok(Some((kit, pk)))
 }

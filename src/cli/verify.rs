@@ -19,16 +19,15 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let pk = crate::sign::load_public_key(&args.pubkey)?;
     let source = BundleSource::open(&args.bundle)?;
     let ctx = || format!("verification of {} failed", source.name());
-    // The signature first, over the raw bytes: nothing unsigned is ever decompressed or parsed...
-    let bar = out.bar(0, "{spinner} checking signature {bytes}/{total_bytes} {wide_bar} {eta}");
-    read::verify_signature_with_progress(&source, &pk, &bar).with_context(ctx)?;
-    // ...then every entry against SHA256SUMS (pinned by the signed root document).
-    let bar = out.bar(0, "{spinner} checking entries   {bytes}/{total_bytes} {wide_bar} {eta}");
-    let v = read::read_verified_with_progress(&source, &pk, &mut NullSink, &bar).with_context(ctx)?;
+    // One pass: the signed head first (nothing else is parsed before it verified), then every entry against
+    // SHA256SUMS (pinned by the head), and the whole archive's signature over the raw bytes.
+    let bar = out.bar(0, "{spinner} verifying {bytes}/{total_bytes} {wide_bar} {eta}");
+    let (v, ()) = read::read_verified_with_progress(&source, &pk, NullSink, &bar).with_context(ctx)?;
     if args.json {
         crate::output::print_json(&v)?;
     } else {
         println!("OK {} {} is intact and signed by key {}", v.name, v.version, v.key_id);
+        println!("  root document: {}", v.root_digest);
         println!("  entries: {} ({} bytes unpacked)", v.entries, v.content_bytes);
         let parts = if v.parts > 0 { format!(" in {} parts", v.parts) } else { String::new() };
         println!("  archive: {} bytes{parts}", v.archive_size);

@@ -199,6 +199,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         files: file_entries,
         packages,
         sha256sums: String::new(),
+        sizes: Default::default(),
     };
     let blob_sources = blobs.into_iter().map(|(digest, size)| BlobSource { path: cache.path(&digest), digest, size }).collect();
     let lock = Lock {

@@ -1,8 +1,8 @@
 //! `airgap load`: the bundle reader verifies while this sink stages the image blobs into the store; the
 //! load is committed only when the whole bundle (signature included) verified.
 
-use crate::bundle::format::{RootDoc, IMAGES_DIR};
-use crate::bundle::read::{self, BundleSource, EntrySink};
+use crate::bundle::format::IMAGES_DIR;
+use crate::bundle::read::{self, BundleSource, EntrySink, Head};
 use crate::digest::Digest;
 use crate::registry::store::{BundleInfo, LoadReport, LoadTx, Store};
 use anyhow::{bail, Context, Result};
@@ -13,13 +13,16 @@ use std::io::Read;
 /// Largest accepted `images/index.json`.
 const MAX_INDEX_JSON: u64 = 64 << 20;
 
-/// Stages a bundle's image layout into a [`LoadTx`].
-pub struct StoreSink<'a> {
-    tx: &'a mut LoadTx,
+/// Stages a bundle's image layout into a [`LoadTx`], committed in `finish` (only once everything verified).
+pub struct StoreSink {
+    tx: LoadTx,
 }
 
-impl EntrySink for StoreSink<'_> {
-    fn root(&mut self, root: &RootDoc) -> Result<()> {
+impl EntrySink for StoreSink {
+    type Done = LoadReport;
+
+    fn start(&mut self, head: &Head, _meta: &[(&str, &[u8])]) -> Result<()> {
+        let root = head.root();
         self.tx.set_bundle(BundleInfo {
             name: root.name.clone(),
             version: root.version.clone(),
@@ -34,8 +37,8 @@ impl EntrySink for StoreSink<'_> {
         };
         if let Some(hex) = rest.strip_prefix("blobs/sha256/") {
             let d = Digest::from_hex(hex).with_context(|| format!("bad blob name {path} in the bundle"))?;
-            // The reader checks the bytes against SHA256SUMS; a blob's name must also be its digest, which
-            // `SHA256SUMS` (made by the writer from the names) already pins, so no second hash here.
+            // The reader checks the bytes against SHA256SUMS and refuses a blob whose name is not its digest
+            // (it fails this read at the entry's end on a mismatch), so no second hash here.
             return self.tx.add_blob(&d, size, data, false);
         }
         match rest {
@@ -52,6 +55,10 @@ impl EntrySink for StoreSink<'_> {
         }
         Ok(())
     }
+
+    fn finish(self) -> Result<LoadReport> {
+        self.tx.commit().context("failed to add the images to the store")
+    }
 }
 
 /// What `load` did.
@@ -63,9 +70,7 @@ pub struct Loaded {
 
 /// Verify `bundle` and add its images to `store`, all or nothing.
 pub fn load_bundle(store: &Store, source: &BundleSource, pk: &PublicKey, bar: &ProgressBar) -> Result<Loaded> {
-    let mut tx = store.begin_load()?;
-    let verified = read::read_verified_with_progress(source, pk, &mut StoreSink { tx: &mut tx }, bar)?;
-    // Only now is everything the sink saw trusted.
-    let report = tx.commit().context("failed to add the images to the store")?;
+    let tx = store.begin_load()?;
+    let (verified, report) = read::read_verified_with_progress(source, pk, StoreSink { tx }, bar)?;
     Ok(Loaded { verified, report })
 }

@@ -67,6 +67,16 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
+    /// Does the stored blob have `size` bytes whose sha256 is its name? (Reads it whole: used by loads, which
+    /// replace a damaged blob with the bundle's verified copy instead of trusting a file by its name.)
+    pub fn blob_is_intact(&self, d: &Digest, size: u64) -> bool {
+        let path = self.blob_path(d);
+        match fs_err::metadata(&path) {
+            Ok(m) if m.is_file() && m.len() == size => matches!(Digest::of_file(&path), Ok((got, _)) if &got == d),
+            _ => false,
+        }
+    }
+
     /// The catalog (empty when nothing was loaded yet).
     pub fn catalog(&self) -> Result<Catalog> {
         let path = self.catalog_path();
@@ -136,6 +146,8 @@ pub struct LoadStats {
     pub bytes_new: u64,
     pub blobs_present: u64,
     pub bytes_present: u64,
+    /// Blobs the store held damaged (bytes not matching their name), replaced with the bundle's copy.
+    pub blobs_repaired: u64,
 }
 
 /// What a committed load changed.
@@ -176,10 +188,14 @@ impl LoadTx {
     /// With `verify`, the content is hashed here too (for sources that are not already verified, like a layout
     /// directory); the bundle reader verifies every entry itself, and a mismatch aborts the whole load.
     pub fn add_blob(&mut self, digest: &Digest, size: u64, data: &mut dyn Read, verify: bool) -> Result<()> {
-        if self.staged.contains(digest) || self.store.has_blob(digest) {
+        if self.staged.contains(digest) || (self.store.has_blob(digest) && self.store.blob_is_intact(digest, size)) {
             self.stats.blobs_present += 1;
             self.stats.bytes_present += size;
             return Ok(());
+        }
+        if self.store.has_blob(digest) {
+            tracing::warn!("blob {digest} in the store does not match its name: replaced with the bundle's verified copy");
+            self.stats.blobs_repaired += 1;
         }
         let path = self.staging.path().join(digest.hex());
         let mut f = fs_err::File::create(&path)?;
@@ -307,8 +323,10 @@ impl LoadTx {
         let mut report = LoadReport { stats: self.stats.clone(), ..Default::default() };
         if let Some(b) = &self.bundle {
             if old.bundles.iter().any(|x| x.sha256sums == b.sha256sums) {
-                report.noop = true;
+                report.noop = self.staged.is_empty();
                 report.images = old.images.iter().filter(|i| i.bundles.contains(&format!("{}-{}", b.name, b.version))).count();
+                // damaged blobs of an already loaded bundle were staged again: put the good copies in place
+                self.install_staged_blobs()?;
                 return Ok(report);
             }
         }
@@ -387,6 +405,19 @@ impl LoadTx {
         }
         new.images.sort_by(|a, b| (&a.name, &a.host, &a.tag, &a.digest).cmp(&(&b.name, &b.host, &b.tag, &b.digest)));
         // Blobs first (content-addressed, harmless if the catalog never follows), then the catalog.
+        self.install_staged_blobs()?;
+        let json = serde_json::to_vec_pretty(&new)?;
+        crate::fsutil::atomic_write(&self.store.catalog_path(), &json).context("failed to replace the store's catalog")?;
+        Ok(report)
+    }
+}
+
+impl LoadTx {
+    /// Move the staged blobs into the store (each synced, then renamed over any damaged copy).
+    fn install_staged_blobs(&self) -> Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
         let blobs_dir = self.store.root.join("blobs/sha256");
         fs_err::create_dir_all(&blobs_dir)?;
         for d in &self.staged {
@@ -396,9 +427,7 @@ impl LoadTx {
             fs_err::rename(&from, blobs_dir.join(d.hex()))?;
         }
         crate::fsutil::sync_dir(&blobs_dir);
-        let json = serde_json::to_vec_pretty(&new)?;
-        crate::fsutil::atomic_write(&self.store.catalog_path(), &json).context("failed to replace the store's catalog")?;
-        Ok(report)
+        Ok(())
     }
 }
 

@@ -92,7 +92,7 @@ fn kit_copies(ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         }]);
     };
     let mut v = Vec::new();
-    if !kit.root.packages.is_empty() {
+    if !kit.root().packages.is_empty() {
         let Some((tag, packages)) = kit.packages_for(target) else {
             return Err(anyhow::anyhow!(
                 "the bundle carries no OS packages for {} ({}); it has packages for: {}",

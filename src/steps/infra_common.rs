@@ -6,10 +6,9 @@ use super::kit::{REMOTE_FILES_DIR, REMOTE_PACKAGES_DIR};
 use super::{node_cmd, Action, Ctx, REMOTE_BUNDLE_DIR};
 use crate::infra::components::Component;
 use crate::digest::Digest;
-use crate::error::HintExt;
 use crate::infra::{FileSpec, Peer, Site, AIRGAP_BIN};
 use crate::inventory::Node;
-use anyhow::{anyhow, Context, Result};
+use anyhow::Result;
 
 
 /// Where the bundle signers' public key goes on the nodes.
@@ -51,12 +50,11 @@ fn pause_image(references: &[String]) -> Option<String> {
 pub fn site(ctx: &Ctx) -> Result<Site> {
     let masters = ctx.inv.masters().map(|n| peer(ctx, n)).collect();
     let registry_workers = ctx.inv.workers().take(2).map(|n| peer(ctx, n)).collect();
-    // without --bundle (plan, status), the default upstream hosts and sandbox image stand in
-    // (the kit holds the root document read once per run; a --bundle that is no bundle fails here)
-    let references: Vec<String> = match (ctx.kit, ctx.bundle) {
-        (Some(kit), _) => kit.root.images.iter().map(|i| i.reference.clone()).collect(),
-        (None, Some(_)) => bundle_root(ctx)?.images.iter().map(|i| i.reference.clone()).collect(),
-        (None, None) => vec![],
+    // without --bundle (plan, status), the default upstream hosts and sandbox image stand in (the kit holds
+    // the bundle's verified root document, read once per run)
+    let references: Vec<String> = match ctx.kit {
+        Some(kit) => kit.root().images.iter().map(|i| i.reference.clone()).collect(),
+        None => vec![],
     };
     let mut upstream_hosts: Vec<String> = references.iter().map(|r| reference_host(r)).collect();
     upstream_hosts.extend(["registry.k8s.io", "docker.io", "ghcr.io", "quay.io"].map(String::from));
@@ -77,17 +75,6 @@ pub fn site(ctx: &Ctx) -> Result<Site> {
     };
     site.validate()?;
     Ok(site)
-}
-
-/// The bundle's root document (the first entry; trusted only after the nodes' verified reads).
-pub fn bundle_root(ctx: &Ctx) -> Result<crate::bundle::format::RootDoc> {
-    let files = ctx
-        .bundle
-        .ok_or_else(|| anyhow!("this step needs the bundle"))
-        .hint("pass --bundle PATH and --pubkey KEY.pub")?;
-    let first = files.first().context("the bundle has no file")?;
-    let source = crate::bundle::source::BundleSource::open(&first.path)?;
-    crate::bundle::read::read_root(&source)
 }
 
 /// The bundle (all its files) and the public key on the node; returns the node's bundle path.

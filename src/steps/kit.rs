@@ -8,12 +8,14 @@
 //! install connects); without facts (`plan`), the node's copies are shown as placeholders.
 
 use crate::bundle::format::{FileEntry, PackageEntry, RootDoc};
-use crate::bundle::read::{read_root, read_verified, EntrySink};
-use crate::bundle::unpack::DirSink;
+use crate::bundle::read::{read_head, read_verified, EntrySink};
 use crate::bundle::source::BundleSource;
+use crate::bundle::unpack::{Keep, StagedDir};
+use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::infra::components::Component;
 use anyhow::{Context, Result};
+use minisign::PublicKey;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -51,60 +53,86 @@ pub fn platform_of_machine(machine: &str) -> String {
     format!("linux/{arch}")
 }
 
-/// The bundle's root document and where its files are (or will be) extracted on this machine.
+/// The bundle's verified root document and where its files are (or will be) extracted on this machine.
 pub struct Kit {
-    pub root: RootDoc,
-    /// `<state dir>/kit/<sha256 of SHA256SUMS>`: holds `files/...` once [`Kit::extract`] ran.
+    root: RootDoc,
+    /// sha256 of the verified root document, computed here.
+    digest: Digest,
+    /// `<state dir>/kit/<sha256 of the root document>`: holds `files/...` once [`Kit::extract`] ran.
     pub dir: PathBuf,
     archive: PathBuf,
 }
 
+/// The name of a kit directory or of its staging directory: 64 hex digits (the root document's sha256).
+fn is_kit_name(name: &str) -> bool {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    let hex = name.split_once(".partial-").map_or(name, |(h, _)| h);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The marker a complete kit holds: the root document's digest.
+const MARKER: &str = ".complete";
+
 impl Kit {
-    /// Read the root document (the first entry; nothing else is decompressed). Its content is trusted for
-    /// copies only after [`Kit::extract`] verified the whole bundle.
-    pub fn open(archive: &Path, state_dir: &Path) -> Result<Kit> {
+    /// Verify the bundle's signed head with `pk` (only the root document and its signature are read) and
+    /// locate its kit under `state_dir`, keyed by the root document's sha256 computed here.
+    pub fn open(archive: &Path, pk: &PublicKey, state_dir: &Path) -> Result<Kit> {
         let source = BundleSource::open(archive)?;
-        let root = read_root(&source)?;
-        let dir = state_dir.join("kit").join(&root.sha256sums);
-        Ok(Kit { root, dir, archive: archive.to_path_buf() })
+        let head = read_head(&source, pk)?;
+        let digest = head.digest().clone();
+        let dir = state_dir.join("kit").join(digest.hex());
+        Ok(Kit { root: head.into_root(), digest, dir, archive: archive.to_path_buf() })
     }
 
-    /// A kit for a root document whose files are (to be) under `dir` (tests, plans).
+    /// A kit for a root document whose files are (to be) under `dir`, for unit tests of the steps' plans.
+    #[cfg(test)]
     pub fn from_root(root: RootDoc, dir: PathBuf) -> Kit {
-        Kit { root, dir, archive: PathBuf::new() }
+        Kit { root, digest: Digest::of_bytes(b""), dir, archive: PathBuf::new() }
     }
 
-    /// Verify the bundle (signature + every checksum) and extract its `files/` (packages + components),
-    /// unless already done for this very bundle. Older kits in the state dir are removed.
-    pub fn extract(&self, pubkey: &Path) -> Result<()> {
-        let marker = self.dir.join(".complete");
-        if marker.is_file() {
+    /// The verified root document.
+    pub fn root(&self) -> &RootDoc {
+        &self.root
+    }
+
+    /// Verify the whole bundle (signature + every checksum) and extract its `files/` (packages + components),
+    /// unless a complete kit of this very root document is there and every file in it still has its sha256.
+    /// Once the new kit is in place, older kits in the state dir are removed (only directories named like
+    /// kits); a failed extraction leaves them, and everything else, as they were.
+    pub fn extract(&self, pk: &PublicKey) -> Result<()> {
+        if self.is_complete() {
             return Ok(());
         }
         let parent = self.dir.parent().context("the kit directory has no parent")?;
         fs_err::create_dir_all(parent)?;
-        for old in fs_err::read_dir(parent)? {
-            let p = old?.path();
-            if p != self.dir {
-                let _ = fs_err::remove_dir_all(&p);
-            }
-        }
-        let tmp = parent.join(format!(".{}.tmp", self.root.sha256sums));
-        if tmp.exists() {
-            fs_err::remove_dir_all(&tmp)?;
-        }
-        let pk = crate::sign::load_public_key(pubkey)?;
-        fs_err::create_dir_all(&tmp)?;
-        let mut sink = FilesOnly(DirSink::new(&tmp));
-        let source = BundleSource::open(&self.archive)?;
-        read_verified(&source, &pk, &mut sink)
-            .with_context(|| format!("failed to verify the bundle {}", self.archive.display()))
-            .hint("the nodes only receive files from a bundle that verified here: check the bundle and --pubkey")?;
-        fs_err::write(tmp.join(".complete"), b"")?;
-        if self.dir.exists() {
+        if self.dir.symlink_metadata().is_ok() {
+            // an incomplete or damaged kit of this same bundle
             fs_err::remove_dir_all(&self.dir)?;
         }
-        crate::fsutil::rename_durable(&tmp, &self.dir)
+        let sink = KitSink { staged: StagedDir::new(&self.dir, Keep::Files)?, digest: self.digest.clone() };
+        let source = BundleSource::open(&self.archive)?;
+        read_verified(&source, pk, sink)
+            .with_context(|| format!("failed to verify the bundle {}", self.archive.display()))
+            .hint("the nodes only receive files from a bundle that verified here: check the bundle and --pubkey")?;
+        // the new kit is in place: the kits of earlier bundles go (only directories named like kits)
+        for old in fs_err::read_dir(parent)? {
+            let old = old?;
+            if old.path() != self.dir && is_kit_name(&old.file_name().to_string_lossy()) && old.file_type()?.is_dir() {
+                fs_err::remove_dir_all(old.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A complete kit of this root document, every file still intact (re-hashed: cheap next to a copy).
+    pub fn is_complete(&self) -> bool {
+        let marker = fs_err::read_to_string(self.dir.join(MARKER)).unwrap_or_default();
+        if marker.trim() != self.digest.hex() {
+            return false;
+        }
+        let files = self.root.files.iter().map(|f| (&f.path, &f.sha256));
+        let packages = self.root.packages.iter().map(|p| (&p.path, &p.sha256));
+        files.chain(packages).all(|(path, sha)| matches!(Digest::of_file(&self.local(path)), Ok((d, _)) if d.hex() == sha))
     }
 
     /// Does the bundle carry anything for the nodes besides images (OS packages, components)?
@@ -153,17 +181,24 @@ impl Kit {
     }
 }
 
-/// Unpacks only the entries under `files/` (the reader verifies each against `SHA256SUMS`, which it has
-/// cross-checked with the root document); the images stay in the bundle.
-struct FilesOnly(DirSink);
 
-impl EntrySink for FilesOnly {
+/// Extracts the entries under `files/` into a staging directory, marked complete and renamed into the kit
+/// directory only once the whole bundle verified.
+struct KitSink {
+    staged: StagedDir,
+    digest: Digest,
+}
+
+impl EntrySink for KitSink {
+    type Done = ();
+
     fn entry(&mut self, path: &str, size: u64, mode: u32, data: &mut dyn Read) -> Result<()> {
-        if path.starts_with("files/") {
-            self.0.entry(path, size, mode, data)
-        } else {
-            Ok(())
-        }
+        self.staged.entry(path, size, mode, data)
+    }
+
+    fn finish(self) -> Result<()> {
+        fs_err::write(self.staged.path().join(MARKER), format!("{}\n", self.digest.hex()))?;
+        self.staged.finish().map(|_| ())
     }
 }
 
@@ -177,5 +212,15 @@ mod tests {
         assert_eq!(platform_of_machine("aarch64"), "linux/arm64");
         assert_eq!(platform_of_machine("armv7l"), "linux/arm/v7");
         assert_eq!(platform_of_machine("s390x"), "linux/s390x");
+    }
+
+    #[test]
+    fn only_kit_directories_are_ever_removed() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(is_kit_name(&hex));
+        assert!(is_kit_name(&format!("{hex}.partial-Ab12")));
+        for other in ["", "/", "..", "etc", "journal.json", &hex[1..], &format!("{hex}x"), &hex.to_uppercase()] {
+            assert!(!is_kit_name(other), "{other:?}");
+        }
     }
 }

@@ -183,35 +183,17 @@ fn uname_machine(platform: &str) -> &'static str {
     }
 }
 
-/// Read the bundle's root document (its first entry; nothing is decompressed past it). A file that is not a
-/// bundle (or cannot be read) gives a warning and no bundle checks: `distribute` and the nodes verify it anyway.
+/// What the bundle's verified root document (the kit, read when --bundle is given) offers the nodes.
 fn bundle_targets(ctx: &Ctx) -> Option<BundleTargets> {
-    let files = ctx.bundle?;
-    let archive = files.iter().find(|f| {
-        let n = f.path.to_string_lossy();
-        n.ends_with(".tar.zst") || n.ends_with(".000")
-    })?;
-    let root = crate::bundle::read::BundleSource::open(&archive.path)
-        .and_then(|src| crate::bundle::read::read_root(&src));
-    match root {
-        Ok(root) => {
-            let mut os_tags: Vec<String> = root.packages.iter().map(|p| p.os.clone()).collect();
-            os_tags.sort();
-            os_tags.dedup();
-            Some(BundleTargets {
-                machines: root.platforms.iter().map(|p| uname_machine(p)).collect(),
-                platforms: root.platforms,
-                os_tags,
-            })
-        }
-        Err(e) => {
-            (ctx.warn)(&format!(
-                "preflight: cannot read the root document of {} ({e:#}); the nodes' OS and architecture are not checked against it",
-                archive.path.display()
-            ));
-            None
-        }
-    }
+    let root = ctx.kit?.root();
+    let mut os_tags: Vec<String> = root.packages.iter().map(|p| p.os.clone()).collect();
+    os_tags.sort();
+    os_tags.dedup();
+    Some(BundleTargets {
+        machines: root.platforms.iter().map(|p| uname_machine(p)).collect(),
+        platforms: root.platforms.clone(),
+        os_tags,
+    })
 }
 
 fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {

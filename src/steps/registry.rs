@@ -32,7 +32,7 @@ impl Step for Registry {
         load.extend(["--store", REGISTRY_STORE, "--pubkey", c::REMOTE_PUBKEY].map(String::from));
         v.push(Action::Command {
             argv: load,
-            check: Some(node_cmd(&["registry-loaded", "--store", REGISTRY_STORE, "--bundle", &bundle])),
+            check: Some(node_cmd(&["registry-loaded", "--store", REGISTRY_STORE, "--bundle", &bundle, "--pubkey", c::REMOTE_PUBKEY])),
             why: "load the bundle's images into the registry store (verified)".into(),
         });
         let unit = vec![render::registry_unit(&site)?];

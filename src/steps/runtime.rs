@@ -124,6 +124,7 @@ mod tests {
             ],
             packages: vec![],
             sha256sums: "0".repeat(64),
+            sizes: Default::default(),
         };
         let kit = Kit::from_root(root, "/var/lib/airgap/x/kit/0".into());
         let target = |p: &str| Target { family: crate::infra::OsFamily::Rhel, os_tags: vec!["el7".into()], platform: p.into() };

@@ -11,6 +11,7 @@ const STEPS: &str = "preflight,os-prepare,distribute";
 struct Site {
     inventory: PathBuf,
     bundle: PathBuf,
+    pubkey: PathBuf,
     state: PathBuf,
     logs: PathBuf,
 }
@@ -21,7 +22,9 @@ impl Site {
         c.args(["install", "--inventory"])
             .arg(&self.inventory)
             .arg("--bundle")
-            .arg(&self.bundle);
+            .arg(&self.bundle)
+            .arg("--pubkey")
+            .arg(&self.pubkey);
         c.arg("--state-dir")
             .arg(&self.state)
             .arg("--log-dir")
@@ -64,19 +67,21 @@ fn sha256_local(p: &Path) -> String {
     airgap::digest::Digest::of_file(p).unwrap().0.hex().to_string()
 }
 
-fn write_random(p: &Path, mib: usize) {
-    use rand::RngCore;
-    let mut buf = vec![0u8; mib << 20];
-    rand::rng().fill_bytes(&mut buf);
-    std::fs::write(p, buf).unwrap();
+/// A real signed bundle (`testbundle-1.0.0.tar.zst`, its layer `mib` MiB of incompressible bytes) in
+/// `fx`'s directory `out`.
+fn signed_bundle(fx: &crate::support::bundle::Fixture, out: &str, mib: usize) -> PathBuf {
+    fx.write(&fx.content(mib << 20), out, None, 2).archive
 }
+
+/// The name the bundle has on the nodes.
+const BUNDLE_NAME: &str = "testbundle-1.0.0.tar.zst";
 
 /// Everything the assertions look at on a node, in one `nsenter` (sections split by `@@@`).
 const PROBE: &str = "hostname; echo @@@; cat /etc/hostname; echo @@@; cat /etc/hosts; echo @@@; \
     cat /etc/sysctl.d/99-airgap.conf; echo @@@; cat /proc/sys/net/ipv4/ip_forward; echo @@@; \
     cat /proc/sys/net/bridge/bridge-nf-call-iptables; echo @@@; cat /etc/modules-load.d/airgap.conf; echo @@@; \
     cat /etc/fstab; echo @@@; swapon --show --noheadings; echo @@@; $HASH_BINARY /opt/airgap/bin/airgap; echo @@@; \
-    ls -A /opt/airgap/bundles 2>/dev/null; echo @@@; sha256sum /opt/airgap/bundles/site.tar.zst 2>/dev/null; true";
+    ls -A /opt/airgap/bundles 2>/dev/null; echo @@@; sha256sum /opt/airgap/bundles/testbundle-1.0.0.tar.zst 2>/dev/null; true";
 
 /// What every node must look like after preflight,os-prepare,distribute (nodes probed in parallel).
 fn assert_converged(lab: &Lab, bundle: &Path, hash_binary: bool) {
@@ -141,7 +146,7 @@ fn assert_converged(lab: &Lab, bundle: &Path, hash_binary: bool) {
                 "{node}: bundle"
             );
         } else {
-            assert!(!p[10].contains("site.tar.zst"), "{node} (a master) got the bundle");
+            assert!(!p[10].contains(BUNDLE_NAME), "{node} (a master) got the bundle");
         }
     }
 }
@@ -157,14 +162,15 @@ fn install_over_ssh_on_a_five_node_lab() {
         last = std::time::Instant::now();
     };
     let work = tempfile::tempdir().unwrap();
-    let site = Site {
+    let fx = crate::support::bundle::Fixture::new();
+    let mut site = Site {
         inventory: work.path().join("site.yaml"),
-        bundle: work.path().join("site.tar.zst"),
+        bundle: signed_bundle(&fx, "out", 8),
+        pubkey: fx.public.clone(),
         state: work.path().join("state"),
         logs: work.path().join("logs"),
     };
     lab.inventory(&site.inventory, "");
-    write_random(&site.bundle, 8);
     // a node set up the way real ones are: a swap line in fstab, a hosts file with other entries
     lab.exec(
         "master1",
@@ -249,13 +255,15 @@ fn install_over_ssh_on_a_five_node_lab() {
 
     phase("dry run + repair");
     // 5. SIGKILL in the middle of distribute (a new bundle), then the same command converges
-    write_random(&site.bundle, 64);
+    site.bundle = signed_bundle(&fx, "out2", 64);
     let mut child = {
         let mut c = airgap();
         c.args(["install", "--only", STEPS, "--inventory"])
             .arg(&site.inventory)
             .arg("--bundle")
-            .arg(&site.bundle);
+            .arg(&site.bundle)
+            .arg("--pubkey")
+            .arg(&site.pubkey);
         c.arg("--state-dir").arg(&site.state).arg("--log-dir").arg(&site.logs);
         c.stderr(std::process::Stdio::null()).spawn().unwrap()
     };
@@ -283,7 +291,7 @@ fn install_over_ssh_on_a_five_node_lab() {
     assert_eq!(journal["steps"]["os-prepare"]["master1"]["status"], "done");
     let err = ok(&site.install(&["--only", STEPS]));
     assert!(
-        err.contains("worker1: distribute: done: copied /opt/airgap/bundles/site.tar.zst")
+        err.contains("worker1: distribute: done: copied /opt/airgap/bundles/testbundle-1.0.0.tar.zst")
             || err.contains("worker2: distribute: done"),
         "{err}"
     );
@@ -296,6 +304,7 @@ fn install_over_ssh_on_a_five_node_lab() {
         state: work.path().join("state2"),
         inventory: site.inventory.clone(),
         bundle: site.bundle.clone(),
+        pubkey: site.pubkey.clone(),
         logs: site.logs.clone(),
     };
     let o = fresh.install(&["--only", "os-prepare,distribute"]);
@@ -336,6 +345,7 @@ fn install_over_ssh_on_a_five_node_lab() {
         state: work.path().join("state3"),
         inventory: work.path().join("strict.yaml"),
         bundle: fresh.bundle.clone(),
+        pubkey: fresh.pubkey.clone(),
         logs: fresh.logs.clone(),
     };
     lab.inventory(&strict.inventory, "preflight:\n  master_min_memory_mb: 99999999\n");
@@ -407,6 +417,7 @@ fn unreachable_nodes_are_named() {
     let site = Site {
         inventory: d.path().join("site.yaml"),
         bundle: d.path().join("none.tar.zst"),
+        pubkey: d.path().join("none.pub"),
         state: d.path().join("state"),
         logs: d.path().join("logs"),
     };

@@ -6,6 +6,7 @@ mod build;
 mod bundle;
 mod fault;
 mod harness;
+mod hostile;
 mod infra;
 mod inventory;
 mod lab;

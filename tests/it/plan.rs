@@ -34,25 +34,22 @@ fn plan_text_for_the_example_site() {
 
 #[test]
 fn plan_json_with_a_bundle() {
-    let d = tempfile::tempdir().unwrap();
-    let bundle = d.path().join("site-1.31.4.tar.zst");
-    std::fs::write(&bundle, vec![7u8; 1 << 20]).unwrap();
-    std::fs::write(
-        d.path().join("site-1.31.4.tar.zst.minisig"),
-        b"untrusted comment: test\n",
-    )
-    .unwrap();
+    let fx = crate::support::bundle::Fixture::new();
+    let w = fx.write(&fx.content(20_000), "out", None, 2);
     let out = airgap()
         .args(["plan", "--json", "--only", "distribute", "--inventory"])
         .arg(repo().join("manifests/site.example.yaml"))
         .arg("--bundle")
-        .arg(&bundle)
+        .arg(&w.archive)
+        .arg("--pubkey")
+        .arg(&fx.public)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    // the bundle goes to worker1 and worker2 only; the binary everywhere
+    // the bundle goes to worker1 and worker2 only (+ the public key); the binary everywhere; every node gets
+    // its packages and components (placeholders: plan has no facts)
     let nodes = v["steps"][0]["nodes"].as_array().unwrap();
     let counts: Vec<(String, usize)> = nodes
         .iter()
@@ -63,9 +60,38 @@ fn plan_json_with_a_bundle() {
             )
         })
         .collect();
-    assert_eq!(counts.iter().map(|c| c.1).collect::<Vec<_>>(), vec![1, 1, 1, 3, 3]);
-    let dir = d.path().display().to_string();
-    insta::assert_snapshot!(stable(&text, &[(&dir, "[tmp]")]));
+    assert_eq!(counts.iter().map(|c| c.1).collect::<Vec<_>>(), vec![2, 2, 2, 5, 5]);
+    let dir = fx.path().display().to_string();
+    insta::assert_snapshot!(stable(&text, &[(&dir, "[tmp]"), (&fx.key_id, "[KEYID]")]));
+}
+
+#[test]
+fn plan_refuses_a_bundle_it_cannot_verify() {
+    let fx = crate::support::bundle::Fixture::new();
+    let w = fx.write(&fx.content(20_000), "out", None, 2);
+    let plan = |extra: &[&std::ffi::OsStr]| {
+        airgap()
+            .args(["plan", "--only", "distribute", "--inventory"])
+            .arg(repo().join("manifests/site.example.yaml"))
+            .arg("--bundle")
+            .arg(&w.archive)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // no --pubkey: nothing of the bundle is shown
+    let out = plan(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was given without --pubkey") && err.contains("hint: pass --pubkey"), "{err}");
+    // another key
+    let other = crate::support::bundle::Fixture::new();
+    let out = plan(&["--pubkey".as_ref(), other.public.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is signed by key ID"), "{err}");
 }
 
 #[test]

@@ -59,6 +59,7 @@ fn bundle_from_layout(layout: &Path, name: &str, version: &str, out: &Path, keys
         files: vec![],
         packages: vec![],
         sha256sums: String::new(),
+            sizes: Default::default(),
     };
     let sk = airgap::sign::load_secret_key(&keys.secret, None).unwrap();
     let opts = WriteOptions { out_dir: out.to_path_buf(), split_size: None, zstd_workers: 1 };
@@ -118,6 +119,19 @@ fn load_shares_blobs_reloads_as_noop_moves_tags_and_lists_images() {
     let (ok, out, err) = load(&v1, &store, &k.public);
     assert!(ok, "{err}");
     assert!(out.contains("was already loaded") && out.contains("nothing changed"), "{out}");
+    assert_eq!(store_state(&store), after_v1);
+
+    // A damaged blob in the store (bytes no longer matching its name) is replaced by the bundle's verified
+    // copy on the next load of a bundle that carries it, instead of being trusted by its name.
+    let victim = store.join("blobs/sha256").join(layout_blobs(&la).into_iter().next().unwrap());
+    let good_bytes = fs_err::read(&victim).unwrap();
+    let mut bad_bytes = good_bytes.clone();
+    bad_bytes[0] ^= 0xff;
+    fs_err::write(&victim, &bad_bytes).unwrap();
+    let (ok, out, err) = load(&v1, &store, &k.public);
+    assert!(ok, "{err}");
+    assert!(!out.contains("nothing changed"), "a damaged blob was kept: {out}");
+    assert_eq!(fs_err::read(&victim).unwrap(), good_bytes, "the damaged blob was not repaired");
     assert_eq!(store_state(&store), after_v1);
 
     // The newer bundle: the shared layer is stored once, app:1 moves, app:2 is added, base:1 stays.

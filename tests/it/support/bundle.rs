@@ -131,6 +131,7 @@ impl Fixture {
             files: file_entries,
             packages,
             sha256sums: String::new(),
+            sizes: Default::default(),
         };
         BundleContent { root, index_json, blobs, files }
     }
