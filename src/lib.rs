@@ -3,19 +3,17 @@
 //!
 //! The CLI layer (`cli`) is thin; the logic lives in modules named after domain nouns.
 
+pub mod build;
 pub mod bundle;
-pub mod cache;
 pub mod cli;
 pub mod digest;
 pub mod error;
-pub mod fetch;
 pub mod fsutil;
-pub mod infra;
-pub mod inventory;
-pub mod manifest;
+pub mod install;
+pub mod node;
 pub mod oci;
 pub mod output;
 pub mod registry;
 pub mod sign;
-pub mod ssh;
-pub mod steps;
+pub mod site;
+pub mod transfer;

@@ -1,12 +1,13 @@
 use super::site_args::{SiteArgs, StateArgs, StepArgs};
 use crate::error::HintExt;
-use crate::inventory::Inventory;
+use crate::site::inventory::Inventory;
 use crate::output::Output;
-use crate::ssh::{OpenSsh, SshSettings, Transport};
-use crate::steps::engine::{self, NodeConn, Progress};
-use crate::steps::journal::Journal;
-use crate::steps::kit::{Kit, Target};
-use crate::steps::{distribute, Ctx, LocalFile, Step};
+use crate::install::ssh::{OpenSsh, SshSettings, Transport};
+use crate::install::engine::{self, NodeConn, Progress};
+use crate::install::journal::Journal;
+use crate::install::kit::{Kit, Target};
+use crate::install::steps::distribute;
+use crate::install::{Ctx, LocalFile, Step};
 use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -60,7 +61,7 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
     if let Some(v) = &inv.ssh.password_env {
         if settings.key_file.is_none() && std::env::var_os(v).is_none() {
             // the fallback: ask on the terminal (no echo), then hand it to ssh through the same variable
-            match crate::ssh::prompt_password(&format!("SSH password for {}@the nodes ({v} is not set): ", inv.ssh.user))? {
+            match crate::install::ssh::prompt_password(&format!("SSH password for {}@the nodes ({v} is not set): ", inv.ssh.user))? {
                 Some(pw) => std::env::set_var(v, pw),
                 None => {
                     return Err(anyhow::anyhow!("ssh.password_env names {v}, which is not set, and there is no terminal to ask on"))
@@ -135,12 +136,12 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let kit = kit(&bundle, pubkey.as_ref(), &steps, &state_dir, args.dry_run, out)?;
     let journal = Journal::open(&state_dir, &inv.cluster.name)?;
     let binary = LocalFile::hash(std::env::current_exe().context("failed to find this airgap binary")?)?;
-    let stamp = crate::steps::journal::now_rfc3339().replace(':', "");
+    let stamp = crate::install::journal::now_rfc3339().replace(':', "");
     let log_file = args
         .dirs
         .log_dir()
         .join(format!("install-{}-{stamp}.log", inv.cluster.name));
-    let nodes: Vec<&crate::inventory::Node> = inv.nodes.iter().collect();
+    let nodes: Vec<&crate::site::inventory::Node> = inv.nodes.iter().collect();
     let progress = Progress::new(out, &nodes, Some(&log_file))
         .with_context(|| format!("failed to open the log {}", log_file.display()))
         .hint("run as root, or pass --log-dir")?;

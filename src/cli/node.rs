@@ -3,8 +3,8 @@
 
 use crate::digest::Digest;
 use crate::output::Output;
-use crate::infra::{checks, components, packages, service};
-use crate::steps::{facts, node_ops};
+use crate::node::files as node_ops;
+use crate::node::{checks, components, facts, packages, service};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::PathBuf;
@@ -104,7 +104,7 @@ pub enum NodeCommand {
     /// Install a component (static binaries) from a file distribute copied, checked against its sha256.
     Component {
         #[arg(value_enum)]
-        component: crate::infra::components::Component,
+        component: crate::node::components::Component,
         #[arg(long)]
         file: PathBuf,
         /// sha256 (hex) of the file, from the verified bundle's root document.
@@ -286,7 +286,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             }
         }
         NodeCommand::DockerRegistry { registry, check } => {
-            let changed = crate::infra::docker::ensure_insecure_registry(std::path::Path::new("/"), &registry, check)?;
+            let changed = crate::node::docker::ensure_insecure_registry(std::path::Path::new("/"), &registry, check)?;
             match (check, changed) {
                 (true, Some(why)) => differs(&why),
                 (false, Some(what)) => println!("{what}"),

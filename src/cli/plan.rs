@@ -1,7 +1,9 @@
 use super::site_args::{SiteArgs, StepArgs};
-use crate::inventory::Inventory;
+use crate::site::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::{distribute, kit::Kit, render, Ctx, LocalFile};
+use crate::install::plan_text as render;
+use crate::install::steps::distribute;
+use crate::install::{kit::Kit, Ctx, LocalFile};
 use anyhow::Result;
 
 #[derive(Debug, clap::Args)]

@@ -4,8 +4,8 @@
 //! `#[command(mut_arg("bundle", ...))]` (plan also words `--only` / `--from` its own way); the rest keep the help
 //! written here.
 
-use crate::inventory::Inventory;
-use crate::steps::Step;
+use crate::site::inventory::Inventory;
+use crate::install::Step;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,7 @@ pub struct StepArgs {
 impl StepArgs {
     /// The steps `--only` / `--from` select, in order.
     pub fn select(&self) -> Result<Vec<Box<dyn Step>>> {
-        crate::steps::select_steps(self.only.as_deref(), self.from.as_deref())
+        crate::install::select_steps(self.only.as_deref(), self.from.as_deref())
     }
 }
 

@@ -1,8 +1,8 @@
 use super::site_args::{SiteArgs, StateArgs};
-use crate::inventory::Inventory;
+use crate::site::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::journal::{Journal, Status};
-use crate::steps::{self, Ctx};
+use crate::install::journal::{Journal, Status};
+use crate::install::{self as steps, Ctx};
 use anyhow::Result;
 use serde::Serialize;
 

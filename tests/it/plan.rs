@@ -6,7 +6,7 @@ use super::support::{airgap, repo};
 fn stable(text: &str, extra: &[(&str, &str)]) -> String {
     let exe = env!("CARGO_BIN_EXE_airgap");
     let (sha, size) = airgap::digest::Digest::of_file(std::path::Path::new(exe)).unwrap();
-    let human = airgap::steps::actions::human_size(size);
+    let human = airgap::install::actions::human_size(size);
     let mut t = text
         .replace(exe, "[airgap]")
         .replace(sha.hex(), "[airgap-sha256]")

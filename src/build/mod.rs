@@ -1,0 +1,4 @@
+pub mod fetch;
+pub mod files;
+pub mod lock;
+pub mod manifest;

@@ -1,0 +1,455 @@
+//! The engine: per step, decide per node (journal + check), run the step's cluster-wide `before`, then apply +
+//! verify on the pending nodes in parallel, journaling each outcome. A step that fails on some nodes finishes
+//! on the others (their results are kept) and the install stops before the next step.
+
+use super::journal::{Journal, Status};
+use super::{plan_text as render, Ctx, LocalFile, Step, REMOTE_BIN};
+use crate::site::inventory::Node;
+use crate::output::Output;
+use crate::install::ssh::{shell_join, CmdOutput, Stdin, Transport};
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A node and how to reach it.
+pub struct NodeConn<'a> {
+    pub node: &'a Node,
+    pub t: Box<dyn Transport>,
+    /// Why the node could not be reached (set by [`bootstrap`]); its steps fail with this message.
+    pub unreachable: Option<String>,
+    /// The node's facts, gathered by [`bootstrap`] once the binary is there.
+    pub facts: Option<crate::node::facts::Facts>,
+}
+
+/// Progress on stderr (one indicatif line per node on a terminal, plain lines otherwise) and a full log file.
+pub struct Progress {
+    out: Output,
+    multi: Option<indicatif::MultiProgress>,
+    bars: BTreeMap<String, indicatif::ProgressBar>,
+    log: Option<Mutex<fs_err::File>>,
+    warned: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Progress {
+    pub fn new(out: &Output, nodes: &[&Node], log_file: Option<&Path>) -> Result<Progress> {
+        let log = match log_file {
+            Some(p) => {
+                if let Some(d) = p.parent() {
+                    fs_err::create_dir_all(d)?;
+                }
+                Some(Mutex::new(
+                    fs_err::OpenOptions::new().create(true).append(true).open(p)?,
+                ))
+            }
+            None => None,
+        };
+        let (multi, mut bars) = (out.progress.then(indicatif::MultiProgress::new), BTreeMap::new());
+        if let Some(m) = &multi {
+            let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(8);
+            let style =
+                indicatif::ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{wide_msg}}"))
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            for n in nodes {
+                let b = m.add(
+                    indicatif::ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(n.name.clone()),
+                );
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                b.set_message("waiting");
+                bars.insert(n.name.clone(), b);
+            }
+        }
+        Ok(Progress {
+            out: *out,
+            multi,
+            bars,
+            log,
+            warned: Mutex::default(),
+        })
+    }
+
+    /// Write to the log file only.
+    pub fn log(&self, line: &str) {
+        if let Some(l) = &self.log {
+            let mut f = l.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(f, "{} {line}", super::journal::now_rfc3339());
+        }
+    }
+
+    /// What a node is doing now (its line on a terminal; the log).
+    pub fn set(&self, node: &str, msg: &str) {
+        self.log(&format!("[{node}] {msg}"));
+        if let Some(b) = self.bars.get(node) {
+            b.set_message(msg.to_string());
+        }
+    }
+
+    /// A finished step on a node: the node's line on a terminal, a plain line otherwise.
+    pub fn outcome(&self, node: &str, msg: &str) {
+        self.log(&format!("[{node}] {msg}"));
+        match self.bars.get(node) {
+            Some(b) => b.set_message(msg.to_string()),
+            None => self.out.info(format!("{node}: {msg}")),
+        }
+    }
+
+    /// A line for the person (above the bars on a terminal).
+    pub fn println(&self, msg: &str) {
+        self.log(msg);
+        if self.out.quiet {
+            return;
+        }
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(msg);
+            }
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    /// A warning, once per run (steps plan several times per node).
+    pub fn warn(&self, msg: &str) {
+        if !self.warned.lock().unwrap_or_else(|e| e.into_inner()).insert(msg.to_string()) {
+            return;
+        }
+        self.log(&format!("warning: {msg}"));
+        match &self.multi {
+            Some(m) => {
+                m.suspend(|| self.out.warn(msg));
+            }
+            None => self.out.warn(msg),
+        }
+    }
+
+    pub fn finish(&self) {
+        for b in self.bars.values() {
+            b.finish();
+        }
+    }
+}
+
+/// Wraps a transport: every command and its outcome go to the log.
+pub struct Logged<'a> {
+    pub inner: &'a dyn Transport,
+    pub progress: &'a Progress,
+}
+
+impl Transport for Logged<'_> {
+    fn node(&self) -> &str {
+        self.inner.node()
+    }
+    fn run(&self, argv: &[String], stdin: Stdin<'_>) -> Result<CmdOutput> {
+        let node = self.inner.node();
+        self.progress.log(&format!("[{node}] $ {}", shell_join(argv)));
+        let r = self.inner.run(argv, stdin);
+        match &r {
+            Ok(o) => {
+                self.progress.log(&format!("[{node}]   exit {}", o.code));
+                if !o.stderr.trim().is_empty() {
+                    self.progress.log(&format!("[{node}]   stderr: {}", o.stderr.trim()));
+                }
+            }
+            Err(e) => self.progress.log(&format!("[{node}]   error: {e:#}")),
+        }
+        r
+    }
+}
+
+/// Put this airgap binary on every node (verified by sha256, skipped when already there), in parallel.
+/// Nodes that cannot be reached are marked; the others go on.
+pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress) {
+    std::thread::scope(|s| {
+        for c in conns.iter_mut() {
+            s.spawn(move || {
+                let t = Logged {
+                    inner: c.t.as_ref(),
+                    progress,
+                };
+                progress.set(&c.node.name, &format!("connecting to {}", c.node.address));
+                let ready = ensure_binary(&t, binary, progress).and_then(|()| crate::node::facts::fetch(&t));
+                match ready {
+                    Ok((facts, _)) => c.facts = Some(facts),
+                    Err(e) => {
+                    progress.outcome(
+                        &c.node.name,
+                        &format!("unreachable: {}", crate::error::messages(&e).join(": ")),
+                    );
+                    c.unreachable = Some(render::error_text(&e));
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn ensure_binary(t: &dyn Transport, binary: &LocalFile, progress: &Progress) -> Result<()> {
+    // the sha256 of the binary on the node; a sidecar stamp (HEX SIZE MTIME, as `airgap node receive` writes)
+    // saves hashing it again when nothing changed
+    let script = r#"f=$1; want=$2; s="$(dirname "$f")/.$(basename "$f").sha256"
+[ -f "$f" ] || exit 0
+cur="$(stat -c '%s %Y' "$f")"
+if [ -f "$s" ] && [ "$(cat "$s")" = "$want $cur" ]; then echo "$want"; exit 0; fi
+h=$(sha256sum "$f" | cut -d' ' -f1); echo "$h"
+if [ "$h" = "$want" ]; then echo "$want $cur" > "$s"; fi"#;
+    let remote_sha = || -> Result<Option<String>> {
+        let out = t.run(
+            &crate::install::ssh::sv(&["sh", "-c", script, "sh", REMOTE_BIN, binary.sha256.hex()]),
+            Stdin::Null,
+        )?;
+        if !out.success() {
+            bail!("failed to hash {REMOTE_BIN} on {}: {}", t.node(), out.reason());
+        }
+        Ok(out.stdout_str().split_whitespace().next().map(String::from))
+    };
+    if remote_sha()?.as_deref() == Some(binary.sha256.hex()) {
+        return Ok(());
+    }
+    progress.set(
+        t.node(),
+        &format!("copying airgap ({})", super::actions::human_size(binary.size)),
+    );
+    t.copy(&binary.path, REMOTE_BIN, 0o755)?;
+    match remote_sha()? {
+        Some(h) if h == binary.sha256.hex() => Ok(()),
+        h => bail!(
+            "the airgap binary on {} has sha256 {} after the copy, expected {}",
+            t.node(),
+            h.unwrap_or_default(),
+            binary.sha256.hex()
+        ),
+    }
+}
+
+enum Decision {
+    Skip(String),
+    /// in the desired state without a journal entry: record it
+    AlreadyThere,
+    Apply(String),
+    Fail(String),
+}
+
+/// What happened, for the final summary.
+#[derive(Default)]
+pub struct Summary {
+    pub applied: usize,
+    pub skipped: usize,
+    pub failed: Vec<(String, String, String)>,
+}
+
+/// Run the steps over the nodes. `dry_run` prints what would change instead of changing it.
+pub fn run(
+    ctx: &Ctx,
+    steps: &[Box<dyn Step>],
+    conns: &[NodeConn],
+    journal: &Journal,
+    progress: &Progress,
+    dry_run: bool,
+) -> Result<Summary> {
+    let mut summary = Summary::default();
+    for step in steps {
+        let name = step.name();
+        let on: Vec<&NodeConn> = conns.iter().filter(|c| step.runs_on(ctx, c.node)).collect();
+        // 1. decide per node, in parallel
+        let decisions: Vec<Result<(crate::digest::Digest, Decision)>> = std::thread::scope(|s| {
+            let hs: Vec<_> = on
+                .iter()
+                .map(|c| s.spawn(move || decide(ctx, step.as_ref(), c, journal, progress)))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| bail!("bug: a worker thread panicked")))
+                .collect()
+        });
+        let mut pending = Vec::new();
+        for (c, d) in on.iter().zip(decisions) {
+            let n = &c.node.name;
+            let (hash, d) = match d {
+                Ok(x) => x,
+                Err(e) => (
+                    crate::digest::Digest::of_bytes(b""),
+                    Decision::Fail(render::error_text(&e)),
+                ),
+            };
+            match d {
+                Decision::Skip(why) => {
+                    summary.skipped += 1;
+                    progress.outcome(n, &format!("{name}: {why}"));
+                }
+                Decision::AlreadyThere => {
+                    summary.skipped += 1;
+                    if !dry_run {
+                        journal.record(name, n, Status::Done, &hash, "already in the desired state")?;
+                    }
+                    progress.outcome(n, &format!("{name}: already in the desired state"));
+                }
+                Decision::Apply(why) => pending.push((*c, hash, why)),
+                Decision::Fail(msg) => {
+                    if !dry_run && c.unreachable.is_none() {
+                        journal.record(name, n, Status::Failed, &hash, &msg)?;
+                    } else if !dry_run {
+                        journal.record(
+                            name,
+                            n,
+                            Status::Failed,
+                            &journal.get(name, n).map(|e| e.inputs).unwrap_or(hash),
+                            &msg,
+                        )?;
+                    }
+                    progress.outcome(n, &format!("{name}: FAILED: {msg}"));
+                    summary.failed.push((name.to_string(), n.clone(), msg));
+                }
+            }
+        }
+        if dry_run {
+            for (c, _, why) in &pending {
+                let t = Logged {
+                    inner: c.t.as_ref(),
+                    progress,
+                };
+                let text = render::dry_run_node(ctx, step.as_ref(), c.node, &t, why)?;
+                print!("{text}");
+            }
+            continue;
+        }
+        // 2. cluster-wide work on the pending nodes
+        if !pending.is_empty() {
+            let loggeds: Vec<Logged> = pending
+                .iter()
+                .map(|(c, _, _)| Logged {
+                    inner: c.t.as_ref(),
+                    progress,
+                })
+                .collect();
+            let pairs: Vec<(&Node, &dyn Transport)> = pending
+                .iter()
+                .zip(&loggeds)
+                .map(|((c, _, _), l)| (c.node, l as &dyn Transport))
+                .collect();
+            for (c, _, _) in &pending {
+                progress.set(&c.node.name, &format!("{name}: starting"));
+            }
+            if let Err(e) = step.before(ctx, &pairs) {
+                let msg = render::error_text(&e);
+                for (c, hash, _) in &pending {
+                    // the node's own lines of a per-node report ("  master1: ..."), else the whole message
+                    let prefix = format!("  {}: ", c.node.name);
+                    let own: Vec<&str> = msg.lines().filter_map(|l| l.strip_prefix(&prefix)).collect();
+                    let first = msg.lines().next().unwrap_or_default();
+                    let msg = if own.is_empty() && msg.lines().count() > 1 {
+                        format!("{first} (problems on other nodes)")
+                    } else if own.is_empty() {
+                        msg.clone()
+                    } else {
+                        own.join("; ")
+                    };
+                    journal.record(name, &c.node.name, Status::Failed, hash, &msg)?;
+                    progress.outcome(&c.node.name, &format!("{name}: FAILED"));
+                }
+                progress.finish();
+                return Err(e);
+            }
+        }
+        // 3. apply + verify, in parallel
+        let results: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = pending
+                .iter()
+                .map(|(c, _, why)| {
+                    s.spawn(move || {
+                        let n = &c.node.name;
+                        let t = Logged {
+                            inner: c.t.as_ref(),
+                            progress,
+                        };
+                        progress.log(&format!("[{n}] {name}: applying ({why})"));
+                        let report = |m: &str| progress.set(n, &format!("{name}: {m}"));
+                        let changed = step.apply(ctx, c.node, &t, &report)?;
+                        report("verifying");
+                        step.verify(ctx, c.node, &t)?;
+                        Ok(changed)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| bail!("bug: a worker thread panicked")))
+                .collect()
+        });
+        for ((c, hash, _), r) in pending.iter().zip(results) {
+            let n = &c.node.name;
+            match r {
+                Ok(changed) => {
+                    let msg = if changed.is_empty() {
+                        "done (nothing to change)".to_string()
+                    } else {
+                        format!("done: {}", changed.join(", "))
+                    };
+                    journal.record(name, n, Status::Done, hash, &msg)?;
+                    summary.applied += 1;
+                    progress.outcome(n, &format!("{name}: {msg}"));
+                }
+                Err(e) => {
+                    let msg = render::error_text(&e);
+                    journal.record(name, n, Status::Failed, hash, &msg)?;
+                    progress.outcome(n, &format!("{name}: FAILED: {}", crate::error::messages(&e).join(": ")));
+                    summary.failed.push((name.to_string(), n.clone(), msg));
+                }
+            }
+        }
+        if !summary.failed.is_empty() {
+            break;
+        }
+    }
+    progress.finish();
+    Ok(summary)
+}
+
+fn decide(
+    ctx: &Ctx,
+    step: &dyn Step,
+    c: &NodeConn,
+    journal: &Journal,
+    progress: &Progress,
+) -> Result<(crate::digest::Digest, Decision)> {
+    let hash = step.inputs_hash(ctx, c.node)?;
+    if let Some(why) = &c.unreachable {
+        return Ok((hash, Decision::Fail(why.clone())));
+    }
+    let t = Logged {
+        inner: c.t.as_ref(),
+        progress,
+    };
+    progress.set(&c.node.name, &format!("{}: checking", step.name()));
+    let entry = journal.get(step.name(), &c.node.name);
+    let done_same = entry
+        .as_ref()
+        .is_some_and(|e| e.status == Status::Done && e.inputs == hash);
+    if done_same {
+        let diff = step.check(ctx, c.node, &t)?;
+        return Ok((
+            hash,
+            if diff.is_empty() {
+                Decision::Skip("already done".into())
+            } else {
+                Decision::Apply(format!("done before, but the node differs now: {}", diff.join("; ")))
+            },
+        ));
+    }
+    let changed = entry.as_ref().is_some_and(|e| e.status == Status::Done);
+    if !step.check_without_journal() {
+        return Ok((
+            hash,
+            Decision::Apply(if changed {
+                "its inputs changed".into()
+            } else {
+                "not done yet".into()
+            }),
+        ));
+    }
+    let diff = step.check(ctx, c.node, &t)?;
+    if diff.is_empty() {
+        Ok((hash, Decision::AlreadyThere))
+    } else {
+        Ok((hash, Decision::Apply(diff.join("; "))))
+    }
+}

@@ -1,0 +1,48 @@
+//! registry: on the first two workers, `airgap load` the bundle into the store and serve it on :5000 as the
+//! `airgap-registry` systemd service; keepalived (workers' instance) holds the workers' VIP on worker1 with
+//! worker2 as backup, dropping priority when the local registry stops answering.
+
+use crate::install::infra_common as c;
+use crate::install::{node_cmd, Action, Ctx, Step};
+use crate::install::config::render::{self, VipRole};
+use crate::install::config::{REGISTRY_PORT, REGISTRY_STORE};
+use crate::site::inventory::Node;
+use anyhow::Result;
+
+pub struct Registry;
+
+impl Step for Registry {
+    fn name(&self) -> &'static str {
+        "registry"
+    }
+    fn summary(&self) -> &'static str {
+        "the bundle's images served on :5000 by worker1/worker2, behind the workers' VIP (keepalived)"
+    }
+    fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
+        super::distribute::needs_bundle(ctx.inv, node)
+    }
+    fn uses_bundle(&self) -> bool {
+        true
+    }
+    fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
+        let site = c::site(ctx)?;
+        let mut v = Vec::new();
+        let bundle = c::bundle_on_node(ctx, &mut v)?;
+        let mut load = vec![crate::install::config::AIRGAP_BIN.to_string(), "load".into(), bundle.clone()];
+        load.extend(["--store", REGISTRY_STORE, "--pubkey", c::REMOTE_PUBKEY].map(String::from));
+        v.push(Action::Command {
+            argv: load,
+            check: Some(node_cmd(&["registry-loaded", "--store", REGISTRY_STORE, "--bundle", &bundle])),
+            why: "load the bundle's images into the registry store (verified)".into(),
+        });
+        let unit = vec![render::registry_unit(&site)?];
+        v.extend(c::files(&unit));
+        v.push(c::service("airgap-registry", &unit, &[], &[], true));
+        v.push(c::answers("the registry", "check-http", &format!("http://127.0.0.1:{REGISTRY_PORT}/v2/")));
+        v.push(c::packages(&["keepalived"]));
+        let ka = render::keepalived(&site, &node.name, VipRole::Workers)?;
+        v.extend(c::files(&ka));
+        v.push(c::service("keepalived", &ka, &[render::KEEPALIVED_CONF], &["keepalived", "-t", "-f", render::KEEPALIVED_CONF], false));
+        Ok(v)
+    }
+}

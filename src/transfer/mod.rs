@@ -1,0 +1,3 @@
+pub mod cache;
+pub mod retry;
+pub mod stream;
