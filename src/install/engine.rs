@@ -3,7 +3,8 @@
 //! on the others (their results are kept) and the install stops before the next step.
 
 use super::journal::{Journal, Status};
-use super::{plan_text as render, Ctx, LocalFile, Step, REMOTE_BIN};
+use super::{plan_text as render, Ctx, LocalFile, Step};
+use crate::node::BIN;
 use crate::site::inventory::Node;
 use crate::output::Output;
 use crate::install::ssh::{shell_join, CmdOutput, Stdin, Transport};
@@ -169,7 +170,7 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
                     progress,
                 };
                 progress.set(&c.node.name, &format!("connecting to {}", c.node.address));
-                let ready = ensure_binary(&t, binary, progress).and_then(|()| crate::node::facts::fetch(&t));
+                let ready = ensure_binary(&t, binary, progress).and_then(|()| super::facts::fetch(&t));
                 match ready {
                     Ok((facts, _)) => c.facts = Some(facts),
                     Err(e) => {
@@ -196,11 +197,11 @@ h=$(sha256sum "$f" | cut -d' ' -f1); echo "$h"
 if [ "$h" = "$want" ]; then echo "$want $cur" > "$s"; fi"#;
     let remote_sha = || -> Result<Option<String>> {
         let out = t.run(
-            &crate::install::ssh::sv(&["sh", "-c", script, "sh", REMOTE_BIN, binary.sha256.hex()]),
+            &crate::install::ssh::sv(&["sh", "-c", script, "sh", BIN, binary.sha256.hex()]),
             Stdin::Null,
         )?;
         if !out.success() {
-            bail!("failed to hash {REMOTE_BIN} on {}: {}", t.node(), out.reason());
+            bail!("failed to hash {BIN} on {}: {}", t.node(), out.reason());
         }
         Ok(out.stdout_str().split_whitespace().next().map(String::from))
     };
@@ -211,7 +212,7 @@ if [ "$h" = "$want" ]; then echo "$want $cur" > "$s"; fi"#;
         t.node(),
         &format!("copying airgap ({})", super::actions::human_size(binary.size)),
     );
-    t.copy(&binary.path, REMOTE_BIN, 0o755)?;
+    t.copy(&binary.path, BIN, 0o755)?;
     match remote_sha()? {
         Some(h) if h == binary.sha256.hex() => Ok(()),
         h => bail!(

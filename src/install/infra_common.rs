@@ -2,12 +2,13 @@
 //! inventory and the bundle, the bundle + public key on the node, offline package installation, config
 //! files, and systemd services restarted only when their configuration changed.
 
-use super::kit::{REMOTE_FILES_DIR, REMOTE_PACKAGES_DIR};
+use super::kit::REMOTE_FILES_DIR;
+use crate::node::packages::PACKAGES_DIR;
 use super::{node_cmd, Action, Ctx, REMOTE_BUNDLE_DIR};
 use crate::node::components::Component;
 use crate::digest::Digest;
 use crate::error::HintExt;
-use crate::install::config::{FileSpec, Peer, Site, AIRGAP_BIN};
+use crate::install::config::{FileSpec, Peer, Site};
 use crate::site::inventory::Node;
 use anyhow::{anyhow, Context, Result};
 
@@ -73,7 +74,7 @@ pub fn site(ctx: &Ctx) -> Result<Site> {
         upstream_hosts,
         pause_image: pause_image(&references).unwrap_or_else(|| "pause:3.10".into()),
         snapshotter: "overlayfs".into(),
-        airgap_bin: AIRGAP_BIN.into(),
+        airgap_bin: crate::node::BIN.into(),
     };
     site.validate()?;
     Ok(site)
@@ -145,7 +146,7 @@ pub fn pubkey_copy(ctx: &Ctx) -> Option<Action> {
 pub fn packages(wanted: &[&str]) -> Action {
     let list = wanted.join(",");
     Action::Command {
-        argv: node_cmd(&["packages", "--install", &list, "--dir", REMOTE_PACKAGES_DIR]),
+        argv: node_cmd(&["packages", "--install", &list, "--dir", PACKAGES_DIR]),
         check: Some(node_cmd(&["packages", "--install", &list, "--check"])),
         why: format!("install {} from the bundle's OS packages (offline)", wanted.join(", ")),
     }

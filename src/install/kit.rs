@@ -17,15 +17,13 @@ use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Where a node keeps the package files of its OS tag: `PACKAGES_DIR/<tag>/<file>`.
-pub const REMOTE_PACKAGES_DIR: &str = "/opt/airgap/packages";
 /// Where a node keeps the component files: `REMOTE_FILES_DIR/<path under files/>`.
 pub const REMOTE_FILES_DIR: &str = "/opt/airgap/files";
 
 /// What a node is, for choosing its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub family: crate::install::config::OsFamily,
+    pub family: crate::node::OsFamily,
     /// Its OS tags, most specific first (`debian-12.5`, `debian-12`...).
     pub os_tags: Vec<String>,
     /// `linux/amd64`...

@@ -13,6 +13,7 @@
 pub mod actions;
 pub mod config;
 pub mod engine;
+pub mod facts;
 pub mod infra_common;
 pub mod journal;
 pub mod kit;
@@ -27,8 +28,6 @@ use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// Where airgap puts itself on each node.
-pub const REMOTE_BIN: &str = "/opt/airgap/bin/airgap";
 /// Where the bundle (or its parts) goes on the nodes that need it.
 pub const REMOTE_BUNDLE_DIR: &str = "/opt/airgap/bundles";
 
@@ -216,7 +215,7 @@ pub fn select_steps(only: Option<&str>, from: Option<&str>) -> Result<Vec<Box<dy
 
 /// The remote `airgap node ...` command line.
 pub fn node_cmd(args: &[&str]) -> Vec<String> {
-    let mut v = vec![REMOTE_BIN.to_string(), "node".to_string()];
+    let mut v = vec![crate::node::BIN.to_string(), "node".to_string()];
     v.extend(args.iter().map(|s| s.to_string()));
     v
 }

@@ -1,8 +1,8 @@
-//! Facts about a node, gathered ON the node by `airgap node facts --json` and evaluated centrally by preflight.
+//! Facts about a node, gathered ON the node by `airgap node facts --json` and evaluated centrally by preflight
+//! (the deploy side fetches them with `install::facts::fetch`).
 
-use super::files as node_ops;
-use crate::install::ssh::{Stdin, Transport};
-use anyhow::{Context, Result};
+use super::system;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -152,36 +152,15 @@ pub fn gather() -> Result<Facts> {
         machine_id: read_trim("/etc/machine-id"),
         macs: macs(),
         listening: listening_ports(),
-        swaps: node_ops::active_swaps().unwrap_or_default(),
+        swaps: system::active_swaps().unwrap_or_default(),
         modules: MODULES
             .iter()
             .map(|m| {
-                let (ok, how) = node_ops::module_available(m);
+                let (ok, how) = system::module_available(m);
                 (m.to_string(), ok, how)
             })
             .collect(),
         free_opt_mb: free_mb(Path::new("/opt/airgap")),
-        in_container: node_ops::in_container(),
+        in_container: system::in_container(),
     })
 }
-
-/// Facts of one node and the clock offset against this machine (ms, node minus local midpoint).
-pub fn fetch(t: &dyn Transport) -> Result<(Facts, i64)> {
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    };
-    let t0 = now();
-    let out = t.run(&crate::install::node_cmd(&["facts", "--json"]), Stdin::Null)?;
-    let t1 = now();
-    if !out.success() {
-        anyhow::bail!("failed to gather facts on {}: {}", t.node(), out.reason());
-    }
-    let f: Facts = serde_json::from_slice(&out.stdout).with_context(|| format!("malformed facts from {}", t.node()))?;
-    // the facts are taken right after the process starts: most of the round trip is before it
-    let offset = f.time_ms - (t0 + (t1 - t0) / 2);
-    Ok((f, offset))
-}
-

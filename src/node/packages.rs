@@ -4,14 +4,14 @@
 //! family's low-level tool in one transaction (`dpkg -i` / `rpm -Uvh`), with no repository and no network.
 
 use crate::error::HintExt;
-use crate::install::config::OsFamily;
+use super::OsFamily;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Where a node keeps the packages extracted from the bundle.
-pub const PACKAGES_DIR: &str = crate::install::kit::REMOTE_PACKAGES_DIR;
+/// Where a node keeps the packages distribute copied from the bundle: `PACKAGES_DIR/<os tag>/<file>`.
+pub const PACKAGES_DIR: &str = "/opt/airgap/packages";
 
 /// This node's OS family and the tags its packages may be filed under in a bundle, most specific first
 /// (`debian-12.5`? no: `debian-12`, `ubuntu-22.04`, `ubuntu-22`, `rocky-9.3`, `rocky-9`, `el9`).

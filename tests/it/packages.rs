@@ -5,7 +5,7 @@
 //! for real on the lab nodes: tests/it/infra.rs.)
 
 use airgap::node::packages::{install, missing, read_rpm};
-use airgap::install::config::OsFamily;
+use airgap::node::OsFamily;
 use crate::support::{require_tool, run_ok};
 use std::path::Path;
 use std::process::Command;

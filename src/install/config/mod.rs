@@ -11,8 +11,6 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use std::net::Ipv4Addr;
 
-/// Where the installer copies itself on every node (the `vrrp_script`s and the registry unit run it).
-pub const AIRGAP_BIN: &str = "/opt/airgap/bin/airgap";
 /// The registry's port on the workers (and so on the workers' VIP).
 pub const REGISTRY_PORT: u16 = 5000;
 /// The apiserver load balancer's port on the masters (and so on the masters' VIP).
@@ -33,14 +31,6 @@ pub struct Peer {
     pub ip: Ipv4Addr,
     /// The interface that carries `ip` (and the VIP when this node holds it).
     pub interface: String,
-}
-
-/// Which OS family a node belongs to: decides package format, paths and service user names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OsFamily {
-    Debian,
-    Rhel,
 }
 
 /// Everything the infrastructure steps need from the inventory and the bundle.

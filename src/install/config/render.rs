@@ -1,7 +1,8 @@
 //! Render the infrastructure config files from a [`Site`] with the minijinja templates in `templates/`,
 //! embedded in the binary (it runs offline on the nodes).
 
-use super::{FileSpec, OsFamily, Peer, Site, APISERVER_PORT, CERTS_DIR, LB_PORT, REGISTRY_PORT, REGISTRY_STORE};
+use super::{FileSpec, Peer, Site, APISERVER_PORT, CERTS_DIR, LB_PORT, REGISTRY_PORT, REGISTRY_STORE};
+use crate::node::OsFamily;
 use anyhow::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;

@@ -1,7 +1,8 @@
 //! Render every template for the example site, snapshot it, and run each daemon's own config checker on it.
 
 use super::*;
-use crate::install::config::{OsFamily, Peer, Site, AIRGAP_BIN};
+use crate::install::config::{Peer, Site};
+use crate::node::{OsFamily, BIN};
 use std::path::Path;
 use std::process::Command;
 
@@ -22,7 +23,7 @@ pub(crate) fn example_site() -> Site {
         upstream_hosts: vec!["registry.k8s.io".into(), "docker.io".into(), "ghcr.io".into(), "quay.io".into()],
         pause_image: "pause:3.9".into(),
         snapshotter: "overlayfs".into(),
-        airgap_bin: AIRGAP_BIN.into(),
+        airgap_bin: BIN.into(),
     }
 }
 
@@ -52,7 +53,7 @@ fn keepalived_check(dir: &Path, conf: &str, notify: &str) {
         use std::os::unix::fs::PermissionsExt;
         fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let conf = conf.replace(KEEPALIVED_NOTIFY, notify_path.to_str().unwrap()).replace(AIRGAP_BIN, check_bin.to_str().unwrap());
+    let conf = conf.replace(KEEPALIVED_NOTIFY, notify_path.to_str().unwrap()).replace(BIN, check_bin.to_str().unwrap());
     let path = dir.join("keepalived.conf");
     fs_err::write(&path, conf).unwrap();
     assert!(path.is_file());
@@ -234,7 +235,7 @@ fn registry_unit_passes_systemd_analyze() {
     // systemd-analyze verify needs the ExecStart binary to exist: check a copy pointing at /bin/true
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("airgap-registry.service");
-    fs_err::write(&path, unit.content.replace(AIRGAP_BIN, "/bin/true")).unwrap();
+    fs_err::write(&path, unit.content.replace(BIN, "/bin/true")).unwrap();
     let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("airgap-registry.service:"), "systemd-analyze found problems:\n{err}");

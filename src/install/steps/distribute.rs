@@ -1,8 +1,10 @@
 //! distribute: the airgap binary to every node and the bundle (archive or parts + signatures) to the nodes that
 //! need it, each verified by sha256 on arrival and skipped when already there with the same hash.
 
-use crate::install::kit::{REMOTE_FILES_DIR, REMOTE_PACKAGES_DIR};
-use crate::install::{Action, Ctx, LocalFile, Step, REMOTE_BIN};
+use crate::install::kit::REMOTE_FILES_DIR;
+use crate::install::{Action, Ctx, LocalFile, Step};
+use crate::node::packages::PACKAGES_DIR;
+use crate::node::BIN;
 use crate::error::HintExt;
 use crate::site::inventory::{Inventory, Node, Role};
 use anyhow::{bail, Result};
@@ -85,7 +87,7 @@ fn kit_copies(ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
                 node.name,
                 kit.package_tags().join(", ")
             ),
-            remote: format!("{REMOTE_PACKAGES_DIR}/, {REMOTE_FILES_DIR}/"),
+            remote: format!("{PACKAGES_DIR}/, {REMOTE_FILES_DIR}/"),
             mode: 0o644,
             sha256: None,
             size: None,
@@ -106,7 +108,7 @@ fn kit_copies(ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
             let name = p.path.rsplit('/').next().unwrap_or(&p.path);
             v.push(Action::Copy {
                 local: kit.local(&p.path).display().to_string(),
-                remote: format!("{REMOTE_PACKAGES_DIR}/{tag}/{name}"),
+                remote: format!("{PACKAGES_DIR}/{tag}/{name}"),
                 mode: 0o644,
                 sha256: Some(crate::digest::Digest::from_hex(&p.sha256)?),
                 size: Some(p.size),
@@ -137,14 +139,14 @@ impl Step for Distribute {
         v.push(match ctx.binary {
             Some(b) => Action::Copy {
                 local: b.path.display().to_string(),
-                remote: REMOTE_BIN.into(),
+                remote: BIN.into(),
                 mode: 0o755,
                 sha256: Some(b.sha256.clone()),
                 size: Some(b.size),
             },
             None => Action::Copy {
                 local: "<this airgap binary>".into(),
-                remote: REMOTE_BIN.into(),
+                remote: BIN.into(),
                 mode: 0o755,
                 sha256: None,
                 size: None,

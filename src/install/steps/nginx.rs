@@ -4,7 +4,7 @@
 use crate::install::infra_common as c;
 use crate::install::{Action, Ctx, Step};
 use crate::install::config::render::{self, NginxLayout, NginxPorts};
-use crate::install::config::OsFamily;
+use crate::node::OsFamily;
 use crate::site::inventory::Node;
 use anyhow::Result;
 

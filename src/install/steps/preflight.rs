@@ -72,7 +72,7 @@ impl Step for Preflight {
         let gathered: Vec<(String, Result<(Facts, i64)>)> = std::thread::scope(|s| {
             let hs: Vec<_> = pending
                 .iter()
-                .map(|(n, t)| (n.name.clone(), s.spawn(move || crate::node::facts::fetch(*t))))
+                .map(|(n, t)| (n.name.clone(), s.spawn(move || crate::install::facts::fetch(*t))))
                 .collect();
             hs.into_iter()
                 .map(|(n, h)| (n, h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))))

@@ -28,7 +28,7 @@ impl Step for Registry {
         let site = c::site(ctx)?;
         let mut v = Vec::new();
         let bundle = c::bundle_on_node(ctx, &mut v)?;
-        let mut load = vec![crate::install::config::AIRGAP_BIN.to_string(), "load".into(), bundle.clone()];
+        let mut load = vec![crate::node::BIN.to_string(), "load".into(), bundle.clone()];
         load.extend(["--store", REGISTRY_STORE, "--pubkey", c::REMOTE_PUBKEY].map(String::from));
         v.push(Action::Command {
             argv: load,

@@ -126,7 +126,7 @@ mod tests {
             sha256sums: "0".repeat(64),
         };
         let kit = Kit::from_root(root, "/var/lib/airgap/x/kit/0".into());
-        let target = |p: &str| Target { family: crate::install::config::OsFamily::Rhel, os_tags: vec!["el7".into()], platform: p.into() };
+        let target = |p: &str| Target { family: crate::node::OsFamily::Rhel, os_tags: vec!["el7".into()], platform: p.into() };
         let targets = [("master1".to_string(), target("linux/amd64")), ("master2".to_string(), target("linux/arm64"))].into();
         let warnings = std::sync::Mutex::new(Vec::new());
         let warn = |w: &str| warnings.lock().unwrap().push(w.to_string());
