@@ -34,8 +34,9 @@ use crate::digest::Digest;
 use crate::error::HintExt;
 use crate::fsutil::safe_relative_path;
 use crate::node::components::Component;
+use crate::oci::platform::Platform;
 use crate::oci::reference::ImageRef;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -126,44 +127,6 @@ pub struct PackageSpec {
     pub sha256: Digest,
     /// `packages/<os>/<url's file name>` under `files/`.
     pub path: String,
-}
-
-/// `os/arch[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Platform {
-    pub os: String,
-    pub arch: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    pub fn parse(s: &str) -> Result<Platform> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Platform { os: os.to_string(), arch: arch.to_string(), variant: None }),
-            [os, arch, v] if ok(os) && ok(arch) && ok(v) => {
-                Ok(Platform { os: os.to_string(), arch: arch.to_string(), variant: Some(v.to_string()) })
-            }
-            _ => bail!("bad platform {s:?}: expected os/arch[/variant] in lower case, e.g. linux/amd64 or linux/arm/v7"),
-        }
-    }
-
-    /// Expand `{os}`, `{arch}`, `{variant}`, `{platform}` in a template.
-    pub fn expand(&self, template: &str) -> String {
-        let variant = self.variant.clone().unwrap_or_default();
-        let flat = self.to_string().replace('/', "-");
-        template.replace("{os}", &self.os).replace("{arch}", &self.arch).replace("{variant}", &variant).replace("{platform}", &flat)
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.variant {
-            Some(v) => write!(f, "{}/{}/{}", self.os, self.arch, v),
-            None => write!(f, "{}/{}", self.os, self.arch),
-        }
-    }
 }
 
 fn has_placeholder(s: &str) -> bool {

@@ -1,6 +1,7 @@
 //! OCI images: references, pulling from registries (tags, digests, multi-arch indexes), media types.
 
 pub mod auth;
+pub mod platform;
 pub mod pull;
 pub mod reference;
 
