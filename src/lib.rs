@@ -17,3 +17,4 @@ pub mod registry;
 pub mod sign;
 pub mod site;
 pub mod transfer;
+pub mod yaml_lines;

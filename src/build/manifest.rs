@@ -27,7 +27,7 @@
 //! platform's file lands at its own path. A fixed-url file for one platform says so with `platform: linux/amd64`.
 //!
 //! `install: COMPONENT` (containerd, runc, cni-plugins, crictl, kubeadm, kubelet, kubectl) marks the file the
-//! installer puts on the nodes as that component (see `infra::components` for each layout); one file per
+//! installer puts on the nodes as that component (see `node::components` for each layout); one file per
 //! component and platform, and a component given for one platform must be given for all.
 
 use crate::digest::Digest;
@@ -35,6 +35,7 @@ use crate::error::HintExt;
 use crate::fsutil::safe_relative_path;
 use crate::node::components::Component;
 use crate::oci::platform::Platform;
+use crate::yaml_lines::LineIndex;
 use crate::oci::reference::ImageRef;
 use anyhow::{anyhow, Context, Result};
 use serde::Deserialize;
@@ -133,58 +134,6 @@ fn has_placeholder(s: &str) -> bool {
     ["{os}", "{arch}", "{variant}", "{platform}"].iter().any(|p| s.contains(p))
 }
 
-/// Line numbers (1-based) of the top-level keys and of the items of the top-level lists, found by scanning
-/// the text (serde_yaml_ng values carry no spans). Items written in flow style (`[a, b]`) get the key's line.
-struct Lines<'a> {
-    text: &'a str,
-}
-
-impl<'a> Lines<'a> {
-    /// The line of the top-level `key:`.
-    fn key(&self, key: &str) -> Option<usize> {
-        self.text.lines().position(|l| l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))).map(|i| i + 1)
-    }
-
-    /// The line range (first, last) of item `n` of the top-level list `key`.
-    fn item(&self, key: &str, n: usize) -> Option<(usize, usize)> {
-        let start = self.key(key)?;
-        let lines: Vec<&str> = self.text.lines().collect();
-        let mut items: Vec<usize> = Vec::new();
-        let mut end = lines.len();
-        let mut indent: Option<usize> = None;
-        for (i, l) in lines.iter().enumerate().skip(start) {
-            let t = l.trim_start();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-            let ind = l.len() - t.len();
-            if ind == 0 && !t.starts_with('-') {
-                end = i;
-                break;
-            }
-            if t.starts_with('-') && indent.is_none_or(|x| x == ind) {
-                indent = Some(ind);
-                items.push(i + 1);
-            }
-        }
-        let first = *items.get(n)?;
-        let last = items.get(n + 1).map_or(end, |next| next - 1);
-        Some((first, last.max(first)))
-    }
-
-    /// The line of `field:` inside item `n` of list `key`, or of the item itself.
-    fn field(&self, key: &str, n: usize, field: &str) -> usize {
-        let Some((first, last)) = self.item(key, n) else { return self.key(key).unwrap_or(1) };
-        for (i, l) in self.text.lines().enumerate().take(last).skip(first - 1) {
-            let t = l.trim_start().trim_start_matches('-').trim_start();
-            if t.strip_prefix(field).is_some_and(|r| r.trim_start().starts_with(':')) {
-                return i + 1;
-            }
-        }
-        first
-    }
-}
-
 /// Read and check a manifest file.
 pub fn load(path: &Path) -> Result<Manifest> {
     let text = fs_err::read_to_string(path).context("failed to read the manifest")?;
@@ -198,7 +147,9 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
         Some(loc) => anyhow!("{file}:{}:{}: {}", loc.line(), loc.column(), strip_location(&e.to_string())),
         None => anyhow!("{file}: {e}"),
     })?;
-    let lines = Lines { text };
+    let lines = LineIndex::new(text);
+    // the line of a field (`["files", "3", "url"]`), or of its nearest enclosing one; 1 when none is found
+    let line_of = |path: &[&str]| lines.line_of(path).unwrap_or(1);
     let at = |line: usize, msg: String| anyhow!("{file}:{line}: {msg}");
 
     for (key, value) in [("name", &raw.name), ("version", &raw.version)] {
@@ -206,13 +157,13 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
             && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
             && !value.starts_with(['.', '-']);
         if !ok {
-            return Err(at(lines.key(key).unwrap_or(1), format!("bad {key} {value:?}: use letters, digits, '.', '_', '+', '-' (it names the bundle file)")));
+            return Err(at(line_of(&[key]), format!("bad {key} {value:?}: use letters, digits, '.', '_', '+', '-' (it names the bundle file)")));
         }
     }
 
     let mut platforms: Vec<Platform> = Vec::new();
     for p in raw.platforms.clone().unwrap_or_else(|| vec!["linux/amd64".into()]) {
-        let line = lines.item("platforms", platforms.len()).map_or_else(|| lines.key("platforms").unwrap_or(1), |r| r.0);
+        let line = line_of(&["platforms", &platforms.len().to_string()]);
         let plat = Platform::parse(&p).map_err(|e| at(line, e.to_string()))?;
         if platforms.contains(&plat) {
             return Err(at(line, format!("platform {plat} is listed twice")));
@@ -220,12 +171,12 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
         platforms.push(plat);
     }
     if platforms.is_empty() {
-        return Err(at(lines.key("platforms").unwrap_or(1), "no platforms: list at least one, e.g. [linux/amd64]".into()));
+        return Err(at(line_of(&["platforms"]), "no platforms: list at least one, e.g. [linux/amd64]".into()));
     }
 
     let mut images: Vec<ImageRef> = Vec::new();
     for (i, s) in raw.images.iter().enumerate() {
-        let line = lines.item("images", i).map_or_else(|| lines.key("images").unwrap_or(1), |r| r.0);
+        let line = line_of(&["images", &i.to_string()]);
         let r = ImageRef::parse(s).map_err(|e| at(line, format!("bad image reference {s:?}: {e:#}")))?;
         if images.iter().any(|x| x.as_written == r.as_written) {
             return Err(at(line, format!("image {s:?} is listed twice")));
@@ -236,7 +187,7 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
     let mut seen_paths = BTreeSet::new();
     let mut files = Vec::new();
     for (i, f) in raw.files.iter().enumerate() {
-        let line = |field: &str| lines.field("files", i, field);
+        let line = |field: &str| line_of(&["files", &i.to_string(), field]);
         let mode = match (&f.mode, f.executable) {
             (Some(_), Some(_)) => return Err(at(line("mode"), "give either `mode` or `executable`, not both".into())),
             (Some(m), None) => match m.as_str() {
@@ -325,7 +276,7 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
         if !missing.is_empty() {
             let i = raw.files.iter().position(|f| f.install.as_deref() == Some(c.name())).unwrap_or(0);
             return Err(at(
-                lines.field("files", i, "install"),
+                line_of(&["files", &i.to_string(), "install"]),
                 format!("{c} has no file for {}: the nodes of that platform would have none", missing.join(", ")),
             ));
         }
@@ -333,7 +284,7 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
 
     let mut packages = Vec::new();
     for (i, p) in raw.packages.iter().enumerate() {
-        let line = |field: &str| lines.field("packages", i, field);
+        let line = |field: &str| line_of(&["packages", &i.to_string(), field]);
         let os_ok = !p.os.is_empty() && p.os.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !p.os.starts_with('.');
         if !os_ok {
             return Err(at(line("os"), format!("bad os tag {:?}: use e.g. debian-12, ubuntu-22.04, el7, el9", p.os)));
@@ -404,16 +355,6 @@ mod tests {
     use super::*;
 
     const H: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
-
-    #[test]
-    fn finds_item_and_field_lines() {
-        let text = "name: a\nversion: '1'\nimages:\n  - x\n  # c\n  - y\nfiles:\n  - url: http://h/a\n    path: a\n  -   url: http://h/b\n      sha256: s\n";
-        let l = Lines { text };
-        assert_eq!(l.item("images", 1), Some((6, 6)));
-        assert_eq!(l.field("files", 1, "sha256"), 11);
-        assert_eq!(l.field("files", 0, "path"), 9);
-        assert_eq!(l.field("files", 0, "sha256"), 8);
-    }
 
     #[test]
     fn expands_per_platform_files() {
