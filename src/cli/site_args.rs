@@ -38,7 +38,7 @@ pub struct StepArgs {
 impl StepArgs {
     /// The steps `--only` / `--from` select, in order.
     pub fn select(&self) -> Result<Vec<Box<dyn Step>>> {
-        crate::install::select_steps(self.only.as_deref(), self.from.as_deref())
+        crate::install::steps::select(self.only.as_deref(), self.from.as_deref())
     }
 }
 

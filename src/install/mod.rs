@@ -1,23 +1,37 @@
-//! The installation steps and the engine that runs them (check / apply / verify, journaled, resumable).
+//! The DEPLOY SIDE: what `airgap plan` / `install` / `status` do on the deploy machine. The installation
+//! [`steps`] and the [`engine`] that runs them over SSH (check / apply / verify, journaled, resumable).
 //!
 //! A step only DESCRIBES what a node should look like: [`Step::plan`] returns [`Action`]s (files with their
-//! content and mode, commands with an optional check command, copies of local files). The engine
-//! ([`engine`]) turns that description into `plan` / `--dry-run` output, into the inputs hash recorded in the
-//! journal, into `check` (is the node already there?), `apply` and `verify`, run over a [`Transport`] with
-//! node-local work done by hidden `airgap node ...` subcommands (typed Rust on the node, not shell strings).
+//! content and mode, commands with an optional check command, copies of local files). The engine turns that
+//! description into the inputs hash recorded in the [`journal`], into `check` (is the node already there?),
+//! `apply` and `verify` ([`actions`]), run over a [`Transport`] ([`ssh`]) with node-local work done by hidden
+//! `airgap node ...` subcommands (the `node` module: typed Rust on the node, not shell strings);
+//! [`plan_text`] turns it into `plan` / `--dry-run` output.
 //!
-//! Adding a step (runtime, registry, apiserver-lb, nginx, kubeadm...): implement [`Step`] with `name`,
-//! `summary`, `runs_on` and `plan`; override `check`/`apply`/`verify` or `before` only for what files +
-//! commands + checks cannot express. Add it to [`all_steps`] in order.
+//! What lives here: this file (the [`Step`] trait, [`Action`], [`Ctx`], [`LocalFile`]), [`engine`],
+//! [`journal`], [`actions`] (check/apply of actions over a transport), [`plan_text`], [`kit`] (the bundle's
+//! files for the nodes, extracted from the verified bundle), [`ssh`], [`facts`] (the nodes' facts fetched
+//! over the transport); the action builders the steps share: [`copies`] (bundle + public key), [`software`]
+//! (OS packages, components), [`services`] (config files + systemd services); [`steps`] (one file per step)
+//! and [`config`] (the site model and the config files rendered from it).
+//!
+//! Imports go one way: `install` uses `site` (the inventory), `node` (paths, facts, component names on the
+//! nodes), `bundle`, `sign` and the base modules; nothing but `cli` uses `install`.
+//!
+//! Adding a step (kubeadm, flannel...): a file in [`steps`] implementing [`Step`] with `name`, `summary`,
+//! `runs_on` and `plan`; override `check`/`apply`/`verify` or `before` only for what files + commands +
+//! checks cannot express. Add it to [`steps::all`] in order.
 
 pub mod actions;
 pub mod config;
+pub mod copies;
 pub mod engine;
 pub mod facts;
-pub mod infra_common;
 pub mod journal;
 pub mod kit;
 pub mod plan_text;
+pub mod services;
+pub mod software;
 pub mod ssh;
 pub mod steps;
 
@@ -28,8 +42,6 @@ use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// Where the bundle (or its parts) goes on the nodes that need it.
-pub const REMOTE_BUNDLE_DIR: &str = "/opt/airgap/bundles";
 
 /// One thing a step does on a node.
 #[derive(Debug, Clone, Serialize)]
@@ -168,49 +180,6 @@ pub trait Step: Send + Sync {
             anyhow::bail!("verification failed after apply: {}", diff.join("; "))
         }
     }
-}
-
-/// Every step, in order.
-pub fn all_steps() -> Vec<Box<dyn Step>> {
-    vec![
-        Box::new(steps::preflight::Preflight),
-        Box::new(steps::os_prepare::OsPrepare),
-        Box::new(steps::distribute::Distribute),
-        Box::new(steps::runtime::Runtime),
-        Box::new(steps::registry::Registry),
-        Box::new(steps::apiserver_lb::ApiserverLb),
-        Box::new(steps::nginx::Nginx),
-    ]
-}
-
-/// The steps selected by `--only a,b` / `--from x` (names checked, order kept).
-pub fn select_steps(only: Option<&str>, from: Option<&str>) -> Result<Vec<Box<dyn Step>>> {
-    use crate::error::HintExt;
-    let all = all_steps();
-    let names: Vec<&str> = all.iter().map(|s| s.name()).collect();
-    let known = |n: &str| -> Result<()> {
-        if names.contains(&n) {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!("unknown step {n:?}")).with_hint(|| format!("the steps are: {}", names.join(", ")))
-        }
-    };
-    let mut keep = vec![true; all.len()];
-    if let Some(f) = from {
-        known(f)?;
-        let pos = names.iter().position(|n| *n == f).unwrap_or(0);
-        keep.iter_mut().take(pos).for_each(|k| *k = false);
-    }
-    if let Some(o) = only {
-        let wanted: Vec<&str> = o.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        for w in &wanted {
-            known(w)?;
-        }
-        for (k, n) in keep.iter_mut().zip(&names) {
-            *k = *k && wanted.contains(n);
-        }
-    }
-    Ok(all.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect())
 }
 
 /// The remote `airgap node ...` command line.

@@ -2,10 +2,15 @@
 //! the site registry, the registry on the workers' VIP, haproxy + keepalived for the apiserver VIP, nginx in
 //! front of the ingress), described by a typed [`Site`] and rendered into files by [`render`].
 //!
-//! Nothing here touches a machine: the steps in `crate::steps` compare the rendered [`FileSpec`]s with what a
-//! node holds and write only what differs.
+//! What lives here: the model ([`Site`], [`Peer`], [`FileSpec`], the ports and paths the services use),
+//! [`site`] (the [`Site`] of one run, from the inventory and the bundle) and [`render`] (the templates of
+//! `templates/`, with snapshot tests and each daemon's own config check in `render_tests.rs`).
+//!
+//! Nothing here touches a machine: the steps in `install::steps` turn the rendered [`FileSpec`]s into
+//! actions, which write on a node only what differs.
 
 pub mod render;
+pub mod site;
 
 use anyhow::{bail, Result};
 use serde::Serialize;

@@ -2,10 +2,9 @@
 //! :6443) and keepalived (masters' instance) holding the masters' VIP on master1, the others as backups,
 //! following haproxy. kubeadm's `controlPlaneEndpoint` is `<masters' VIP>:16443`.
 
-use crate::install::infra_common as c;
-use crate::install::{Action, Ctx, Step};
 use crate::install::config::render::{self, VipRole};
-use crate::install::config::LB_PORT;
+use crate::install::config::{Site, LB_PORT};
+use crate::install::{services, software, Action, Ctx, Step};
 use crate::site::inventory::{Node, Role};
 use anyhow::Result;
 
@@ -25,15 +24,15 @@ impl Step for ApiserverLb {
         true
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
-        let site = c::site(ctx)?;
-        let mut v = vec![c::packages(&["haproxy", "keepalived"])];
+        let site = Site::of(ctx)?;
+        let mut v = vec![software::packages(&["haproxy", "keepalived"])];
         let hap = render::haproxy(&site, &node.name)?;
-        v.extend(c::files(&hap));
-        v.push(c::service("haproxy", &hap, &[render::HAPROXY_CFG], &["haproxy", "-c", "-q", "-f", render::HAPROXY_CFG], false));
-        v.push(c::answers("haproxy", "check-tcp", &format!("127.0.0.1:{LB_PORT}")));
+        v.extend(services::files(&hap));
+        v.push(services::service("haproxy", &hap, &[render::HAPROXY_CFG], &["haproxy", "-c", "-q", "-f", render::HAPROXY_CFG], false));
+        v.push(services::answers("haproxy", "check-tcp", &format!("127.0.0.1:{LB_PORT}")));
         let ka = render::keepalived(&site, &node.name, VipRole::Masters)?;
-        v.extend(c::files(&ka));
-        v.push(c::service("keepalived", &ka, &[render::KEEPALIVED_CONF], &["keepalived", "-t", "-f", render::KEEPALIVED_CONF], false));
+        v.extend(services::files(&ka));
+        v.push(services::service("keepalived", &ka, &[render::KEEPALIVED_CONF], &["keepalived", "-t", "-f", render::KEEPALIVED_CONF], false));
         Ok(v)
     }
 }

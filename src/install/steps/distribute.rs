@@ -118,7 +118,7 @@ fn kit_copies(ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
     for (_, f) in kit.components_for(&target.platform) {
         v.push(Action::Copy {
             local: kit.local(&f.path).display().to_string(),
-            remote: crate::install::infra_common::remote_file(&f.path),
+            remote: crate::install::software::remote_file(&f.path),
             mode: 0o644,
             sha256: Some(crate::digest::Digest::from_hex(&f.sha256)?),
             size: Some(f.size),
@@ -154,9 +154,9 @@ impl Step for Distribute {
         });
         v.extend(kit_copies(ctx, node)?);
         if needs_bundle(ctx.inv, node) {
-            v.extend(crate::install::infra_common::bundle_copies(ctx));
+            v.extend(crate::install::copies::bundle_copies(ctx));
             // the registry workers verify the bundle themselves before loading its images
-            v.extend(crate::install::infra_common::pubkey_copy(ctx));
+            v.extend(crate::install::copies::pubkey_copy(ctx));
         }
         Ok(v)
     }

@@ -1,9 +1,9 @@
 //! nginx: on worker1/worker2 (behind the workers' VIP), forwards :80 and :443 to the ingress controller on
 //! the masters (upstreams from the inventory), TLS passed through.
 
-use crate::install::infra_common as c;
-use crate::install::{Action, Ctx, Step};
 use crate::install::config::render::{self, NginxLayout, NginxPorts};
+use crate::install::config::Site;
+use crate::install::{services, software, Action, Ctx, Step};
 use crate::node::OsFamily;
 use crate::site::inventory::Node;
 use anyhow::Result;
@@ -24,14 +24,14 @@ impl Step for Nginx {
         true
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
-        let site = c::site(ctx)?;
-        let mut v = vec![c::packages(&["nginx", "libnginx-mod-stream|nginx-mod-stream"])];
+        let site = Site::of(ctx)?;
+        let mut v = vec![software::packages(&["nginx", "libnginx-mod-stream|nginx-mod-stream"])];
         // Debian layout (www-data, modules-enabled) or RHEL's (nginx user, conf.modules.d), per the node's facts
         let family = ctx.targets.get(&node.name).map_or(OsFamily::Debian, |t| t.family);
         let specs = render::nginx(&site, &node.name, &NginxLayout::for_os(family), NginxPorts::default())?;
-        v.extend(c::files(&specs));
-        v.push(c::service("nginx", &specs, &[render::NGINX_CONF], &["nginx", "-t", "-q", "-c", render::NGINX_CONF], false));
-        v.push(c::answers("nginx", "check-tcp", "127.0.0.1:80"));
+        v.extend(services::files(&specs));
+        v.push(services::service("nginx", &specs, &[render::NGINX_CONF], &["nginx", "-t", "-q", "-c", render::NGINX_CONF], false));
+        v.push(services::answers("nginx", "check-tcp", "127.0.0.1:80"));
         Ok(v)
     }
 }

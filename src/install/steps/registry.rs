@@ -2,10 +2,9 @@
 //! `airgap-registry` systemd service; keepalived (workers' instance) holds the workers' VIP on worker1 with
 //! worker2 as backup, dropping priority when the local registry stops answering.
 
-use crate::install::infra_common as c;
-use crate::install::{node_cmd, Action, Ctx, Step};
 use crate::install::config::render::{self, VipRole};
-use crate::install::config::{REGISTRY_PORT, REGISTRY_STORE};
+use crate::install::config::{Site, REGISTRY_PORT, REGISTRY_STORE};
+use crate::install::{copies, node_cmd, services, software, Action, Ctx, Step};
 use crate::site::inventory::Node;
 use anyhow::Result;
 
@@ -25,24 +24,24 @@ impl Step for Registry {
         true
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
-        let site = c::site(ctx)?;
+        let site = Site::of(ctx)?;
         let mut v = Vec::new();
-        let bundle = c::bundle_on_node(ctx, &mut v)?;
+        let bundle = copies::bundle_on_node(ctx, &mut v)?;
         let mut load = vec![crate::node::BIN.to_string(), "load".into(), bundle.clone()];
-        load.extend(["--store", REGISTRY_STORE, "--pubkey", c::REMOTE_PUBKEY].map(String::from));
+        load.extend(["--store", REGISTRY_STORE, "--pubkey", copies::REMOTE_PUBKEY].map(String::from));
         v.push(Action::Command {
             argv: load,
             check: Some(node_cmd(&["registry-loaded", "--store", REGISTRY_STORE, "--bundle", &bundle])),
             why: "load the bundle's images into the registry store (verified)".into(),
         });
         let unit = vec![render::registry_unit(&site)?];
-        v.extend(c::files(&unit));
-        v.push(c::service("airgap-registry", &unit, &[], &[], true));
-        v.push(c::answers("the registry", "check-http", &format!("http://127.0.0.1:{REGISTRY_PORT}/v2/")));
-        v.push(c::packages(&["keepalived"]));
+        v.extend(services::files(&unit));
+        v.push(services::service("airgap-registry", &unit, &[], &[], true));
+        v.push(services::answers("the registry", "check-http", &format!("http://127.0.0.1:{REGISTRY_PORT}/v2/")));
+        v.push(software::packages(&["keepalived"]));
         let ka = render::keepalived(&site, &node.name, VipRole::Workers)?;
-        v.extend(c::files(&ka));
-        v.push(c::service("keepalived", &ka, &[render::KEEPALIVED_CONF], &["keepalived", "-t", "-f", render::KEEPALIVED_CONF], false));
+        v.extend(services::files(&ka));
+        v.push(services::service("keepalived", &ka, &[render::KEEPALIVED_CONF], &["keepalived", "-t", "-f", render::KEEPALIVED_CONF], false));
         Ok(v)
     }
 }

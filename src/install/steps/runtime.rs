@@ -10,10 +10,9 @@
 //!   registry.k8s.io, docker.io, ghcr.io, quay.io) to `http://<workers' VIP>:5000` only.
 //! - docker, when the node has it: `insecure-registries` lists the site registry.
 
-use crate::install::infra_common as c;
-use crate::install::{node_cmd, Action, Ctx, Step};
+use crate::install::config::{render, FileSpec, Site};
+use crate::install::{node_cmd, services, software, Action, Ctx, Step};
 use crate::node::components::Component;
-use crate::install::config::render;
 use crate::site::inventory::Node;
 use anyhow::Result;
 
@@ -30,7 +29,7 @@ impl Step for Runtime {
         true
     }
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
-        let site = c::site(ctx)?;
+        let site = Site::of(ctx)?;
         let mut v = Vec::new();
         let is_static = |comp| ctx.kit.is_some_and(|k| k.has_component(comp));
         let (static_containerd, static_runc) = (is_static(Component::Containerd), is_static(Component::Runc));
@@ -42,11 +41,11 @@ impl Step for Runtime {
             os_packages.push("runc");
         }
         if !os_packages.is_empty() {
-            v.push(c::packages(&os_packages));
+            v.push(software::packages(&os_packages));
         }
         let mut components = Vec::new();
         for comp in Component::ALL {
-            if let Some(a) = c::component(ctx, node, comp) {
+            if let Some(a) = software::component(ctx, node, comp) {
                 components.push(comp);
                 v.push(a);
             }
@@ -56,20 +55,20 @@ impl Step for Runtime {
         }
         let mut specs = render::runtime(&site)?;
         if static_containerd {
-            specs.push(render::containerd_unit(crate::node::components::Component::Containerd.destination())?);
+            specs.push(render::containerd_unit(Component::Containerd.destination())?);
         }
         if components.contains(&Component::Crictl) {
             specs.push(render::crictl_yaml()?);
         }
-        v.extend(c::files(&specs));
+        v.extend(services::files(&specs));
         // the service restarts when its configuration or its binaries (the bundle's files) change
         let mut hashed = specs.clone();
         for a in &v {
             if let Action::Command { argv, .. } = a {
-                hashed.push(crate::install::config::FileSpec::new("<command>", 0, argv.join(" ")));
+                hashed.push(FileSpec::new("<command>", 0, argv.join(" ")));
             }
         }
-        v.push(c::service("containerd", &hashed, &[render::CONTAINERD_CONFIG], &["containerd", "--config", render::CONTAINERD_CONFIG, "config", "dump"], true));
+        v.push(services::service("containerd", &hashed, &[render::CONTAINERD_CONFIG], &["containerd", "--config", render::CONTAINERD_CONFIG, "config", "dump"], true));
         v.push(Action::Command {
             argv: node_cmd(&["docker-registry", &site.registry()]),
             check: Some(node_cmd(&["docker-registry", &site.registry(), "--check"])),
