@@ -3,7 +3,7 @@ use crate::error::HintExt;
 use crate::site::inventory::Inventory;
 use crate::output::Output;
 use crate::install::ssh::{OpenSsh, SshSettings, Transport};
-use crate::install::engine::{self, NodeConn, Progress};
+use crate::install::engine::{self, NodeConn, NodeFailure, Progress};
 use crate::install::journal::Journal;
 use crate::install::kit::{Kit, Target};
 use crate::install::steps::distribute;
@@ -27,6 +27,26 @@ pub struct Args {
     pub dry_run: bool,
     #[command(flatten)]
     pub dirs: StateArgs,
+}
+
+/// The error that ends an install with failures: one line per node and step, then each hint once, as a hint.
+fn stopped(failed: &[NodeFailure]) -> anyhow::Error {
+    let n = failed.len();
+    let mut msg = format!("install stopped: {n} failure{}", if n == 1 { "" } else { "s" });
+    let mut hints: Vec<&str> = Vec::new();
+    for f in failed {
+        msg.push_str(&format!("\n  {}: {}: {}", f.node, f.step, f.failure.message()));
+        for h in &f.failure.hints {
+            if !hints.contains(&h.as_str()) {
+                hints.push(h);
+            }
+        }
+    }
+    let mut err = anyhow::anyhow!(msg);
+    for h in hints.into_iter().rev() {
+        err = crate::error::with_hint(err, h);
+    }
+    err
 }
 
 /// One `install` at a time per state dir.
@@ -182,26 +202,8 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     }
     let summary = result?;
     if !summary.failed.is_empty() {
-        let n = summary.failed.len();
-        let mut msg = format!("install stopped: {n} failure{}", if n == 1 { "" } else { "s" });
-        let mut hints: Vec<String> = Vec::new();
-        for (step, node, m) in &summary.failed {
-            // "(hint: ...)" parts are printed once each, as hints
-            let mut parts = m.split(" (hint: ");
-            msg.push_str(&format!("\n  {node}: {step}: {}", parts.next().unwrap_or_default()));
-            for h in parts {
-                let h = h.strip_suffix(')').unwrap_or(h).to_string();
-                if !hints.contains(&h) {
-                    hints.push(h);
-                }
-            }
-        }
-        let mut err = anyhow::anyhow!(msg);
-        for h in hints.into_iter().rev() {
-            err = crate::error::with_hint(err, h);
-        }
         return Err(crate::error::with_hint(
-            err,
+            stopped(&summary.failed),
             format!(
                 "fix it and run the same command again: done steps are skipped (the other nodes' results are kept in {}; full log {})",
                 journal.path().display(),
@@ -226,4 +228,28 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::HintExt;
+    use crate::install::engine::Failure;
+
+    #[test]
+    fn the_summary_keeps_messages_and_prints_each_hint_once() {
+        let e = |msg: &str, hint: &str| Failure::of(&Err::<(), _>(anyhow::anyhow!(msg.to_string())).context("failed to x").hint(hint.to_string()).unwrap_err());
+        let failed = [
+            // a message that itself contains "(hint: " is not taken apart
+            NodeFailure { step: "runtime".into(), node: "master1".into(), failure: e("ssh said (hint: nothing)", "check ssh") },
+            NodeFailure { step: "runtime".into(), node: "master2".into(), failure: e("refused", "check ssh") },
+        ];
+        assert_eq!(failed[0].failure.text(), "failed to x: ssh said (hint: nothing) (hint: check ssh)");
+        let err = stopped(&failed);
+        assert_eq!(
+            crate::error::messages(&err),
+            ["install stopped: 2 failures\n  master1: runtime: failed to x: ssh said (hint: nothing)\n  master2: runtime: failed to x: refused"]
+        );
+        assert_eq!(crate::error::hints(&err), ["check ssh"]);
+    }
 }

@@ -3,7 +3,7 @@
 //! on the others (their results are kept) and the install stops before the next step.
 
 use super::journal::{Journal, Status};
-use super::{plan_text as render, Ctx, LocalFile, Step};
+use super::{plan_text, Ctx, LocalFile, Step};
 use crate::node::BIN;
 use crate::site::inventory::Node;
 use crate::output::Output;
@@ -18,8 +18,8 @@ use std::sync::Mutex;
 pub struct NodeConn<'a> {
     pub node: &'a Node,
     pub t: Box<dyn Transport>,
-    /// Why the node could not be reached (set by [`bootstrap`]); its steps fail with this message.
-    pub unreachable: Option<String>,
+    /// Why the node could not be reached (set by [`bootstrap`]); its steps fail with this.
+    pub unreachable: Option<Failure>,
     /// The node's facts, gathered by [`bootstrap`] once the binary is there.
     pub facts: Option<crate::node::facts::Facts>,
 }
@@ -174,11 +174,9 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
                 match ready {
                     Ok((facts, _)) => c.facts = Some(facts),
                     Err(e) => {
-                    progress.outcome(
-                        &c.node.name,
-                        &format!("unreachable: {}", crate::error::messages(&e).join(": ")),
-                    );
-                    c.unreachable = Some(render::error_text(&e));
+                        let failure = Failure::of(&e);
+                        progress.outcome(&c.node.name, &format!("unreachable: {}", failure.message()));
+                        c.unreachable = Some(failure);
                     }
                 }
             });
@@ -229,7 +227,45 @@ enum Decision {
     /// in the desired state without a journal entry: record it
     AlreadyThere,
     Apply(String),
-    Fail(String),
+    Fail(Failure),
+}
+
+/// Why a step failed on a node, kept typed from the error to the summary: the error's messages (outermost
+/// first) and its hints apart, so that the summary prints each hint once, as a hint. The journal stores
+/// [`Failure::text`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub messages: Vec<String>,
+    pub hints: Vec<String>,
+}
+
+impl Failure {
+    pub fn of(e: &anyhow::Error) -> Failure {
+        Failure { messages: crate::error::messages(e), hints: crate::error::hints(e) }
+    }
+
+    /// The message chain on one line: `failed to x: because y`.
+    pub fn message(&self) -> String {
+        self.messages.join(": ")
+    }
+
+    /// The message chain and the hints on one line, as the journal and the progress lines keep it:
+    /// `failed to x: because y (hint: do z)`.
+    pub fn text(&self) -> String {
+        let mut s = self.message();
+        for h in &self.hints {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        s
+    }
+}
+
+/// A step that failed on a node.
+#[derive(Debug, Clone)]
+pub struct NodeFailure {
+    pub step: String,
+    pub node: String,
+    pub failure: Failure,
 }
 
 /// What happened, for the final summary.
@@ -237,7 +273,7 @@ enum Decision {
 pub struct Summary {
     pub applied: usize,
     pub skipped: usize,
-    pub failed: Vec<(String, String, String)>,
+    pub failed: Vec<NodeFailure>,
 }
 
 /// Run the steps over the nodes. `dry_run` prints what would change instead of changing it.
@@ -268,10 +304,7 @@ pub fn run(
             let n = &c.node.name;
             let (hash, d) = match d {
                 Ok(x) => x,
-                Err(e) => (
-                    crate::digest::Digest::of_bytes(b""),
-                    Decision::Fail(render::error_text(&e)),
-                ),
+                Err(e) => (crate::digest::Digest::of_bytes(b""), Decision::Fail(Failure::of(&e))),
             };
             match d {
                 Decision::Skip(why) => {
@@ -286,7 +319,8 @@ pub fn run(
                     progress.outcome(n, &format!("{name}: already in the desired state"));
                 }
                 Decision::Apply(why) => pending.push((*c, hash, why)),
-                Decision::Fail(msg) => {
+                Decision::Fail(failure) => {
+                    let msg = failure.text();
                     if !dry_run && c.unreachable.is_none() {
                         journal.record(name, n, Status::Failed, &hash, &msg)?;
                     } else if !dry_run {
@@ -299,7 +333,7 @@ pub fn run(
                         )?;
                     }
                     progress.outcome(n, &format!("{name}: FAILED: {msg}"));
-                    summary.failed.push((name.to_string(), n.clone(), msg));
+                    summary.failed.push(NodeFailure { step: name.to_string(), node: n.clone(), failure });
                 }
             }
         }
@@ -309,7 +343,7 @@ pub fn run(
                     inner: c.t.as_ref(),
                     progress,
                 };
-                let text = render::dry_run_node(ctx, step.as_ref(), c.node, &t, why)?;
+                let text = plan_text::dry_run_node(ctx, step.as_ref(), c.node, &t, why)?;
                 print!("{text}");
             }
             continue;
@@ -332,7 +366,7 @@ pub fn run(
                 progress.set(&c.node.name, &format!("{name}: starting"));
             }
             if let Err(e) = step.before(ctx, &pairs) {
-                let msg = render::error_text(&e);
+                let msg = Failure::of(&e).text();
                 for (c, hash, _) in &pending {
                     // the node's own lines of a per-node report ("  master1: ..."), else the whole message
                     let prefix = format!("  {}: ", c.node.name);
@@ -390,10 +424,10 @@ pub fn run(
                     progress.outcome(n, &format!("{name}: {msg}"));
                 }
                 Err(e) => {
-                    let msg = render::error_text(&e);
-                    journal.record(name, n, Status::Failed, hash, &msg)?;
-                    progress.outcome(n, &format!("{name}: FAILED: {}", crate::error::messages(&e).join(": ")));
-                    summary.failed.push((name.to_string(), n.clone(), msg));
+                    let failure = Failure::of(&e);
+                    journal.record(name, n, Status::Failed, hash, &failure.text())?;
+                    progress.outcome(n, &format!("{name}: FAILED: {}", failure.message()));
+                    summary.failed.push(NodeFailure { step: name.to_string(), node: n.clone(), failure });
                 }
             }
         }

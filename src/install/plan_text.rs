@@ -9,15 +9,6 @@ use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write;
 
-/// An error as one line: its message chain joined (the journal and summaries keep it this way).
-pub fn error_text(e: &anyhow::Error) -> String {
-    let mut s = crate::error::messages(e).join(": ");
-    for h in crate::error::hints(e) {
-        s.push_str(&format!(" (hint: {h})"));
-    }
-    s
-}
-
 #[derive(Serialize)]
 pub struct PlanJson<'a> {
     pub cluster: &'a str,
