@@ -8,12 +8,15 @@
 //! `airgap node ...` subcommands (the `node` module: typed Rust on the node, not shell strings);
 //! [`plan_text`] turns it into `plan` / `--dry-run` output.
 //!
-//! What lives here: this file (the [`Step`] trait, [`Action`], [`Ctx`], [`LocalFile`]), [`engine`],
-//! [`journal`], [`actions`] (check/apply of actions over a transport), [`plan_text`], [`kit`] (the bundle's
-//! files for the nodes, extracted from the verified bundle), [`ssh`], [`facts`] (the nodes' facts fetched
-//! over the transport); the action builders the steps share: [`copies`] (bundle + public key), [`software`]
-//! (OS packages, components), [`services`] (config files + systemd services); [`steps`] (one file per step)
-//! and [`config`] (the site model and the config files rendered from it).
+//! What lives here:
+//! - this file: the [`Step`] trait, [`Action`], [`Ctx`], [`LocalFile`], [`node_cmd`];
+//! - the machinery: [`engine`] (decide, apply, verify per node, in parallel), [`progress`] (progress lines
+//!   and the log), [`journal`], [`actions`] (check / apply of actions over a transport), [`plan_text`]
+//!   (`plan` and `--dry-run` output), [`ssh`] (the transport), [`facts`] (the nodes' facts fetched over it),
+//!   [`kit`] (the bundle's files for the nodes, extracted here from the verified bundle);
+//! - the action builders the steps share: [`copies`] (bundle + public key), [`software`] (OS packages,
+//!   components), [`services`] (config files + systemd services);
+//! - [`steps`] (one file per step) and [`config`] (the site model and the config files rendered from it).
 //!
 //! Imports go one way: `install` uses `site` (the inventory), `node` (paths, facts, component names on the
 //! nodes), `bundle`, `sign` and the base modules; nothing but `cli` uses `install`.
@@ -30,6 +33,7 @@ pub mod facts;
 pub mod journal;
 pub mod kit;
 pub mod plan_text;
+pub mod progress;
 pub mod services;
 pub mod software;
 pub mod ssh;

@@ -1,6 +1,6 @@
 //! The installation steps, one file per step, in the order they run: [`preflight`], [`os_prepare`],
 //! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`]. Each implements
-//! [`Step`](super::Step): it describes a node's desired state as actions built with the shared builders
+//! [`Step`]: it describes a node's desired state as actions built with the shared builders
 //! (`install::copies`, `software`, `services`) and the files rendered by `install::config`.
 
 pub mod apiserver_lb;
