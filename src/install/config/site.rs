@@ -5,6 +5,7 @@
 use super::{Peer, Site};
 use crate::error::HintExt;
 use crate::install::Ctx;
+use crate::oci::reference::ImageRef;
 use crate::site::inventory::Node;
 use anyhow::{anyhow, Context, Result};
 
@@ -16,27 +17,12 @@ fn peer(ctx: &Ctx, n: &Node) -> Peer {
     Peer { name: n.name.clone(), ip: n.address, interface }
 }
 
-/// The upstream host of an image reference, as containerd names its hosts.toml directory.
-pub fn reference_host(reference: &str) -> String {
-    let first = reference.split('/').next().unwrap_or("");
-    if reference.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
-        first.to_string()
-    } else {
-        "docker.io".to_string()
-    }
-}
-
-/// The sandbox image of the bundle (`.../pause:TAG`) as a path in the site registry: `pause:TAG`.
-fn pause_image(references: &[String]) -> Option<String> {
+/// The sandbox image of the bundle (a tagged `.../pause`) as the site registry serves it: `PATH:TAG`
+/// (`registry.k8s.io/pause:3.10` is `pause:3.10`).
+fn pause_image(references: &[ImageRef]) -> Option<String> {
     references.iter().find_map(|r| {
-        let no_digest = r.split('@').next().unwrap_or(r);
-        let path = if reference_host(r) == "docker.io" && !r.starts_with("docker.io/") {
-            no_digest.to_string()
-        } else {
-            no_digest.split_once('/').map(|(_, p)| p.to_string()).unwrap_or_default()
-        };
-        let (repo, _tag) = path.rsplit_once(':')?;
-        (repo == "pause" || repo.ends_with("/pause")).then_some(path)
+        let tag = r.tag.as_ref()?;
+        (r.repository == "pause" || r.repository.ends_with("/pause")).then(|| format!("{}:{tag}", r.repository))
     })
 }
 
@@ -53,7 +39,12 @@ impl Site {
             (None, Some(_)) => bundle_root(ctx)?.images.iter().map(|i| i.reference.clone()).collect(),
             (None, None) => vec![],
         };
-        let mut upstream_hosts: Vec<String> = references.iter().map(|r| reference_host(r)).collect();
+        let references = references
+            .iter()
+            .map(|r| ImageRef::parse(r).with_context(|| format!("the bundle lists a bad image reference {r:?}")))
+            .collect::<Result<Vec<_>>>()?;
+        // containerd looks up certs.d/<host>/hosts.toml by the host as the image reference writes it
+        let mut upstream_hosts: Vec<String> = references.iter().map(|r| r.host_as_written().to_string()).collect();
         upstream_hosts.extend(["registry.k8s.io", "docker.io", "ghcr.io", "quay.io"].map(String::from));
         upstream_hosts.sort();
         upstream_hosts.dedup();
@@ -91,14 +82,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_and_pause_come_from_references() {
-        assert_eq!(reference_host("registry.k8s.io/pause:3.10"), "registry.k8s.io");
-        assert_eq!(reference_host("nginx:1.25"), "docker.io");
-        assert_eq!(reference_host("library/nginx:1.25"), "docker.io");
-        assert_eq!(reference_host("127.0.0.1:5001/test/app:v1"), "127.0.0.1:5001");
-        let refs = ["docker.io/library/nginx:1".to_string(), "registry.k8s.io/pause:3.10".into()];
-        assert_eq!(pause_image(&refs).unwrap(), "pause:3.10");
-        assert_eq!(pause_image(&["127.0.0.1:5001/airgap/pause:3.9".to_string()]).unwrap(), "airgap/pause:3.9");
-        assert_eq!(pause_image(&["nginx:1".to_string()]), None);
+    fn the_sandbox_image_is_named_as_the_site_registry_serves_it() {
+        let refs = |rs: &[&str]| rs.iter().map(|r| ImageRef::parse(r).unwrap()).collect::<Vec<_>>();
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(pause_image(&refs(&["docker.io/library/nginx:1", "registry.k8s.io/pause:3.10"])).unwrap(), "pause:3.10");
+        assert_eq!(pause_image(&refs(&["127.0.0.1:5001/airgap/pause:3.9"])).unwrap(), "airgap/pause:3.9");
+        assert_eq!(pause_image(&refs(&[&format!("registry.k8s.io/pause:3.10@{d}")])).unwrap(), "pause:3.10");
+        // a Docker Hub pause is served under library/ (the old string code said `pause:3.9`, a name not served)
+        assert_eq!(pause_image(&refs(&["pause:3.9"])).unwrap(), "library/pause:3.9");
+        // by digest only, or no pause at all: the default stands in
+        assert_eq!(pause_image(&refs(&[&format!("registry.k8s.io/pause@{d}"), "nginx:1"])), None);
     }
 }
