@@ -9,6 +9,7 @@ mod harness;
 mod infra;
 mod inventory;
 mod lab;
+mod layout;
 mod manifest;
 mod packages;
 mod plan;
