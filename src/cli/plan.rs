@@ -1,7 +1,7 @@
 use super::site_args::{SiteArgs, StepArgs};
 use crate::site::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::install::plan_text as render;
+use crate::install::plan_text;
 use crate::install::steps::distribute;
 use crate::install::{kit::Kit, Ctx, LocalFile};
 use anyhow::Result;
@@ -50,9 +50,9 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         warn: &warn,
     };
     if args.json {
-        print_json(&render::plan_json(&ctx, &steps)?)
+        print_json(&plan_text::plan_json(&ctx, &steps)?)
     } else {
-        print!("{}", render::plan_text(&ctx, &steps)?);
+        print!("{}", plan_text::plan_text(&ctx, &steps)?);
         Ok(())
     }
 }

@@ -19,7 +19,8 @@
 //! - [`steps`] (one file per step) and [`config`] (the site model and the config files rendered from it).
 //!
 //! Imports go one way: `install` uses `site` (the inventory), `node` (paths, facts, component names on the
-//! nodes), `bundle`, `sign` and the base modules; nothing but `cli` uses `install`.
+//! nodes), `bundle` and `sign` (the kit), `oci` (image references) and the base modules; nothing but `cli`
+//! uses `install`.
 //!
 //! Adding a step (kubeadm, flannel...): a file in [`steps`] implementing [`Step`] with `name`, `summary`,
 //! `runs_on` and `plan`; override `check`/`apply`/`verify` or `before` only for what files + commands +
