@@ -80,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             files: vec![],
             packages: vec![],
             sha256sums: String::new(),
+            sizes: Default::default(),
         },
         index_json: index.into_bytes(),
         blobs: vec![blob(&layer, layer_size), blob(&cfg, config.len() as u64), blob(&m, manifest.len() as u64)],

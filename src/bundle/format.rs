@@ -72,7 +72,7 @@ pub struct FileEntry {
     pub mode: u32,
     /// The node component the installer puts in place from this file (`containerd`, `kubelet`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub install: Option<crate::infra::components::Component>,
+    pub install: Option<crate::node::components::Component>,
     /// The platform the file is for (`linux/amd64`); absent: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,

@@ -1,9 +1,9 @@
 use crate::bundle::split::parse_size;
 use crate::bundle::write::{write_bundle_with_progress, WriteOptions};
 use crate::error::HintExt;
-use crate::fetch::lock::Lock;
-use crate::fetch::retry::RetryPolicy;
-use crate::fetch::{fetch, human, FetchOptions};
+use crate::build::lock::Lock;
+use crate::transfer::retry::RetryPolicy;
+use crate::build::fetch::{fetch, human, FetchOptions};
 use crate::oci::auth::Credentials;
 use crate::output::Output;
 use anyhow::{bail, Context};
@@ -61,7 +61,7 @@ pub fn expand_tilde(p: &str) -> PathBuf {
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let manifest = crate::manifest::load(&args.manifest)?;
+    let manifest = crate::build::manifest::load(&args.manifest)?;
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }

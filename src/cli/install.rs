@@ -1,12 +1,14 @@
 use super::site_args::{SiteArgs, StateArgs, StepArgs};
 use crate::error::HintExt;
-use crate::inventory::Inventory;
+use crate::site::inventory::Inventory;
 use crate::output::Output;
-use crate::ssh::{OpenSsh, SshSettings, Transport};
-use crate::steps::engine::{self, NodeConn, Progress};
-use crate::steps::journal::Journal;
-use crate::steps::kit::Target;
-use crate::steps::{distribute, Ctx, LocalFile};
+use crate::install::ssh::{OpenSsh, SshSettings, Transport};
+use crate::install::engine::{self, NodeConn, NodeFailure};
+use crate::install::progress::Progress;
+use crate::install::journal::Journal;
+use crate::install::kit::Target;
+use crate::install::steps::distribute;
+use crate::install::{Ctx, LocalFile};
 use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -26,6 +28,26 @@ pub struct Args {
     pub dry_run: bool,
     #[command(flatten)]
     pub dirs: StateArgs,
+}
+
+/// The error that ends an install with failures: one line per node and step, then each hint once, as a hint.
+fn stopped(failed: &[NodeFailure]) -> anyhow::Error {
+    let n = failed.len();
+    let mut msg = format!("install stopped: {n} failure{}", if n == 1 { "" } else { "s" });
+    let mut hints: Vec<&str> = Vec::new();
+    for f in failed {
+        msg.push_str(&format!("\n  {}: {}: {}", f.node, f.step, f.failure.message()));
+        for h in &f.failure.hints {
+            if !hints.contains(&h.as_str()) {
+                hints.push(h);
+            }
+        }
+    }
+    let mut err = anyhow::anyhow!(msg);
+    for h in hints.into_iter().rev() {
+        err = crate::error::with_hint(err, h);
+    }
+    err
 }
 
 /// One `install` at a time per state dir.
@@ -60,7 +82,7 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
     if let Some(v) = &inv.ssh.password_env {
         if settings.key_file.is_none() && std::env::var_os(v).is_none() {
             // the fallback: ask on the terminal (no echo), then hand it to ssh through the same variable
-            match crate::ssh::prompt_password(&format!("SSH password for {}@the nodes ({v} is not set): ", inv.ssh.user))? {
+            match crate::install::ssh::prompt_password(&format!("SSH password for {}@the nodes ({v} is not set): ", inv.ssh.user))? {
                 Some(pw) => std::env::set_var(v, pw),
                 None => {
                     return Err(anyhow::anyhow!("ssh.password_env names {v}, which is not set, and there is no terminal to ask on"))
@@ -114,12 +136,12 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     };
     let journal = Journal::open(&state_dir, &inv.cluster.name)?;
     let binary = LocalFile::hash(std::env::current_exe().context("failed to find this airgap binary")?)?;
-    let stamp = crate::steps::journal::now_rfc3339().replace(':', "");
+    let stamp = crate::install::journal::now_rfc3339().replace(':', "");
     let log_file = args
         .dirs
         .log_dir()
         .join(format!("install-{}-{stamp}.log", inv.cluster.name));
-    let nodes: Vec<&crate::inventory::Node> = inv.nodes.iter().collect();
+    let nodes: Vec<&crate::site::inventory::Node> = inv.nodes.iter().collect();
     let progress = Progress::new(out, &nodes, Some(&log_file))
         .with_context(|| format!("failed to open the log {}", log_file.display()))
         .hint("run as root, or pass --log-dir")?;
@@ -160,26 +182,8 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     }
     let summary = result?;
     if !summary.failed.is_empty() {
-        let n = summary.failed.len();
-        let mut msg = format!("install stopped: {n} failure{}", if n == 1 { "" } else { "s" });
-        let mut hints: Vec<String> = Vec::new();
-        for (step, node, m) in &summary.failed {
-            // "(hint: ...)" parts are printed once each, as hints
-            let mut parts = m.split(" (hint: ");
-            msg.push_str(&format!("\n  {node}: {step}: {}", parts.next().unwrap_or_default()));
-            for h in parts {
-                let h = h.strip_suffix(')').unwrap_or(h).to_string();
-                if !hints.contains(&h) {
-                    hints.push(h);
-                }
-            }
-        }
-        let mut err = anyhow::anyhow!(msg);
-        for h in hints.into_iter().rev() {
-            err = crate::error::with_hint(err, h);
-        }
         return Err(crate::error::with_hint(
-            err,
+            stopped(&summary.failed),
             format!(
                 "fix it and run the same command again: done steps are skipped (the other nodes' results are kept in {}; full log {})",
                 journal.path().display(),
@@ -204,4 +208,28 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::HintExt;
+    use crate::install::engine::Failure;
+
+    #[test]
+    fn the_summary_keeps_messages_and_prints_each_hint_once() {
+        let e = |msg: &str, hint: &str| Failure::of(&Err::<(), _>(anyhow::anyhow!(msg.to_string())).context("failed to x").hint(hint.to_string()).unwrap_err());
+        let failed = [
+            // a message that itself contains "(hint: " is not taken apart
+            NodeFailure { step: "runtime".into(), node: "master1".into(), failure: e("ssh said (hint: nothing)", "check ssh") },
+            NodeFailure { step: "runtime".into(), node: "master2".into(), failure: e("refused", "check ssh") },
+        ];
+        assert_eq!(failed[0].failure.text(), "failed to x: ssh said (hint: nothing) (hint: check ssh)");
+        let err = stopped(&failed);
+        assert_eq!(
+            crate::error::messages(&err),
+            ["install stopped: 2 failures\n  master1: runtime: failed to x: ssh said (hint: nothing)\n  master2: runtime: failed to x: refused"]
+        );
+        assert_eq!(crate::error::hints(&err), ["check ssh"]);
+    }
 }

@@ -3,8 +3,7 @@
 
 use crate::digest::Digest;
 use crate::output::Output;
-use crate::infra::{checks, components, packages, service};
-use crate::steps::{facts, node_ops};
+use crate::node::{checks, components, docker, facts, files, packages, service, system};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::PathBuf;
@@ -104,7 +103,7 @@ pub enum NodeCommand {
     /// Install a component (static binaries) from a file distribute copied, checked against its sha256.
     Component {
         #[arg(value_enum)]
-        component: crate::infra::components::Component,
+        component: components::Component,
         #[arg(long)]
         file: PathBuf,
         /// sha256 (hex) of the file, from the verified bundle's root document.
@@ -184,8 +183,8 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             mode,
             block,
         } => {
-            if let node_ops::FileState::Differs(why) =
-                node_ops::check_file(&path, &digest(&sha256)?, mode, block.as_deref())?
+            if let files::FileState::Differs(why) =
+                files::check_file(&path, &digest(&sha256)?, mode, block.as_deref())?
             {
                 differs(&why);
             }
@@ -207,39 +206,39 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 got == want,
                 "the content on stdin has {got}, expected {want} (truncated transfer?)"
             );
-            let written = node_ops::write_file(&path, mode, &content, block.as_deref())?;
+            let written = files::write_file(&path, mode, &content, block.as_deref())?;
             println!("{}", if written { "written" } else { "unchanged" });
         }
         NodeCommand::Receive { path, mode, sha256 } => {
-            node_ops::receive(&path, mode, &digest(&sha256)?, std::io::stdin().lock())?;
+            files::receive(&path, mode, &digest(&sha256)?, std::io::stdin().lock())?;
         }
         NodeCommand::Hostname { name, check } => {
             if check {
-                if !node_ops::hostname_is(&name)? {
+                if !system::hostname_is(&name)? {
                     differs(&format!("hostname is not {name}"));
                 }
             } else {
-                node_ops::set_hostname(&name)?;
+                system::set_hostname(&name)?;
             }
         }
         NodeCommand::SwapOff { check } => {
             if check {
-                let why = node_ops::swap_state()?;
+                let why = system::swap_state()?;
                 if !why.is_empty() {
                     differs(&why.join("; "));
                 }
             } else {
-                node_ops::swap_off()?;
+                system::swap_off()?;
             }
         }
         NodeCommand::Modules { load, check, modules } => {
             if load && !check {
-                node_ops::load_modules(&modules)?;
+                system::load_modules(&modules)?;
             }
             let missing: Vec<String> = modules
                 .iter()
                 .filter_map(|m| {
-                    let (ok, how) = node_ops::module_available(m);
+                    let (ok, how) = system::module_available(m);
                     (!ok).then(|| format!("kernel module {m} is not available ({how})"))
                 })
                 .collect();
@@ -289,7 +288,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             }
         }
         NodeCommand::DockerRegistry { registry, check } => {
-            let changed = crate::infra::docker::ensure_insecure_registry(std::path::Path::new("/"), &registry, check)?;
+            let changed = docker::ensure_insecure_registry(std::path::Path::new("/"), &registry, check)?;
             match (check, changed) {
                 (true, Some(why)) => differs(&why),
                 (false, Some(what)) => println!("{what}"),
@@ -323,7 +322,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 differs(&format!("the registry store {} does not hold bundle {}-{}", store.display(), root.name, root.version));
             }
         }
-        NodeCommand::Sysctl { file, check } => match node_ops::sysctl_file(&file, !check) {
+        NodeCommand::Sysctl { file, check } => match system::sysctl_file(&file, !check) {
             Ok(warnings) => {
                 for w in warnings {
                     eprintln!("warning: {w}");

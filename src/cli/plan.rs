@@ -1,7 +1,9 @@
 use super::site_args::{SiteArgs, StepArgs};
-use crate::inventory::Inventory;
+use crate::site::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::{distribute, render, Ctx, LocalFile};
+use crate::install::plan_text;
+use crate::install::steps::distribute;
+use crate::install::{Ctx, LocalFile};
 use anyhow::Result;
 
 #[derive(Debug, clap::Args)]
@@ -41,9 +43,9 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
         warn: &warn,
     };
     if args.json {
-        print_json(&render::plan_json(&ctx, &steps)?)
+        print_json(&plan_text::plan_json(&ctx, &steps)?)
     } else {
-        print!("{}", render::plan_text(&ctx, &steps)?);
+        print!("{}", plan_text::plan_text(&ctx, &steps)?);
         Ok(())
     }
 }

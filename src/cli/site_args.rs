@@ -5,9 +5,9 @@
 //! written here.
 
 use crate::error::HintExt;
-use crate::inventory::Inventory;
-use crate::steps::kit::Kit;
-use crate::steps::Step;
+use crate::install::kit::Kit;
+use crate::install::Step;
+use crate::site::inventory::Inventory;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,7 @@ pub struct StepArgs {
 impl StepArgs {
     /// The steps `--only` / `--from` select, in order.
     pub fn select(&self) -> Result<Vec<Box<dyn Step>>> {
-        crate::steps::select_steps(self.only.as_deref(), self.from.as_deref())
+        crate::install::steps::select(self.only.as_deref(), self.from.as_deref())
     }
 }
 

@@ -1,8 +1,8 @@
 use super::site_args::{SiteArgs, StateArgs};
-use crate::inventory::Inventory;
+use crate::site::inventory::Inventory;
 use crate::output::{print_json, Output};
-use crate::steps::journal::{Journal, Status};
-use crate::steps::{self, Ctx};
+use crate::install::journal::{Journal, Status};
+use crate::install::{self, Ctx};
 use anyhow::Result;
 use serde::Serialize;
 
@@ -41,7 +41,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
         warn: &warn,
     };
     let mut rows = Vec::new();
-    for s in steps::all_steps() {
+    for s in install::steps::all() {
         for n in inv.nodes.iter().filter(|n| s.runs_on(&ctx, n)) {
             let e = journal.get(s.name(), &n.name);
             // done, but with other inputs than now (inventory, thresholds, binary, bundle): the next install redoes it
@@ -49,7 +49,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 && s
                 .plan(&ctx, n)?
                 .iter()
-                .all(|a| !matches!(a, steps::Action::Copy { sha256: None, .. }));
+                .all(|a| !matches!(a, install::Action::Copy { sha256: None, .. }));
             let changed = complete
                 && e.as_ref().is_some_and(|e| e.status == Status::Done)
                 && e.as_ref().map(|e| &e.inputs) != Some(&s.inputs_hash(&ctx, n)?);

@@ -69,10 +69,7 @@ impl Credentials {
 fn normalize_host(key: &str) -> String {
     let k = key.trim_start_matches("https://").trim_start_matches("http://");
     let k = k.split('/').next().unwrap_or(k);
-    match k {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
-        _ => k.to_string(),
-    }
+    super::reference::normalize_host(k).to_string()
 }
 
 #[cfg(test)]

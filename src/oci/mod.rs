@@ -1,6 +1,10 @@
-//! OCI images: references, pulling from registries (tags, digests, multi-arch indexes), media types.
+//! OCI images: [`reference`](mod@reference) (THE image reference parser), [`platform`] (`os/arch[/variant]`), [`pull`]
+//! (pulling from registries: tags, digests, multi-arch indexes), [`auth`] (credentials), media types.
+//!
+//! Imports: `transfer` (retries, the download cache) and the base modules; `build` and `registry` use it.
 
 pub mod auth;
+pub mod platform;
 pub mod pull;
 pub mod reference;
 

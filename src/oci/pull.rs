@@ -2,13 +2,13 @@
 //! digest-pinned references still resolve), the requested platforms' child manifests, and blobs streamed into
 //! the cache, hashed as they arrive. Every network operation is retried on transient failures.
 
-use crate::cache::Cache;
+use crate::transfer::cache::Cache;
 use crate::digest::Digest;
 use crate::error::HintExt;
-use crate::fetch::retry::{retry, RetryPolicy};
-use crate::fetch::stream::stage_stream;
-use crate::manifest::Platform;
+use crate::transfer::retry::{retry, RetryPolicy};
+use crate::transfer::stream::stage_stream;
 use crate::oci::auth::Credentials;
+use crate::oci::platform::Platform;
 use crate::oci::reference::ImageRef;
 use crate::oci::{is_index, ACCEPT, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use anyhow::{anyhow, bail, Context, Result};

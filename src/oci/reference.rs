@@ -1,5 +1,8 @@
-//! Image references: `[host[:port]/]path[:tag][@sha256:<hex>]`, normalized the way Docker does
-//! (`nginx` → `docker.io/library/nginx:latest`), keeping the string as written for the `ref.name` annotation.
+//! THE image reference parser: `[host[:port]/]path[:tag][@sha256:<hex>]`, normalized the way Docker does
+//! (`nginx` → `docker.io/library/nginx:latest`; `index.docker.io` and `registry-1.docker.io` are
+//! `docker.io`), keeping the string as written for the `ref.name` annotation. Used by the manifest (what to
+//! pull), the site registry (the names it serves an image under) and the installer (containerd's mirrors
+//! and sandbox image).
 
 use crate::digest::Digest;
 use anyhow::{bail, Result};
@@ -50,9 +53,9 @@ impl ImageRef {
                 bail!("bad tag {t:?}: tags are up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'");
             }
         }
-        let (registry, path) = match name.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => (first.to_string(), path),
-            _ => (DOCKER_HUB.to_string(), name),
+        let (registry, path) = match written_host(name) {
+            Some((host, path)) => (host.to_string(), path),
+            None => (DOCKER_HUB.to_string(), name),
         };
         check_host(&registry)?;
         if path.is_empty() {
@@ -61,7 +64,7 @@ impl ImageRef {
         for comp in path.split('/') {
             check_component(comp)?;
         }
-        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" { DOCKER_HUB.to_string() } else { registry };
+        let registry = normalize_host(&registry).to_string();
         let repository = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path.to_string() };
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
@@ -85,6 +88,12 @@ impl ImageRef {
         s
     }
 
+    /// The registry host as the reference writes it (`registry-1.docker.io` stays), `docker.io` when it names
+    /// none: the name containerd looks up its `certs.d/<host>/hosts.toml` by.
+    pub fn host_as_written(&self) -> &str {
+        written_host(&self.as_written).map_or(DOCKER_HUB, |(host, _)| host)
+    }
+
     /// The oci-client reference for the tag or digest to fetch (`pin` overrides both, e.g. from a lock file).
     pub fn to_client_ref(&self, pin: Option<&Digest>) -> oci_client::Reference {
         match (pin.or(self.digest.as_ref()), &self.tag) {
@@ -92,6 +101,24 @@ impl ImageRef {
             (None, Some(t)) => oci_client::Reference::with_tag(self.registry.clone(), self.repository.clone(), t.clone()),
             (None, None) => oci_client::Reference::with_tag(self.registry.clone(), self.repository.clone(), "latest".into()),
         }
+    }
+}
+
+/// The host a reference starts with, as Docker reads it: the first `/`-separated component when it looks like
+/// a host (it has a `.` or a `:`, or is `localhost`); `None`: no host, Docker Hub. Returns (host, the rest).
+fn written_host(name: &str) -> Option<(&str, &str)> {
+    match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => Some((first, rest)),
+        _ => None,
+    }
+}
+
+/// A registry host with Docker Hub's aliases folded into `docker.io` (as containerd sends hosts in `?ns=`,
+/// as auth files name them).
+pub fn normalize_host(host: &str) -> &str {
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
+        h => h,
     }
 }
 
@@ -177,8 +204,40 @@ mod tests {
     }
 
     #[test]
+    fn names_the_registry_serves_and_hosts_containerd_looks_up() {
+        // (host, repository, tag, pinned): the registry serves `repository:tag` and picks the host by `?ns=`
+        let p = |s: &str| {
+            let r = ImageRef::parse(s).unwrap();
+            (r.registry, r.repository, r.tag, r.digest.is_some())
+        };
+        assert_eq!(p("nginx"), ("docker.io".into(), "library/nginx".into(), Some("latest".into()), false));
+        assert_eq!(p("docker.io/nginx:1.25"), ("docker.io".into(), "library/nginx".into(), Some("1.25".into()), false));
+        assert_eq!(p("index.docker.io/bitnami/redis:7"), ("docker.io".into(), "bitnami/redis".into(), Some("7".into()), false));
+        assert_eq!(p("registry-1.docker.io/bitnami/redis:7").0, "docker.io");
+        assert_eq!(p("registry.k8s.io/kube-apiserver:v1.30.0"), ("registry.k8s.io".into(), "kube-apiserver".into(), Some("v1.30.0".into()), false));
+        assert_eq!(p("127.0.0.1:5000/a/b:c"), ("127.0.0.1:5000".into(), "a/b".into(), Some("c".into()), false));
+        assert_eq!(p("localhost/x"), ("localhost".into(), "x".into(), Some("latest".into()), false));
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            p(&format!("registry.k8s.io/ingress-nginx/controller:v1.14.0@{d}")),
+            ("registry.k8s.io".into(), "ingress-nginx/controller".into(), Some("v1.14.0".into()), true)
+        );
+        assert_eq!(p(&format!("ghcr.io/flannel-io/flannel@{d}")).2, None);
+        // containerd's hosts.toml directory: the host as written
+        let host = |s: &str| ImageRef::parse(s).unwrap().host_as_written().to_string();
+        assert_eq!(host("registry.k8s.io/pause:3.10"), "registry.k8s.io");
+        assert_eq!(host("nginx:1.25"), "docker.io");
+        assert_eq!(host("library/nginx:1.25"), "docker.io");
+        assert_eq!(host("127.0.0.1:5001/test/app:v1"), "127.0.0.1:5001");
+        assert_eq!(host("registry-1.docker.io/library/nginx:1"), "registry-1.docker.io");
+        assert_eq!(host(&format!("localhost/x@{d}")), "localhost");
+        assert_eq!(normalize_host("index.docker.io"), "docker.io");
+        assert_eq!(normalize_host("quay.io"), "quay.io");
+    }
+
+    #[test]
     fn rejects_bad_references() {
-        for bad in ["", "Nginx", "a//b", "a:", "a:-x", "a@sha256:abc", "a@md5:00", "host:99999/a", "-a", "a b", "a/b:c:d/e"] {
+        for bad in ["", "Nginx", "a//b", "a:", "a:-x", "a@sha256:abc", "a@md5:00", "host:99999/a", "-a", "a b", "a/b:c:d/e", "UPPER/case", "x:bad tag", "ghcr.io/../x", "x@sha256:zz"] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! - [`store`]: the store on disk and the all-or-nothing load transaction.
 //! - [`catalog`]: `catalog.json` and the lookup tables the server answers from.
-//! - [`names`]: image references and the names they are served under.
+//! - [`names`]: the names images are served under (references parsed by `oci::reference`).
 //! - [`load`]: `airgap load`, an [`crate::bundle::read::EntrySink`] over the bundle reader.
 //! - [`server`]: the pull API (axum), a handler over the [`server::BlobStore`] trait.
 

@@ -352,12 +352,12 @@ impl LoadTx {
             let (media_type, size, platforms) = self.walk_image(&top, &mut new.manifests).with_context(|| format!("failed to load image {reference}"))?;
             report.images += 1;
             let same_key = |i: &ImageRecord| {
-                i.name == r.path && i.host == r.host && i.tag == r.tag && (r.tag.is_some() || i.digest == top)
+                i.name == r.repository && i.host == r.registry && i.tag == r.tag && (r.tag.is_some() || i.digest == top)
             };
             // the record of a new or moved image (an unchanged one keeps its own)
             let record = ImageRecord {
-                name: r.path.clone(),
-                host: r.host.clone(),
+                name: r.repository.clone(),
+                host: r.registry.clone(),
                 tag: r.tag.clone(),
                 reference: reference.to_string(),
                 digest: top.clone(),

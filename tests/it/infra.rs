@@ -206,7 +206,7 @@ fn apiserver_answer(addr: &str) -> Option<String> {
 }
 
 fn registry_answers(vip: &str) -> bool {
-    airgap::infra::checks::check_http(&format!("http://{vip}:5000/v2/"), Duration::from_millis(300)).is_ok()
+    airgap::node::checks::check_http(&format!("http://{vip}:5000/v2/"), Duration::from_millis(300)).is_ok()
 }
 
 /// Pull `reference` on master3 with containerd through its hosts.toml (in a fresh namespace: a real fetch).

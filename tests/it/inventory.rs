@@ -1,6 +1,6 @@
 //! Inventory validation: every error names the file, the line and the field (insta snapshots).
 
-use airgap::inventory::Inventory;
+use airgap::site::inventory::Inventory;
 
 const BASE: &str = "\
 cluster:
@@ -84,7 +84,7 @@ fn vrrp_router_ids_differ() {
     let text = BASE.replace("workers: 10.20.0.200", "workers: 10.20.0.200\n  masters_router_id: 60\n  workers_router_id: 60");
     insta::assert_snapshot!(error(&text));
     let ok = BASE.replace("workers: 10.20.0.200", "workers: 10.20.0.200\n  masters_router_id: 61\n  workers_router_id: 62");
-    let inv = airgap::inventory::Inventory::parse(&ok, "site.yaml").unwrap();
+    let inv = airgap::site::inventory::Inventory::parse(&ok, "site.yaml").unwrap();
     assert_eq!((inv.vips.masters_router_id, inv.vips.workers_router_id), (61, 62));
 }
 

@@ -111,12 +111,12 @@ fn assert_converged(lab: &Lab, bundle: &Path, hash_binary: bool) {
                 p[2]
             );
         }
-        assert_eq!(p[3], airgap::steps::os_prepare::sysctl_conf(), "{node}: sysctl.d file");
+        assert_eq!(p[3], airgap::install::steps::os_prepare::sysctl_conf(), "{node}: sysctl.d file");
         assert_eq!(p[4].trim(), "1", "{node}: ip_forward");
         assert_eq!(p[5].trim(), "1", "{node}: bridge-nf-call-iptables");
         assert_eq!(
             p[6],
-            airgap::steps::os_prepare::modules_conf(),
+            airgap::install::steps::os_prepare::modules_conf(),
             "{node}: modules-load.d"
         );
         assert!(

@@ -10,6 +10,7 @@ mod hostile;
 mod infra;
 mod inventory;
 mod lab;
+mod layout;
 mod manifest;
 mod packages;
 mod plan;

@@ -115,13 +115,13 @@ fn valid_manifest_gets_past_parsing() {
 #[test]
 fn sample_manifests_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let m = airgap::manifest::load(&root.join("manifests/k8s-ha.yaml")).unwrap();
+    let m = airgap::build::manifest::load(&root.join("manifests/k8s-ha.yaml")).unwrap();
     assert_eq!(m.images.len(), 13);
     assert_eq!(m.images[0].normalized(), "registry.k8s.io/kube-apiserver:v1.31.4");
     assert_eq!(m.files.len(), 12, "6 per-platform files x 2 platforms");
     assert_eq!(m.files[1].path, "bin/linux-arm64/kubeadm");
     assert_eq!(m.packages[2].path, "packages/el7/keepalived-1.3.5-19.el7.x86_64.rpm");
     let text = fs_err::read_to_string(root.join("manifests/demo.yaml")).unwrap().replace("@REGISTRY@", "127.0.0.1:5000").replace("@FILES@", "http://127.0.0.1:8000");
-    let m = airgap::manifest::parse(&text, "demo.yaml").unwrap();
+    let m = airgap::build::manifest::parse(&text, "demo.yaml").unwrap();
     assert_eq!(m.files[0].url, "http://127.0.0.1:8000/kubectl-amd64");
 }

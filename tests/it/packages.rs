@@ -4,8 +4,8 @@
 //! `scripts/rpm-closure.sh` resolving with dnf against a repository made by createrepo_c. (The Debian path runs
 //! for real on the lab nodes: tests/it/infra.rs.)
 
-use airgap::infra::packages::{install, missing, read_rpm};
-use airgap::infra::OsFamily;
+use airgap::node::packages::{install, missing, read_rpm};
+use airgap::node::OsFamily;
 use crate::support::{require_tool, run_ok};
 use std::path::Path;
 use std::process::Command;

@@ -6,7 +6,7 @@ use super::support::{airgap, repo};
 fn stable(text: &str, extra: &[(&str, &str)]) -> String {
     let exe = env!("CARGO_BIN_EXE_airgap");
     let (sha, size) = airgap::digest::Digest::of_file(std::path::Path::new(exe)).unwrap();
-    let human = airgap::steps::actions::human_size(size);
+    let human = airgap::install::actions::human_size(size);
     let mut t = text
         .replace(exe, "[airgap]")
         .replace(sha.hex(), "[airgap-sha256]")
@@ -61,8 +61,20 @@ fn plan_json_with_a_bundle() {
         })
         .collect();
     assert_eq!(counts.iter().map(|c| c.1).collect::<Vec<_>>(), vec![2, 2, 2, 5, 5]);
+    // the fixture's key is new on every run, and with it the bundle's and the signatures' bytes
     let dir = fx.path().display().to_string();
-    insta::assert_snapshot!(stable(&text, &[(&dir, "[tmp]"), (&fx.key_id, "[KEYID]")]));
+    let sha = |p: &std::path::Path| airgap::digest::Digest::of_file(p).unwrap().0.hex().to_string();
+    let (bundle_sha, sig_sha, key_sha) = (sha(&w.archive), sha(&w.signature), sha(&fx.public));
+    insta::assert_snapshot!(stable(
+        &text,
+        &[
+            (&dir, "[tmp]"),
+            (&fx.key_id, "[KEYID]"),
+            (&bundle_sha, "[bundle-sha256]"),
+            (&sig_sha, "[signature-sha256]"),
+            (&key_sha, "[pubkey-sha256]")
+        ]
+    ));
 }
 
 #[test]

@@ -1,0 +1,229 @@
+//! The online side of `airgap build`: resolve every image and file of a manifest, download what the cache
+//! lacks (bounded parallelism, retries, streaming hashes), and assemble the [`BundleContent`] for the writer
+//! plus the [`Lock`] that pins a later rebuild.
+
+use crate::bundle::format::{FileEntry, ImageEntry, PackageEntry, RootDoc, REF_NAME_ANNOTATION, SCHEMA};
+use crate::bundle::write::{BlobSource, BundleContent, FileSource};
+use crate::transfer::cache::Cache;
+use crate::digest::Digest;
+use crate::error::HintExt;
+use crate::build::manifest::{Checksum, Manifest};
+use crate::oci::auth::Credentials;
+use crate::oci::pull::{Puller, Resolved};
+use crate::output::Output;
+use anyhow::{anyhow, Context, Result};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use super::lock::{Lock, LOCK_SCHEMA};
+use crate::transfer::retry::RetryPolicy;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub struct FetchOptions {
+    pub cache_dir: PathBuf,
+    pub insecure_registries: Vec<String>,
+    /// PEM contents of extra CA certificates.
+    pub ca_pems: Vec<Vec<u8>>,
+    pub credentials: Credentials,
+    pub jobs: usize,
+    pub retry: RetryPolicy,
+    pub lock: Option<Lock>,
+}
+
+pub struct Fetched {
+    pub content: BundleContent,
+    pub lock: Lock,
+    /// Bytes downloaded in this run, and bytes found in the cache.
+    pub downloaded: u64,
+    pub cached: u64,
+}
+
+/// Resolve and download everything the manifest names.
+pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fetched> {
+    let cache = Cache::open(&opts.cache_dir)?;
+    let jobs = opts.jobs.max(1);
+    let puller = Puller::new(opts.insecure_registries.clone(), opts.ca_pems.clone(), opts.credentials.clone(), opts.retry);
+    let http = super::files::Downloader::new(&opts.ca_pems, opts.retry)?;
+    let locked = opts.lock.as_ref();
+
+    // 1. Resolve images (top-level and per-platform manifests) and checksum URLs.
+    let spinner = out.bar(m.images.len() as u64, "{spinner} resolving images {pos}/{len} {wide_msg}");
+    let resolved: Vec<Resolved> = futures::stream::iter(m.images.iter())
+        .map(|img| {
+            let pin = match (&img.digest, locked) {
+                (Some(_), _) | (None, None) => Ok(None),
+                (None, Some(l)) => l.images.get(&img.as_written).cloned().map(Some).ok_or_else(|| {
+                    anyhow!("the lock file has no digest for {}", img.as_written)
+                }),
+            };
+            let (puller, cache, spinner) = (&puller, &cache, &spinner);
+            async move {
+                let pin = pin.hint("rebuild without --lock to resolve it (and write a new lock file)")?;
+                let r = puller.resolve(img, pin.as_ref(), &m.platforms, cache).await?;
+                spinner.inc(1);
+                spinner.set_message(img.as_written.clone());
+                Ok::<_, anyhow::Error>(r)
+            }
+        })
+        .buffered(jobs)
+        .try_collect()
+        .await?;
+    spinner.finish_and_clear();
+
+    let mut file_digests: Vec<Digest> = Vec::new();
+    for f in &m.files {
+        let d = match (&f.checksum, locked.and_then(|l| l.file_digest(&f.url))) {
+            (Checksum::Fixed(d), _) => d.clone(),
+            (Checksum::Url(_), Some(d)) => d,
+            (Checksum::Url(_), None) if locked.is_some() => {
+                return Err(anyhow!("the lock file has no sha256 for {}", f.url))
+                    .hint("rebuild without --lock to resolve it (and write a new lock file)");
+            }
+            (Checksum::Url(u), None) => http.checksum(u).await.with_context(|| format!("failed to resolve the sha256 of {}", f.url))?,
+        };
+        file_digests.push(d);
+    }
+
+    // 2. Plan downloads: each blob and file once, skipping what the cache has.
+    let mut blob_jobs: BTreeMap<Digest, (u64, usize)> = BTreeMap::new();
+    for (i, r) in resolved.iter().enumerate() {
+        for (d, size) in &r.blobs {
+            blob_jobs.entry(d.clone()).or_insert((*size, i));
+        }
+    }
+    let mut file_jobs: BTreeMap<Digest, String> = BTreeMap::new();
+    for (f, d) in m.files.iter().zip(&file_digests) {
+        file_jobs.entry(d.clone()).or_insert_with(|| f.url.clone());
+    }
+    for p in &m.packages {
+        file_jobs.entry(p.sha256.clone()).or_insert_with(|| p.url.clone());
+    }
+    let mut cached = 0u64;
+    let mut to_fetch = 0u64;
+    blob_jobs.retain(|d, (size, _)| match cache.has(d, Some(*size)) {
+        Some(n) => {
+            cached += n;
+            false
+        }
+        None => {
+            to_fetch += *size;
+            true
+        }
+    });
+    file_jobs.retain(|d, _| match cache.has(d, None) {
+        Some(n) => {
+            cached += n;
+            false
+        }
+        None => true,
+    });
+    out.info(format!(
+        "resolved {} images for {}; downloading {} blobs ({}) and {} files; {} already cached",
+        resolved.len(),
+        m.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        blob_jobs.len(),
+        human(to_fetch),
+        file_jobs.len(),
+        human(cached)
+    ));
+
+    // 3. Download, bounded.
+    let bar = out.bar(to_fetch, "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}");
+    let blob_futs = blob_jobs.iter().map(|(d, (size, i))| {
+        let (puller, cache, bar, r) = (&puller, &cache, &bar, &resolved[*i]);
+        async move { puller.blob(&r.image, d, *size, cache, Some(bar)).await.map(|_| *size) }.boxed()
+    });
+    let file_futs = file_jobs.iter().map(|(d, url)| {
+        let (http, cache, bar) = (&http, &cache, &bar);
+        async move { http.file(url, d, cache, Some(bar)).await }.boxed()
+    });
+    let downloaded: u64 = futures::stream::iter(blob_futs.chain(file_futs)).buffer_unordered(jobs).try_fold(0u64, |a, n| async move { Ok(a + n) }).await?;
+    bar.finish_and_clear();
+
+    // 4. Assemble the bundle content.
+    let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
+    let mut images = Vec::new();
+    let mut index_entries = Vec::new();
+    for r in &resolved {
+        let mut total = 0;
+        for (d, size) in r.manifests.iter().chain(&r.blobs) {
+            blobs.insert(d.clone(), *size);
+            total += size;
+        }
+        images.push(ImageEntry { reference: r.image.as_written.clone(), digest: r.digest.clone(), media_type: r.media_type.clone(), size: total, platforms: r.platforms.clone() });
+        index_entries.push(serde_json::json!({
+            "mediaType": layout_media_type(&r.media_type),
+            "digest": r.digest.to_string(),
+            "size": r.size,
+            "annotations": { REF_NAME_ANNOTATION: r.image.as_written },
+        }));
+    }
+    index_entries.sort_by(|a, b| a["annotations"][REF_NAME_ANNOTATION].as_str().cmp(&b["annotations"][REF_NAME_ANNOTATION].as_str()));
+    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": crate::oci::OCI_INDEX, "manifests": index_entries });
+    let mut index_json = serde_json::to_vec_pretty(&index)?;
+    index_json.push(b'\n');
+
+    let size_of = |d: &Digest| cache.has(d, None).ok_or_else(|| anyhow!("{d} vanished from the cache {}", cache.root().display()));
+    let mut file_entries = Vec::new();
+    let mut file_sources = Vec::new();
+    for (f, d) in m.files.iter().zip(&file_digests) {
+        let size = size_of(d)?;
+        file_entries.push(FileEntry {
+            path: f.path.clone(),
+            url: f.url.clone(),
+            sha256: d.hex().to_string(),
+            size,
+            mode: f.mode,
+            install: f.install,
+            platform: f.platform.clone(),
+        });
+        file_sources.push(FileSource { path: f.path.clone(), sha256: d.clone(), size, mode: f.mode, source: cache.path(d) });
+    }
+    let mut packages = Vec::new();
+    for p in &m.packages {
+        let size = size_of(&p.sha256)?;
+        packages.push(PackageEntry { os: p.os.clone(), name: p.name.clone(), path: p.path.clone(), url: p.url.clone(), sha256: p.sha256.hex().to_string(), size });
+        file_sources.push(FileSource { path: p.path.clone(), sha256: p.sha256.clone(), size, mode: 0o644, source: cache.path(&p.sha256) });
+    }
+
+    let root = RootDoc {
+        schema: SCHEMA.to_string(),
+        name: m.name.clone(),
+        version: m.version.clone(),
+        platforms: m.platforms.iter().map(|p| p.to_string()).collect(),
+        images,
+        files: file_entries,
+        packages,
+        sha256sums: String::new(),
+        sizes: Default::default(),
+    };
+    let blob_sources = blobs.into_iter().map(|(digest, size)| BlobSource { path: cache.path(&digest), digest, size }).collect();
+    let lock = Lock {
+        schema: LOCK_SCHEMA.to_string(),
+        name: m.name.clone(),
+        version: m.version.clone(),
+        images: resolved.iter().map(|r| (r.image.as_written.clone(), r.digest.clone())).collect(),
+        files: m
+            .files
+            .iter()
+            .zip(&file_digests)
+            .map(|(f, d)| (f.url.clone(), d.hex().to_string()))
+            .chain(m.packages.iter().map(|p| (p.url.clone(), p.sha256.hex().to_string())))
+            .collect(),
+    };
+    Ok(Fetched { content: BundleContent { root, index_json, blobs: blob_sources, files: file_sources }, lock, downloaded, cached })
+}
+
+/// The media type of an image's descriptor in `images/index.json`. skopeo (containers/image) looks images up
+/// in an OCI layout only among descriptors typed as OCI manifest or index, so Docker schema 2 lists/manifests
+/// (structurally the same documents) are described with their OCI equivalents there. The blob keeps its
+/// original bytes and digest (and its own `mediaType` field); the true type is in `airgap.json`
+/// (`images[].media_type`): a registry serving the bundle must send that as the Content-Type.
+pub fn layout_media_type(media_type: &str) -> &str {
+    match media_type {
+        crate::oci::DOCKER_LIST => crate::oci::OCI_INDEX,
+        crate::oci::DOCKER_MANIFEST => crate::oci::OCI_MANIFEST,
+        other => other,
+    }
+}
+
+pub use crate::output::human_bytes as human;

@@ -1,0 +1,151 @@
+//! Site infrastructure: the host services that must run before kubeadm (container runtime pulling only from
+//! the site registry, the registry on the workers' VIP, haproxy + keepalived for the apiserver VIP, nginx in
+//! front of the ingress), described by a typed [`Site`] and rendered into files by [`render`].
+//!
+//! What lives here: the model ([`Site`], [`Peer`], [`FileSpec`], the ports and paths the services use),
+//! [`site`] (the [`Site`] of one run, from the inventory and the bundle) and [`render`] (the templates of
+//! `templates/`, with snapshot tests and each daemon's own config check in `render_tests.rs`).
+//!
+//! Nothing here touches a machine: the steps in `install::steps` turn the rendered [`FileSpec`]s into
+//! actions, which write on a node only what differs.
+
+pub mod render;
+pub mod site;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::net::Ipv4Addr;
+
+/// The registry's port on the workers (and so on the workers' VIP).
+pub const REGISTRY_PORT: u16 = 5000;
+/// The apiserver load balancer's port on the masters (and so on the masters' VIP).
+pub const LB_PORT: u16 = 16443;
+/// Every apiserver's own port.
+pub const APISERVER_PORT: u16 = 6443;
+/// How many nodes may share one VIP (priorities 150, 140, ... minus the check weight stay >= 1).
+pub const MAX_VRRP_NODES: usize = 7;
+/// Where the registry keeps its blobs on the registry workers.
+pub const REGISTRY_STORE: &str = "/var/lib/airgap/registry";
+/// containerd's hosts.toml directory.
+pub const CERTS_DIR: &str = "/etc/containerd/certs.d";
+
+/// One node as the infrastructure steps see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// The interface that carries `ip` (and the VIP when this node holds it).
+    pub interface: String,
+}
+
+/// Everything the infrastructure steps need from the inventory and the bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// master1, master2, master3...: master1 holds the masters' VIP, the others are backups in order.
+    pub masters: Vec<Peer>,
+    /// The workers that run the registry (worker1 holds the workers' VIP, worker2 is its backup).
+    pub registry_workers: Vec<Peer>,
+    pub masters_vip: Ipv4Addr,
+    pub workers_vip: Ipv4Addr,
+    /// Prefix length of the VIPs on their interface (usually the subnet's).
+    pub vip_prefix: u8,
+    pub masters_vrid: u8,
+    pub workers_vrid: u8,
+    /// Upstream registry hosts of the bundle's images (registry.k8s.io, docker.io...): each gets a hosts.toml.
+    pub upstream_hosts: Vec<String>,
+    /// The sandbox image as a repository path + tag in the site registry, e.g. `pause:3.9`.
+    pub pause_image: String,
+    /// containerd snapshotter (`overlayfs`; `native` where overlay-on-overlay is refused, e.g. the lab).
+    pub snapshotter: String,
+    /// Where the installer binary lives on the nodes.
+    pub airgap_bin: String,
+}
+
+impl Site {
+    /// The site registry as containerd and docker address it.
+    pub fn registry(&self) -> String {
+        format!("{}:{}", self.workers_vip, REGISTRY_PORT)
+    }
+
+    /// The sandbox image reference pulled from the site registry.
+    pub fn sandbox_image(&self) -> String {
+        format!("{}/{}", self.registry(), self.pause_image.trim_start_matches('/'))
+    }
+
+    /// The kubeadm `controlPlaneEndpoint`.
+    pub fn control_plane_endpoint(&self) -> String {
+        format!("{}:{}", self.masters_vip, LB_PORT)
+    }
+
+    pub fn is_master(&self, node: &str) -> bool {
+        self.masters.iter().any(|p| p.name == node)
+    }
+
+    pub fn is_registry_worker(&self, node: &str) -> bool {
+        self.registry_workers.iter().any(|p| p.name == node)
+    }
+
+    /// VRRP password shared by a VIP's nodes: derived from the VIP so that renders are reproducible (VRRP
+    /// authentication only keeps two clusters on one segment apart; it is not a secret).
+    pub fn vrrp_pass(vip: Ipv4Addr, vrid: u8) -> String {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(format!("airgap-vrrp/{vip}/{vrid}").as_bytes());
+        format!("ag{}", &hex::encode(h)[..6])
+    }
+
+    /// Check what the templates rely on; errors name the inventory field to fix.
+    pub fn validate(&self) -> Result<()> {
+        if self.masters.is_empty() {
+            bail!("the inventory has no master: the apiserver load balancer needs at least one");
+        }
+        if self.registry_workers.is_empty() {
+            bail!("the inventory has no worker to run the registry on");
+        }
+        if self.masters_vrid == self.workers_vrid {
+            bail!(
+                "the masters' and the workers' VIP use the same virtual_router_id {}: give each its own",
+                self.masters_vrid
+            );
+        }
+        if self.masters_vip == self.workers_vip {
+            bail!("the masters' VIP and the workers' VIP are both {}: they must differ", self.masters_vip);
+        }
+        if self.vip_prefix == 0 || self.vip_prefix > 32 {
+            bail!("invalid VIP prefix length /{}", self.vip_prefix);
+        }
+        if self.masters.len() > MAX_VRRP_NODES || self.registry_workers.len() > MAX_VRRP_NODES {
+            bail!("at most {MAX_VRRP_NODES} nodes can share one VIP");
+        }
+        for p in self.masters.iter().chain(&self.registry_workers) {
+            if p.ip == self.masters_vip || p.ip == self.workers_vip {
+                bail!("{}'s address {} is also a VIP: a VIP must be a free address", p.name, p.ip);
+            }
+            if p.interface.is_empty() || p.interface.len() > 15 || p.interface.contains(char::is_whitespace) {
+                bail!("{}: invalid network interface name {:?}", p.name, p.interface);
+            }
+        }
+        if let Some(p) = self.masters.iter().find(|m| self.is_registry_worker(&m.name)) {
+            bail!("{} is both a master and a registry worker: keepalived holds one VIP per node", p.name);
+        }
+        for h in &self.upstream_hosts {
+            if h.is_empty() || h.contains('/') || h.contains("..") || h.contains(char::is_whitespace) {
+                bail!("invalid upstream registry host {h:?} in the bundle");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file a step puts on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: String,
+    pub mode: u32,
+    pub content: String,
+}
+
+impl FileSpec {
+    pub fn new(path: impl Into<String>, mode: u32, content: String) -> Self {
+        Self { path: path.into(), mode, content }
+    }
+}

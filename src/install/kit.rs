@@ -1,0 +1,224 @@
+//! The node kit: what each node needs from the bundle besides the images — its OS's packages and its
+//! platform's components (containerd, runc, CNI plugins, crictl, kubeadm, kubelet, kubectl) — extracted on
+//! the deploy machine from the VERIFIED bundle (signature + every checksum), then copied to each node with
+//! the sha256 of the bundle's root document checked on arrival. Only the registry workers receive the whole
+//! bundle (to load its images); the other nodes get the few files they use.
+//!
+//! Which files a node gets depends on its OS and machine ([`Target`], from the facts gathered when the
+//! install connects); without facts (`plan`), the node's copies are shown as placeholders.
+
+use crate::bundle::format::{FileEntry, PackageEntry, RootDoc};
+use crate::bundle::read::{read_head, read_verified, EntrySink};
+use crate::bundle::source::BundleSource;
+use crate::bundle::unpack::{Keep, StagedDir};
+use crate::digest::Digest;
+use crate::error::HintExt;
+use crate::node::components::Component;
+use anyhow::{Context, Result};
+use minisign::PublicKey;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where a node keeps the component files: `REMOTE_FILES_DIR/<path under files/>`.
+pub const REMOTE_FILES_DIR: &str = "/opt/airgap/files";
+
+/// What a node is, for choosing its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub family: crate::node::OsFamily,
+    /// Its OS tags, most specific first (`debian-12.5`, `debian-12`...).
+    pub os_tags: Vec<String>,
+    /// `linux/amd64`...
+    pub platform: String,
+}
+
+impl Target {
+    pub fn from_facts(f: &crate::node::facts::Facts) -> Target {
+        let (family, os_tags) = crate::node::packages::os_tags_for(&f.os_id, &f.os_like, &f.os_version);
+        Target { family, os_tags, platform: platform_of_machine(&f.arch) }
+    }
+}
+
+/// `uname -m` → the OCI platform name (`x86_64` → `linux/amd64`).
+pub fn platform_of_machine(machine: &str) -> String {
+    let arch = match machine {
+        "x86_64" | "amd64" => "amd64",
+        "aarch64" | "arm64" => "arm64",
+        "armv7l" | "armv7" => "arm/v7",
+        "i686" | "i386" => "386",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// The bundle's verified root document and where its files are (or will be) extracted on this machine.
+pub struct Kit {
+    root: RootDoc,
+    /// sha256 of the verified root document, computed here.
+    digest: Digest,
+    /// `<state dir>/kit/<sha256 of the root document>`: holds `files/...` once [`Kit::extract`] ran.
+    pub dir: PathBuf,
+    archive: PathBuf,
+}
+
+/// The name of a kit directory or of its staging directory: 64 hex digits (the root document's sha256).
+fn is_kit_name(name: &str) -> bool {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    let hex = name.split_once(".partial-").map_or(name, |(h, _)| h);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The marker a complete kit holds: the root document's digest.
+const MARKER: &str = ".complete";
+
+impl Kit {
+    /// Verify the bundle's signed head with `pk` (only the root document and its signature are read) and
+    /// locate its kit under `state_dir`, keyed by the root document's sha256 computed here.
+    pub fn open(archive: &Path, pk: &PublicKey, state_dir: &Path) -> Result<Kit> {
+        let source = BundleSource::open(archive)?;
+        let head = read_head(&source, pk)?;
+        let digest = head.digest().clone();
+        let dir = state_dir.join("kit").join(digest.hex());
+        Ok(Kit { root: head.into_root(), digest, dir, archive: archive.to_path_buf() })
+    }
+
+    /// A kit for a root document whose files are (to be) under `dir`, for unit tests of the steps' plans.
+    #[cfg(test)]
+    pub fn from_root(root: RootDoc, dir: PathBuf) -> Kit {
+        Kit { root, digest: Digest::of_bytes(b""), dir, archive: PathBuf::new() }
+    }
+
+    /// The verified root document.
+    pub fn root(&self) -> &RootDoc {
+        &self.root
+    }
+
+    /// Verify the whole bundle (signature + every checksum) and extract its `files/` (packages + components),
+    /// unless a complete kit of this very root document is there and every file in it still has its sha256.
+    /// Once the new kit is in place, older kits in the state dir are removed (only directories named like
+    /// kits); a failed extraction leaves them, and everything else, as they were.
+    pub fn extract(&self, pk: &PublicKey) -> Result<()> {
+        if self.is_complete() {
+            return Ok(());
+        }
+        let parent = self.dir.parent().context("the kit directory has no parent")?;
+        fs_err::create_dir_all(parent)?;
+        if self.dir.symlink_metadata().is_ok() {
+            // an incomplete or damaged kit of this same bundle
+            fs_err::remove_dir_all(&self.dir)?;
+        }
+        let sink = KitSink { staged: StagedDir::new(&self.dir, Keep::Files)?, digest: self.digest.clone() };
+        let source = BundleSource::open(&self.archive)?;
+        read_verified(&source, pk, sink)
+            .with_context(|| format!("failed to verify the bundle {}", self.archive.display()))
+            .hint("the nodes only receive files from a bundle that verified here: check the bundle and --pubkey")?;
+        // the new kit is in place: the kits of earlier bundles go (only directories named like kits)
+        for old in fs_err::read_dir(parent)? {
+            let old = old?;
+            if old.path() != self.dir && is_kit_name(&old.file_name().to_string_lossy()) && old.file_type()?.is_dir() {
+                fs_err::remove_dir_all(old.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A complete kit of this root document, every file still intact (re-hashed: cheap next to a copy).
+    pub fn is_complete(&self) -> bool {
+        let marker = fs_err::read_to_string(self.dir.join(MARKER)).unwrap_or_default();
+        if marker.trim() != self.digest.hex() {
+            return false;
+        }
+        let files = self.root.files.iter().map(|f| (&f.path, &f.sha256));
+        let packages = self.root.packages.iter().map(|p| (&p.path, &p.sha256));
+        files.chain(packages).all(|(path, sha)| matches!(Digest::of_file(&self.local(path)), Ok((d, _)) if d.hex() == sha))
+    }
+
+    /// Does the bundle carry anything for the nodes besides images (OS packages, components)?
+    pub fn has_node_files(&self) -> bool {
+        !self.root.packages.is_empty() || self.root.files.iter().any(|f| f.install.is_some())
+    }
+
+    /// The local path of a bundle file (`path` under `files/`).
+    pub fn local(&self, path: &str) -> PathBuf {
+        self.dir.join("files").join(path)
+    }
+
+    /// The OS tag the bundle carries packages for that this node takes (its most specific), and those packages.
+    pub fn packages_for<'a>(&'a self, t: &'a Target) -> Option<(&'a str, Vec<&'a PackageEntry>)> {
+        let tag = t.os_tags.iter().find(|tag| self.root.packages.iter().any(|p| &p.os == *tag))?;
+        Some((tag.as_str(), self.root.packages.iter().filter(|p| &p.os == tag).collect()))
+    }
+
+    /// The OS tags the bundle has packages for.
+    pub fn package_tags(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.root.packages.iter().map(|p| p.os.as_str()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Does the bundle carry this component (for any platform)?
+    pub fn has_component(&self, c: Component) -> bool {
+        self.root.files.iter().any(|f| f.install == Some(c))
+    }
+
+    /// The file of component `c` for this platform (a per-platform file, or one for every platform).
+    pub fn component_for(&self, c: Component, platform: &str) -> Option<&FileEntry> {
+        let of = |f: &&FileEntry| f.install == Some(c);
+        self.root
+            .files
+            .iter()
+            .filter(of)
+            .find(|f| f.platform.as_deref() == Some(platform))
+            .or_else(|| self.root.files.iter().filter(of).find(|f| f.platform.is_none()))
+    }
+
+    /// Every component file this platform takes.
+    pub fn components_for(&self, platform: &str) -> Vec<(Component, &FileEntry)> {
+        Component::ALL.into_iter().filter_map(|c| self.component_for(c, platform).map(|f| (c, f))).collect()
+    }
+}
+
+
+/// Extracts the entries under `files/` into a staging directory, marked complete and renamed into the kit
+/// directory only once the whole bundle verified.
+struct KitSink {
+    staged: StagedDir,
+    digest: Digest,
+}
+
+impl EntrySink for KitSink {
+    type Done = ();
+
+    fn entry(&mut self, path: &str, size: u64, mode: u32, data: &mut dyn Read) -> Result<()> {
+        self.staged.entry(path, size, mode, data)
+    }
+
+    fn finish(self) -> Result<()> {
+        fs_err::write(self.staged.path().join(MARKER), format!("{}\n", self.digest.hex()))?;
+        self.staged.finish().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machines_map_to_platforms() {
+        assert_eq!(platform_of_machine("x86_64"), "linux/amd64");
+        assert_eq!(platform_of_machine("aarch64"), "linux/arm64");
+        assert_eq!(platform_of_machine("armv7l"), "linux/arm/v7");
+        assert_eq!(platform_of_machine("s390x"), "linux/s390x");
+    }
+
+    #[test]
+    fn only_kit_directories_are_ever_removed() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(is_kit_name(&hex));
+        assert!(is_kit_name(&format!("{hex}.partial-Ab12")));
+        for other in ["", "/", "..", "etc", "journal.json", &hex[1..], &format!("{hex}x"), &hex.to_uppercase()] {
+            assert!(!is_kit_name(other), "{other:?}");
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The site inventory: cluster, SSH access, nodes, VIPs, subnets, NFS, Redis, preflight thresholds; read
+//! with [`Inventory::load`] / [`Inventory::parse`], which validate it (see [`super::validate`]).
+//!
+//! Parsing uses serde with `deny_unknown_fields` (line and column come from the YAML parser).
+
+use crate::yaml_lines::LineIndex;
+use anyhow::Result;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub ssh: SshConfig,
+    pub nodes: Vec<Node>,
+    pub vips: Vips,
+    pub network: Network,
+    #[serde(default)]
+    pub nfs: Nfs,
+    #[serde(default)]
+    pub redis: Redis,
+    #[serde(default)]
+    pub preflight: Preflight,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    pub kubernetes_version: String,
+    /// Allow fewer than 3 masters / 2 workers (a single-master layout, no HA).
+    #[serde(default)]
+    pub allow_single_master: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    #[serde(default = "default_user")]
+    pub user: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Private key file (`~` expands to $HOME). Without it, ssh's own defaults and agent apply.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the password (fallback when key authentication is not set up).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Seconds to wait for a TCP connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u32,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            user: default_user(),
+            port: default_port(),
+            key_file: None,
+            password_env: None,
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_user() -> String {
+    "root".into()
+}
+fn default_port() -> u16 {
+    22
+}
+fn default_connect_timeout() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Worker,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub role: Role,
+    /// Network interface for the VIPs and the pod network (default: the one holding `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vips {
+    /// The masters' VIP: haproxy on :16443 in front of the apiservers, keepalived on the masters.
+    pub masters: Ipv4Addr,
+    /// The workers' VIP: registry on :5000 and nginx, keepalived on worker1/worker2.
+    pub workers: Ipv4Addr,
+    /// VRRP `virtual_router_id` of the masters' VIP (1-255; must be unique on the network segment: change it
+    /// when another keepalived/VRRP setup there already uses 51).
+    #[serde(default = "default_masters_vrid")]
+    pub masters_router_id: u8,
+    /// VRRP `virtual_router_id` of the workers' VIP (default 52).
+    #[serde(default = "default_workers_vrid")]
+    pub workers_router_id: u8,
+}
+
+fn default_masters_vrid() -> u8 {
+    51
+}
+fn default_workers_vrid() -> u8 {
+    52
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The subnet holding every node address and both VIPs.
+    pub node_subnet: Ipv4Net,
+    #[serde(default = "default_pod_subnet")]
+    pub pod_subnet: Ipv4Net,
+    #[serde(default = "default_service_subnet")]
+    pub service_subnet: Ipv4Net,
+}
+
+fn default_pod_subnet() -> Ipv4Net {
+    "10.244.0.0/16".parse().expect("valid default")
+}
+fn default_service_subnet() -> Ipv4Net {
+    "10.96.0.0/12".parse().expect("valid default")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nfs {
+    #[serde(default = "default_nfs_path")]
+    pub path: String,
+    /// Block device mirrored by DRBD between master1 and master2 (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drbd_disk: Option<String>,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Nfs {
+            path: default_nfs_path(),
+            drbd_disk: None,
+        }
+    }
+}
+fn default_nfs_path() -> String {
+    "/opt/mnt/volumes".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// First port; two instances on each of the 3 masters use `base_port .. base_port + 5`.
+    #[serde(default = "default_redis_port")]
+    pub base_port: u16,
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis {
+            enabled: true,
+            base_port: default_redis_port(),
+        }
+    }
+}
+fn yes() -> bool {
+    true
+}
+fn default_redis_port() -> u16 {
+    7000
+}
+
+/// Preflight thresholds (kubeadm's minimums by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preflight {
+    #[serde(default = "default_master_cpus")]
+    pub master_min_cpus: u32,
+    #[serde(default = "default_master_memory")]
+    pub master_min_memory_mb: u64,
+    #[serde(default = "default_worker_memory")]
+    pub worker_min_memory_mb: u64,
+    /// Free space needed under /opt on every node (plus the bundle's size where the bundle goes).
+    #[serde(default = "default_disk")]
+    pub min_free_disk_mb: u64,
+    /// Largest allowed clock difference between nodes.
+    #[serde(default = "default_skew")]
+    pub max_time_skew_seconds: f64,
+    /// Checks to turn into warnings (like kubeadm's --ignore-preflight-errors): e.g. `ports`, `memory`.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+impl Default for Preflight {
+    fn default() -> Self {
+        Preflight {
+            master_min_cpus: default_master_cpus(),
+            master_min_memory_mb: default_master_memory(),
+            worker_min_memory_mb: default_worker_memory(),
+            min_free_disk_mb: default_disk(),
+            max_time_skew_seconds: default_skew(),
+            ignore: Vec::new(),
+        }
+    }
+}
+fn default_master_cpus() -> u32 {
+    2
+}
+fn default_master_memory() -> u64 {
+    1700
+}
+fn default_worker_memory() -> u64 {
+    1000
+}
+fn default_disk() -> u64 {
+    2048
+}
+fn default_skew() -> f64 {
+    5.0
+}
+
+/// One validation problem, with the line of the offending field when found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    /// Known for syntax errors and unknown fields (from the YAML parser).
+    pub column: Option<usize>,
+    pub path: String,
+    pub message: String,
+}
+
+/// All problems of an inventory file, reported together.
+#[derive(Debug)]
+pub struct InvalidInventory {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for InvalidInventory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid inventory {} ({n} problem{}):",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            match (p.line, p.column) {
+                (Some(l), Some(c)) => write!(f, "\n  {}:{l}:{c}: {}", self.file, p.message)?,
+                (Some(l), None) => write!(f, "\n  {}:{l}: {}", self.file, p.message)?,
+                _ => write!(f, "\n  {}: {}", self.file, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidInventory {}
+
+impl Inventory {
+    /// Read and validate an inventory file.
+    pub fn load(path: &Path) -> Result<Inventory> {
+        use crate::error::HintExt;
+        let text = fs_err::read_to_string(path)?;
+        Inventory::parse(&text, &path.display().to_string())
+            .hint("fix the lines named above; manifests/site.example.yaml documents every field")
+    }
+
+    /// Parse and validate inventory text; `file` names it in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Inventory, InvalidInventory> {
+        let inv: Inventory = serde_yaml_ng::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (Some(l.line()), Some(l.column())))
+                .unwrap_or((None, None));
+            let msg = e.to_string();
+            // serde_yaml_ng appends " at line X column Y": the line is printed in front instead
+            let msg = match msg.find(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            InvalidInventory {
+                file: file.into(),
+                problems: vec![Problem {
+                    line,
+                    column,
+                    path: String::new(),
+                    message: msg,
+                }],
+            }
+        })?;
+        let mut problems = inv.validate(&LineIndex::new(text));
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        if problems.is_empty() {
+            Ok(inv)
+        } else {
+            Err(InvalidInventory {
+                file: file.into(),
+                problems,
+            })
+        }
+    }
+
+    pub fn masters(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Master)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Worker)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The private key file with `~` expanded.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        self.ssh.key_file.as_ref().map(|p| expand_tilde(p))
+    }
+}
+
+fn expand_tilde(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
