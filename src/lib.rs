@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod infra;
 pub mod inventory;
+pub mod kube;
 pub mod manifest;
 pub mod oci;
 pub mod output;
