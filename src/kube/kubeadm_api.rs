@@ -12,8 +12,6 @@
 //!
 //! Every struct is `deny_unknown_fields`; optional fields are `Option` and skipped when `None`, so a
 //! rendering holds only what was set. `metav1.Duration` is [`crate::kube::Duration`] (`"4m0s"`).
-//! UpgradeConfiguration is not mirrored (airgap never writes one, and its 1.35/1.36 field set could not
-//! be read at the tags): a document of that kind is refused like any unknown kind.
 
 use super::{Error, Result, Version};
 use serde::Serialize;
@@ -66,7 +64,7 @@ pub mod v1beta4;
 pub use self::core::{Arg, Taint, TaintEffect};
 pub use kubelet::KubeletConfiguration;
 pub use kubeproxy::KubeProxyConfiguration;
-pub use v1beta4::{ClusterConfiguration, InitConfiguration, JoinConfiguration, ResetConfiguration};
+pub use v1beta4::{ClusterConfiguration, InitConfiguration, JoinConfiguration, ResetConfiguration, UpgradeConfiguration};
 
 /// What secrets read in a redacted rendering.
 pub const REDACTED: &str = "<secret>";
@@ -78,9 +76,10 @@ pub const NEWEST_KNOWN: (u32, u32) = (1, 36);
 
 /// The kubeadm configuration API version to write for Kubernetes `k8s`.
 ///
-/// v1beta4 exists from 1.31 (v1beta3, the only other one kubeadm reads there, is deprecated from 1.31 and
-/// removed in 1.36: kubernetes PR 136016). Older releases are refused (upstream no longer supports them),
-/// and so are releases past 1.36, whose kubeadm API this mirror has not been checked against.
+/// v1beta4 exists from 1.31; v1beta3, the only other one kubeadm reads there, is deprecated from 1.31 and
+/// removed in 1.37 (kubernetes PR 136016, listed in kubernetes/sig-release `releases/release-1.37` notes;
+/// 1.35 and 1.36 still read it, with a deprecation warning). Older releases are refused (upstream no
+/// longer supports them), and so are releases past 1.36, whose kubeadm this mirror was not checked against.
 pub fn api_version_for(k8s: &Version) -> Result<&'static str> {
     let line = (k8s.major, k8s.minor);
     if line < V1BETA4_SINCE || line > NEWEST_KNOWN {
@@ -101,6 +100,7 @@ pub enum Document {
     Cluster(Box<ClusterConfiguration>),
     Join(Box<JoinConfiguration>),
     Reset(Box<ResetConfiguration>),
+    Upgrade(Box<UpgradeConfiguration>),
     Kubelet(Box<KubeletConfiguration>),
     KubeProxy(Box<KubeProxyConfiguration>),
 }
@@ -111,6 +111,7 @@ pub const KNOWN_KINDS: &[(&str, &str)] = &[
     (v1beta4::GROUP_VERSION, ClusterConfiguration::KIND),
     (v1beta4::GROUP_VERSION, JoinConfiguration::KIND),
     (v1beta4::GROUP_VERSION, ResetConfiguration::KIND),
+    (v1beta4::GROUP_VERSION, UpgradeConfiguration::KIND),
     (kubelet::GROUP_VERSION, KubeletConfiguration::KIND),
     (kubeproxy::GROUP_VERSION, KubeProxyConfiguration::KIND),
 ];
@@ -122,6 +123,7 @@ impl Document {
             Document::Cluster(d) => &d.api_version,
             Document::Join(d) => &d.api_version,
             Document::Reset(d) => &d.api_version,
+            Document::Upgrade(d) => &d.api_version,
             Document::Kubelet(d) => &d.api_version,
             Document::KubeProxy(d) => &d.api_version,
         }
@@ -133,6 +135,7 @@ impl Document {
             Document::Cluster(d) => &d.kind,
             Document::Join(d) => &d.kind,
             Document::Reset(d) => &d.kind,
+            Document::Upgrade(d) => &d.kind,
             Document::Kubelet(d) => &d.kind,
             Document::KubeProxy(d) => &d.kind,
         }
@@ -155,6 +158,11 @@ impl Document {
                 }
                 if c.encryption_algorithm == Some(v1beta4::EncryptionAlgorithm::EcdsaP384) {
                     too_new("encryptionAlgorithm: ECDSA-P384", (1, 34))?;
+                }
+            }
+            Document::Upgrade(u) => {
+                if u.plan.as_ref().and_then(|p| p.etcd_upgrade).is_some() {
+                    too_new("plan.etcdUpgrade", (1, 33))?;
                 }
             }
             Document::Kubelet(k) => {
@@ -237,6 +245,7 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<Document>> {
             (v1beta4::GROUP_VERSION, "ClusterConfiguration") => Document::Cluster(typed(index, &kind, value)?),
             (v1beta4::GROUP_VERSION, "JoinConfiguration") => Document::Join(typed(index, &kind, value)?),
             (v1beta4::GROUP_VERSION, "ResetConfiguration") => Document::Reset(typed(index, &kind, value)?),
+            (v1beta4::GROUP_VERSION, "UpgradeConfiguration") => Document::Upgrade(typed(index, &kind, value)?),
             (kubelet::GROUP_VERSION, "KubeletConfiguration") => Document::Kubelet(typed(index, &kind, value)?),
             (kubeproxy::GROUP_VERSION, "KubeProxyConfiguration") => Document::KubeProxy(typed(index, &kind, value)?),
             _ => {

@@ -93,6 +93,14 @@ fn parses_every_known_kind() {
     let docs = parse_documents(join).unwrap();
     assert!(matches!(docs[0], Document::Join(_)));
     assert!(matches!(docs[1], Document::Reset(_)));
+    let upgrade = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\napply:\n  kubernetesVersion: v1.36.3\n  \
+                   allowRCUpgrades: false\n  skipPhases: [addon/kube-proxy]\n  imagePullPolicy: Never\n  imagePullSerial: false\n\
+                   diff: {contextLines: 3}\nnode: {etcdUpgrade: false}\nplan: {etcdUpgrade: true}\ntimeouts: {upgradeManifests: 10m}\n";
+    let docs = parse_documents(upgrade).unwrap();
+    let Document::Upgrade(u) = &docs[0] else { panic!() };
+    assert_eq!(u.diff.as_ref().unwrap().context_lines, Some(3));
+    assert!(parse_documents_for(upgrade, &"v1.32.0".parse().unwrap()).unwrap_err().to_string().contains("plan.etcdUpgrade"));
+    assert!(parse_documents_for(upgrade, &"v1.33.0".parse().unwrap()).is_ok());
 }
 
 #[test]
@@ -129,7 +137,7 @@ fn v1beta3_shapes_are_refused() {
 
 #[test]
 fn unknown_kinds_and_missing_type_meta() {
-    let e = parse_documents("apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\n").unwrap_err();
+    let e = parse_documents("apiVersion: kubeadm.k8s.io/v1beta4\nkind: Upgrade\n").unwrap_err();
     assert!(matches!(e, Error::UnknownKind { index: 1, .. }), "{e}");
     let e = parse_documents("---\nkind: InitConfiguration\n").unwrap_err();
     assert!(e.to_string().contains("document 1 has no apiVersion"), "{e}");

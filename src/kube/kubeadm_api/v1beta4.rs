@@ -1,13 +1,15 @@
-//! `kubeadm.k8s.io/v1beta4`: InitConfiguration, ClusterConfiguration, JoinConfiguration, ResetConfiguration.
+//! `kubeadm.k8s.io/v1beta4`: Init-, Cluster-, Join-, Reset- and UpgradeConfiguration.
 //!
-//! Field set = kubernetes/kubernetes `cmd/kubeadm/app/apis/kubeadm/v1beta4/types.go` (read at
-//! kubernetes/kubernetes@1329935739c3aa007d23cb9a4dadfee9d59ff79b, the v1beta4 of 1.31-1.33) and
-//! `cmd/kubeadm/app/apis/bootstraptoken/v1/types.go`, plus the later additions listed in v1beta4's own
-//! changelog (`doc.go`, published as kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/):
-//! v1.33 `UpgradeConfiguration.plan.etcdUpgrade` (UpgradeConfiguration is not mirrored here),
-//! v1.34 `encryptionAlgorithm: ECDSA-P384`, v1.35 `etcd.external.httpEndpoints` (kubernetes PR 134890).
-//! The changelog lists no v1beta4 change for 1.36. Version-gated fields are checked by
-//! [`super::Document::check_version`].
+//! Field set and JSON tags: kubernetes/kubernetes `cmd/kubeadm/app/apis/kubeadm/v1beta4/types.go` and
+//! `cmd/kubeadm/app/apis/bootstraptoken/v1/types.go` (kubernetes/kubernetes is too large to fetch here and
+//! its file index serves no release-tag copy: read at kubernetes/kubernetes@1329935739c3aa007d23cb9a4dadfee9d59ff79b,
+//! the v1beta4 of 1.31-1.33), checked field by field against the reference generated from the 1.35 types
+//! (kubernetes/website `content/uk/docs/reference/config-api/kubeadm-config.v1beta4.md` @ 66a4805a, links to
+//! kubernetes-api/v1.35), which adds what came later, as v1beta4's own changelog (`doc.go`) lists it:
+//! v1.33 `UpgradeConfiguration.plan.etcdUpgrade`, v1.34 `encryptionAlgorithm: ECDSA-P384`, v1.35
+//! `etcd.external.httpEndpoints` (kubernetes PR 134890), and `imagePullPolicy`/`imagePullSerial` in
+//! upgrade apply/node. The 1.36 release notes (kubernetes/sig-release `releases/release-1.36`) list no
+//! v1beta4 field change. Version-gated fields are checked by [`super::Document::check_version`].
 //!
 //! Go decodes a missing field as its zero value, so almost everything is optional here too; fields
 //! kubeadm cannot do without (an extraArg's name, a taint's key, a discovery token) are required.
@@ -277,6 +279,70 @@ pub enum EncryptionAlgorithm {
     /// Since 1.34.
     #[serde(rename = "ECDSA-P384")]
     EcdsaP384,
+}
+
+api_struct! {
+    /// `kubeadm upgrade` settings (airgap does not write one; mirrored so a config holding one parses).
+    pub struct UpgradeConfiguration: TypeMeta(GROUP_VERSION, "UpgradeConfiguration") {
+        apply: UpgradeApplyConfiguration,
+        diff: UpgradeDiffConfiguration,
+        node: UpgradeNodeConfiguration,
+        plan: UpgradePlanConfiguration,
+        timeouts: Timeouts,
+    }
+}
+
+api_struct! {
+    pub struct UpgradeApplyConfiguration {
+        kubernetes_version: String,
+        allow_experimental_upgrades: bool,
+        #[serde(rename = "allowRCUpgrades")]
+        allow_rc_upgrades: bool,
+        certificate_renewal: bool,
+        dry_run: bool,
+        etcd_upgrade: bool,
+        force_upgrade: bool,
+        ignore_preflight_errors: Vec<String>,
+        patches: Patches,
+        print_config: bool,
+        skip_phases: Vec<String>,
+        image_pull_policy: PullPolicy,
+        image_pull_serial: bool,
+    }
+}
+
+api_struct! {
+    pub struct UpgradeDiffConfiguration {
+        kubernetes_version: String,
+        context_lines: i64,
+    }
+}
+
+api_struct! {
+    pub struct UpgradeNodeConfiguration {
+        certificate_renewal: bool,
+        dry_run: bool,
+        etcd_upgrade: bool,
+        ignore_preflight_errors: Vec<String>,
+        skip_phases: Vec<String>,
+        patches: Patches,
+        image_pull_policy: PullPolicy,
+        image_pull_serial: bool,
+    }
+}
+
+api_struct! {
+    pub struct UpgradePlanConfiguration {
+        kubernetes_version: String,
+        allow_experimental_upgrades: bool,
+        #[serde(rename = "allowRCUpgrades")]
+        allow_rc_upgrades: bool,
+        dry_run: bool,
+        /// Since 1.33.
+        etcd_upgrade: bool,
+        ignore_preflight_errors: Vec<String>,
+        print_config: bool,
+    }
 }
 
 api_struct! {
