@@ -160,10 +160,8 @@ impl Document {
                     too_new("encryptionAlgorithm: ECDSA-P384", (1, 34))?;
                 }
             }
-            Document::Upgrade(u) => {
-                if u.plan.as_ref().and_then(|p| p.etcd_upgrade).is_some() {
-                    too_new("plan.etcdUpgrade", (1, 33))?;
-                }
+            Document::Upgrade(u) if u.plan.as_ref().and_then(|p| p.etcd_upgrade).is_some() => {
+                too_new("plan.etcdUpgrade", (1, 33))?;
             }
             Document::Kubelet(k) => {
                 for &(field, since) in kubelet::SINCE {

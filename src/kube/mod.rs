@@ -13,6 +13,7 @@
 //! use it, it uses nothing of them.
 
 pub mod duration;
+pub mod images;
 pub mod kubeadm_api;
 pub mod version;
 
