@@ -15,6 +15,7 @@
 pub mod duration;
 pub mod images;
 pub mod kubeadm_api;
+pub mod pki;
 pub mod version;
 
 pub use duration::Duration;
@@ -67,3 +68,13 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn pki(what: impl Into<String>) -> Self {
+        Error::Pki { what: what.into(), source: None }
+    }
+
+    pub(crate) fn pki_from(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Pki { what: what.into(), source: Some(Box::new(source)) }
+    }
+}
