@@ -15,6 +15,7 @@
 pub mod duration;
 pub mod images;
 pub mod kubeadm_api;
+pub mod kubeadm_config;
 pub mod pki;
 pub mod version;
 
