@@ -96,6 +96,15 @@ impl KubeadmImage {
     pub fn upstream(&self) -> String {
         self.reference(DEFAULT_REPOSITORY)
     }
+
+    /// The upstream path under `repo`: `<repo>/coredns/coredns:<tag>` for CoreDNS. The site registry
+    /// serves `registry.k8s.io/PATH:TAG` as `PATH:TAG`, so this is the name it answers to; airgap's
+    /// ClusterConfiguration makes kubeadm ask for exactly that (see [`ImageSet::at_site`]).
+    pub fn site_reference(&self, repo: &str) -> String {
+        let up = self.upstream();
+        let path = up.strip_prefix(DEFAULT_REPOSITORY).expect("upstream references start with the default repository");
+        format!("{}{path}", repo.trim_end_matches('/'))
+    }
 }
 
 /// The images of one Kubernetes release, in the order `kubeadm config images list` prints them.
@@ -117,14 +126,54 @@ impl ImageSet {
         self.images.iter().map(KubeadmImage::upstream).collect()
     }
 
-    /// What kubeadm pulls with `imageRepository: repo` (e.g. the site registry `10.0.0.200:5000`).
+    /// What kubeadm pulls with only `imageRepository: repo` set: CoreDNS becomes `<repo>/coredns:<tag>`,
+    /// a name the site registry (which keeps the upstream path `coredns/coredns`) does not serve.
     pub fn under_repository(&self, repo: &str) -> Vec<String> {
         self.images.iter().map(|i| i.reference(repo)).collect()
     }
 
-    /// (upstream reference, reference under `repo`) pairs: what the site registry must answer for.
+    /// What kubeadm pulls with airgap's rendered ClusterConfiguration (`imageRepository: repo` and
+    /// `dns.imageRepository: <repo>/coredns`): every upstream path under `repo`. This is the list to check
+    /// against the site registry before `kubeadm init`.
+    pub fn at_site(&self, repo: &str) -> Vec<String> {
+        self.images.iter().map(|i| i.site_reference(repo)).collect()
+    }
+
+    /// (upstream reference, reference at the site) pairs.
     pub fn mapping(&self, repo: &str) -> Vec<(String, String)> {
-        self.images.iter().map(|i| (i.upstream(), i.reference(repo))).collect()
+        self.images.iter().map(|i| (i.upstream(), i.site_reference(repo))).collect()
+    }
+
+    /// What `kubeadm config images list --config F` prints for the ClusterConfiguration `cfg` of this
+    /// release: kubeadm's GetControlPlaneImages (cmd/kubeadm/app/images/images.go) with its overrides
+    /// (`imageRepository`, `dns.imageRepository` / `imageTag` / `disabled`, `proxy.disabled`,
+    /// `etcd.local.imageRepository` / `imageTag`, no etcd image with `etcd.external`).
+    pub fn pulled_with(&self, cfg: &super::kubeadm_api::ClusterConfiguration) -> Vec<String> {
+        let repo = cfg.image_repository.as_deref().filter(|r| !r.is_empty()).unwrap_or(DEFAULT_REPOSITORY);
+        let dns = cfg.dns.as_ref();
+        let local = cfg.etcd.as_ref().and_then(|e| e.local.as_ref());
+        let external = cfg.etcd.as_ref().is_some_and(|e| e.external.is_some());
+        let nonempty = |s: Option<&String>| s.filter(|s| !s.is_empty()).cloned();
+        let mut out = Vec::new();
+        for i in &self.images {
+            match i.component {
+                Component::Proxy if cfg.proxy.as_ref().and_then(|p| p.disabled) == Some(true) => {}
+                Component::CoreDns if dns.and_then(|d| d.disabled) == Some(true) => {}
+                Component::CoreDns => {
+                    let r = nonempty(dns.and_then(|d| d.image_repository.as_ref())).unwrap_or(repo.to_string());
+                    let tag = nonempty(dns.and_then(|d| d.image_tag.as_ref())).unwrap_or(i.tag.clone());
+                    out.push(KubeadmImage { component: i.component, tag }.reference(&r));
+                }
+                Component::Etcd if external => {}
+                Component::Etcd => {
+                    let r = nonempty(local.and_then(|l| l.image_repository.as_ref())).unwrap_or(repo.to_string());
+                    let tag = nonempty(local.and_then(|l| l.image_tag.as_ref())).unwrap_or(i.tag.clone());
+                    out.push(KubeadmImage { component: i.component, tag }.reference(&r));
+                }
+                _ => out.push(i.reference(repo)),
+            }
+        }
+        out
     }
 }
 
@@ -219,9 +268,42 @@ mod tests {
             ]
         );
         let m = set.mapping("10.0.0.200:5000");
-        assert_eq!(m[4], ("registry.k8s.io/coredns/coredns:v1.13.1".into(), "10.0.0.200:5000/coredns:v1.13.1".into()));
+        assert_eq!(m[4], ("registry.k8s.io/coredns/coredns:v1.13.1".into(), "10.0.0.200:5000/coredns/coredns:v1.13.1".into()));
+        for (up, site) in &m {
+            assert_eq!(up.strip_prefix("registry.k8s.io/"), site.strip_prefix("10.0.0.200:5000/"), "same path at the site");
+        }
         // the rule is kubeadm's: only the default registry keeps coredns/coredns
         assert_eq!(set.get(Component::CoreDns).reference("mirror.example/k8s"), "mirror.example/k8s/coredns:v1.13.1");
+    }
+
+    #[test]
+    fn pulled_with_follows_kubeadms_overrides() {
+        use crate::kube::kubeadm_api::v1beta4::{ClusterConfiguration, Etcd, ExternalEtcd, LocalEtcd, Proxy, DNS};
+        let set = images_for(&v("v1.36.3")).unwrap();
+        let mut cfg = ClusterConfiguration::new();
+        assert_eq!(set.pulled_with(&cfg), set.upstream(), "no imageRepository = registry.k8s.io");
+        cfg.image_repository = Some("10.0.0.200:5000".into());
+        assert_eq!(set.pulled_with(&cfg), set.under_repository("10.0.0.200:5000"));
+        cfg.dns = Some(DNS { image_repository: Some("10.0.0.200:5000/coredns".into()), ..Default::default() });
+        assert_eq!(set.pulled_with(&cfg), set.at_site("10.0.0.200:5000"));
+        cfg.dns = Some(DNS { disabled: Some(true), ..Default::default() });
+        cfg.proxy = Some(Proxy { disabled: Some(true) });
+        cfg.etcd = Some(Etcd {
+            local: Some(LocalEtcd { image_tag: Some("3.6.9-0".into()), ..Default::default() }),
+            ..Default::default()
+        });
+        assert_eq!(
+            set.pulled_with(&cfg),
+            [
+                "10.0.0.200:5000/kube-apiserver:v1.36.3",
+                "10.0.0.200:5000/kube-controller-manager:v1.36.3",
+                "10.0.0.200:5000/kube-scheduler:v1.36.3",
+                "10.0.0.200:5000/pause:3.10.2",
+                "10.0.0.200:5000/etcd:3.6.9-0",
+            ]
+        );
+        cfg.etcd = Some(Etcd { external: Some(ExternalEtcd::default()), ..Default::default() });
+        assert!(!set.pulled_with(&cfg).iter().any(|r| r.contains("/etcd:")));
     }
 
     #[test]

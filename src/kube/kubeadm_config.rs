@@ -12,7 +12,11 @@
 //! - `controlPlaneEndpoint` / `discovery.bootstrapToken.apiServerEndpoint` = the masters' VIP (haproxy
 //!   `:16443`), `localAPIEndpoint` = the node's own address and `:6443`;
 //! - `imageRepository` = the site registry (`<workers' VIP>:5000`): kubeadm then pulls every image,
-//!   CoreDNS (`<repo>/coredns`), pause and etcd included, from there and nowhere else;
+//!   pause and etcd included, from there and nowhere else; and `dns.imageRepository` = `<repo>/coredns`:
+//!   with a custom imageRepository kubeadm would ask for `<repo>/coredns:<tag>`, but the site registry
+//!   serves `registry.k8s.io/coredns/coredns` under its upstream path `coredns/coredns`; this makes kubeadm
+//!   ask for `<repo>/coredns/coredns:<tag>`, so every image is the upstream path under the registry
+//!   ([`super::images::ImageSet::at_site`]);
 //! - `certSANs` = the VIP, every master's address and name;
 //! - `criSocket` = containerd's socket, kubelet `--node-ip` = the node's inventory address, the systemd
 //!   cgroup driver (what the runtime step configures containerd with);
@@ -25,7 +29,7 @@ use super::kubeadm_api::kubelet::KubeletConfiguration;
 use super::kubeadm_api::kubeproxy::KubeProxyConfiguration;
 use super::kubeadm_api::v1beta4::{
     APIEndpoint, APIServer, BootstrapToken as ApiToken, BootstrapTokenDiscovery, ClusterConfiguration, Discovery,
-    InitConfiguration, JoinConfiguration, JoinControlPlane, Networking, NodeRegistrationOptions,
+    InitConfiguration, JoinConfiguration, JoinControlPlane, Networking, NodeRegistrationOptions, DNS,
 };
 use super::kubeadm_api::{self, Document};
 use super::pki::{BootstrapToken, CaCertHash, CertificateKey, KeyAlgorithm};
@@ -220,6 +224,7 @@ pub fn init_documents(cluster: &ClusterInput, secrets: &JoinSecrets) -> Result<V
         kubernetes_version: Some(cluster.kubernetes_version.to_string()),
         control_plane_endpoint: Some(cluster.control_plane_endpoint.to_string()),
         api_server: Some(APIServer { cert_sans: Some(cluster.cert_sans()), ..Default::default() }),
+        dns: Some(DNS { image_repository: Some(format!("{}/coredns", cluster.image_repository)), ..Default::default() }),
         image_repository: Some(cluster.image_repository.clone()),
         cluster_name: Some(cluster.cluster_name.clone()),
         encryption_algorithm: Some(cluster.key_algorithm.encryption_algorithm()),

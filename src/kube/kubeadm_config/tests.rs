@@ -104,12 +104,14 @@ fn what_the_site_needs_is_where_kubeadm_reads_it() {
         cc.api_server.as_ref().unwrap().cert_sans.as_deref().unwrap(),
         ["10.0.0.100", "10.0.0.11", "master1", "10.0.0.12", "master2", "10.0.0.13", "master3"]
     );
-    // every image kubeadm will pull then comes from the site registry
+    // every image kubeadm will pull then comes from the site registry, under its upstream path
     let set = images::images_for(&c.kubernetes_version).unwrap();
-    for r in set.under_repository(cc.image_repository.as_deref().unwrap()) {
-        assert!(r.starts_with("10.0.0.200:5000/"), "{r}");
+    let pulled = set.pulled_with(cc);
+    assert_eq!(pulled, set.at_site("10.0.0.200:5000"));
+    for (r, up) in pulled.iter().zip(set.upstream()) {
+        assert_eq!(r.strip_prefix("10.0.0.200:5000/"), up.strip_prefix("registry.k8s.io/"), "{r}");
     }
-    assert!(set.under_repository(&c.image_repository).contains(&"10.0.0.200:5000/coredns:v1.14.2".to_string()));
+    assert!(pulled.contains(&"10.0.0.200:5000/coredns/coredns:v1.14.2".to_string()));
     let Document::Init(init) = &docs[0] else { panic!() };
     let reg = init.node_registration.as_ref().unwrap();
     assert_eq!(reg.kubelet_extra_args.as_deref().unwrap(), [Arg::new("node-ip", "10.0.0.11")]);
