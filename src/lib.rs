@@ -9,6 +9,8 @@
 //! - the site registry: [`registry`] (store, catalog, load, server);
 //! - the site: [`site`] (the inventory and its validation), with [`yaml_lines`] (THE YAML line locator,
 //!   shared with the manifest);
+//! - Kubernetes: [`kube`] (typed mirrors of the kubeadm / kubelet / kube-proxy configuration APIs, the
+//!   kubeadm config renderer, the PKI made before `kubeadm init`, kubeadm's image list per release);
 //! - DEPLOY SIDE: [`install`] (Step / Action / Ctx, engine, journal, plan output, SSH; `install::steps`
 //!   one file per step; `install::config` the site model and its config files);
 //! - NODE SIDE: [`node`] (what `airgap node ...` runs on a node: files, system, packages, components,
@@ -25,6 +27,7 @@ pub mod digest;
 pub mod error;
 pub mod fsutil;
 pub mod install;
+pub mod kube;
 pub mod node;
 pub mod oci;
 pub mod output;
