@@ -1,12 +1,32 @@
 //! Reaching nodes: a small [`Transport`] trait (run a command, copy a file, read a file) with the real
-//! implementation over the system's OpenSSH client (connection reuse through ControlMaster) and a local one
-//! (runs on this machine: tests, and `--dry-run` without nodes).
+//! implementation over the system's OpenSSH client ([`openssh`]) and a local one (runs on this machine:
+//! tests, and `--dry-run` without nodes).
+//!
+//! What "SSH you can trust" means here, and where each part lives:
+//! - [`hostkeys`]: every node's host key is checked (pinned in the inventory, else recorded on first contact)
+//!   before anything authenticates, and ssh enforces exactly that key;
+//! - [`process`]: every ssh airgap starts (ControlMaster included) dies with airgap, SIGKILL included;
+//! - [`timeouts`]: every remote command has a deadline per kind, enforced here and on the node;
+//! - [`openssh`]: the transport itself, its private run directory (short control socket paths, this run's
+//!   known_hosts) and the password through `SSH_ASKPASS` only;
+//! - copies ([`Transport::copy`] here, `airgap node receive` in `node::files`) go to a unique temporary name,
+//!   are checked by sha256 before a rename under the destination directory's lock, and only a verified
+//!   receive writes the stamp that lets a later check skip hashing.
 
-use crate::error::HintExt;
+pub mod hostkeys;
+pub mod openssh;
+pub mod process;
+pub mod timeouts;
+
+pub use openssh::{askpass_main, prompt_password, OpenSsh, RunDir, SshSettings, ASKPASS_VAR};
+
 use anyhow::{bail, Context, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// How long after a command's remote deadline its ssh here is killed (the node's `timeout` gets the first go).
+pub const LOCAL_GRACE: Duration = Duration::from_secs(15);
 
 /// The result of a command on a node.
 #[derive(Debug, Clone)]
@@ -55,11 +75,12 @@ pub trait Transport: Send + Sync {
     /// quoted). Returns the exit code and output; errors only when the node cannot be reached.
     fn run(&self, argv: &[String], stdin: Stdin<'_>) -> Result<CmdOutput>;
 
-    /// Copy a local file to `remote` with `mode`, atomically (a partial file under a fixed name next to it,
-    /// then a rename): a kill leaves either the old file or the new one. The caller verifies the content.
-    fn copy(&self, local: &Path, remote: &str, mode: u32) -> Result<()> {
-        let script = r#"set -e; d=$(dirname "$1"); b=$(basename "$1"); mkdir -p "$d"; t="$d/.$b.airgap-partial"; cat > "$t"; chmod "$2" "$t"; mv -f "$t" "$1""#;
-        let argv = sv(&["sh", "-c", script, "sh", remote, &format!("{mode:o}")]);
+    /// Copy a local file to `remote` with `mode` when the node has no airgap binary yet (the binary itself):
+    /// streamed into a temporary file of its own (`.NAME.airgap-partial.XXXXXXXX`), checked against `sha256`,
+    /// then renamed into place under the directory's lock. A cut transfer never replaces the file, and two
+    /// copies never write into the same temporary file.
+    fn copy(&self, local: &Path, remote: &str, mode: u32, sha256: &crate::digest::Digest) -> Result<()> {
+        let argv = sv(&["sh", "-c", COPY_SCRIPT, "sh", remote, &format!("{mode:o}"), sha256.hex()]);
         let out = self.run(&argv, Stdin::File(local))?;
         if !out.success() {
             bail!(
@@ -93,6 +114,65 @@ pub trait Transport: Send + Sync {
     fn close(&self) {}
 }
 
+/// The node side of [`Transport::copy`] (POSIX sh + coreutils; `flock` from util-linux when present).
+/// Once the file is in place, its stamp (see [`HASH_SCRIPT`]) is written under the lock. Partial files of
+/// earlier copies cut short untidily (not touched for an hour) are removed.
+const COPY_SCRIPT: &str = r#"set -e
+f=$1; mode=$2; want=$3
+d=$(dirname "$f"); b=$(basename "$f")
+mkdir -p "$d"
+t=$(mktemp "$d/.$b.airgap-partial.XXXXXXXX")
+trap 'rm -f "$t"' EXIT
+trap 'rm -f "$t"; exit 1' HUP INT TERM PIPE
+cat > "$t"
+h=$(sha256sum "$t" | cut -d' ' -f1)
+if [ "$h" != "$want" ]; then echo "received content with sha256 $h, expected $want (transfer cut short?)" >&2; exit 1; fi
+chmod "$mode" "$t"
+exec 9>"$d/.airgap.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+mv -f "$t" "$f"
+s="$d/.$b.sha256"
+echo "v2 $want $(stat -c '%d %i %s %y %z' "$f")" > "$s.$$" && mv -f "$s.$$" "$s"
+find "$d" -maxdepth 1 -name ".$b.airgap-partial.*" -mmin +60 -exec rm -f {} + 2>/dev/null || true"#;
+
+/// The sha256 of a file on a node that may not have airgap yet (`$1`; nothing when it does not exist), using
+/// its stamp `.NAME.sha256` when the stamp names the expected sha256 (`$2`) and the file's identity now:
+/// device, inode, size, mtime and ctime to the nanosecond (any write, rename over, chmod or touch changes
+/// the inode or the ctime). The stamp is written only by [`COPY_SCRIPT`] after a verified copy, or here when
+/// a full hash matched and the file's identity was the same before and after hashing.
+pub const HASH_SCRIPT: &str = r#"f=$1; want=$2; s="$(dirname "$f")/.$(basename "$f").sha256"
+[ -f "$f" ] || exit 0
+id() { stat -c '%d %i %s %y %z' "$1"; }
+before=$(id "$f")
+if [ -f "$s" ] && [ "$(cat "$s")" = "v2 $want $before" ]; then echo "$want"; exit 0; fi
+h=$(sha256sum "$f" | cut -d' ' -f1); echo "$h"
+if [ "$h" = "$want" ] && [ "$(id "$f")" = "$before" ]; then echo "v2 $want $before" > "$s.$$" && mv -f "$s.$$" "$s"; fi
+exit 0"#;
+
+/// The sha256 of `path` on the node (`None`: no such file), by [`HASH_SCRIPT`].
+pub fn remote_sha256(t: &dyn Transport, path: &str, want: &crate::digest::Digest) -> Result<Option<String>> {
+    let out = t.run(&sv(&["sh", "-c", HASH_SCRIPT, "sh", path, want.hex()]), Stdin::Null)?;
+    if !out.success() {
+        bail!("failed to hash {path} on {}: {}", t.node(), out.reason());
+    }
+    Ok(out.stdout_str().split_whitespace().next().map(String::from))
+}
+
+/// What a command reads on stdin, opened for a child: the input and, for a file, its size.
+impl Stdin<'_> {
+    pub fn open(&self) -> Result<(process::Input, Option<u64>)> {
+        Ok(match self {
+            Stdin::Null => (process::Input::Null, None),
+            Stdin::Bytes(b) => (process::Input::Bytes(b.to_vec()), None),
+            Stdin::File(p) => {
+                let f = fs_err::File::open(p)?.into_parts().0;
+                let size = f.metadata()?.len();
+                (process::Input::File(f), Some(size))
+            }
+        })
+    }
+}
+
 pub fn sv(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
@@ -114,184 +194,17 @@ pub fn shell_join(argv: &[String]) -> String {
     argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
 }
 
-/// How to reach the nodes over OpenSSH.
-#[derive(Debug, Clone)]
-pub struct SshSettings {
-    pub user: String,
-    pub port: u16,
-    pub key_file: Option<PathBuf>,
-    /// Environment variable holding a password (used through SSH_ASKPASS; see [`askpass_main`]).
-    pub password_env: Option<String>,
-    pub connect_timeout: u32,
-    /// ControlMaster sockets and known_hosts live here (the state dir).
-    pub state_dir: PathBuf,
-}
-
-/// The system OpenSSH client, one shared connection per node (ControlMaster/ControlPersist).
-pub struct OpenSsh {
-    node: String,
-    address: String,
-    settings: SshSettings,
-}
-
-/// Environment variable telling the airgap binary that ssh started it as SSH_ASKPASS.
-pub const ASKPASS_VAR: &str = "AIRGAP_ASKPASS_FROM";
-
-impl OpenSsh {
-    pub fn new(node: &str, address: &str, settings: SshSettings) -> Result<OpenSsh> {
-        let dir = settings.state_dir.join("ssh");
-        fs_err::create_dir_all(&dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        if let Some(k) = &settings.key_file {
-            if !k.exists() {
-                return Err(anyhow::anyhow!("ssh key file {} does not exist", k.display()))
-                    .hint("set ssh.key_file in the inventory to the private key whose public half is in the nodes' authorized_keys");
-            }
-        }
-        Ok(OpenSsh {
-            node: node.into(),
-            address: address.into(),
-            settings,
-        })
-    }
-
-    fn base_args(&self) -> Vec<String> {
-        let s = &self.settings;
-        let dir = s.state_dir.join("ssh");
-        let mut a = sv(&[
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            "ControlPersist=60",
-            "-o",
-            "ServerAliveInterval=10",
-        ]);
-        a.extend(["-o".into(), format!("ControlPath={}/%C", dir.display())]);
-        a.extend(["-o".into(), format!("UserKnownHostsFile={}/known_hosts", dir.display())]);
-        a.extend(sv(&["-o", "StrictHostKeyChecking=accept-new", "-o", "LogLevel=ERROR"]));
-        a.extend(["-o".into(), format!("ConnectTimeout={}", s.connect_timeout)]);
-        let password = s.password_env.as_ref().is_some_and(|v| std::env::var_os(v).is_some());
-        a.extend(sv(&["-o", if password { "BatchMode=no" } else { "BatchMode=yes" }]));
-        if let Some(k) = &s.key_file {
-            a.extend([
-                "-i".into(),
-                k.display().to_string(),
-                "-o".into(),
-                "IdentitiesOnly=yes".into(),
-            ]);
-        }
-        a.extend(["-p".into(), s.port.to_string(), "-l".into(), s.user.clone()]);
-        a
-    }
-
-    fn command(&self, extra: &[&str], remote: Option<&str>) -> Command {
-        let mut c = Command::new("ssh");
-        c.args(self.base_args()).args(extra).arg(&self.address);
-        if let Some(r) = remote {
-            c.arg("--").arg(r);
-        }
-        if let Some(v) = &self.settings.password_env {
-            if std::env::var_os(v).is_some() {
-                if let Ok(exe) = std::env::current_exe() {
-                    c.env("SSH_ASKPASS", exe)
-                        .env("SSH_ASKPASS_REQUIRE", "force")
-                        .env(ASKPASS_VAR, v);
-                }
-            }
-        }
-        c
-    }
-
-    /// Turn ssh's own failure (exit 255) into "failed to reach NODE (ADDR:PORT): REASON" with a hint.
-    fn unreachable(&self, stderr: &str) -> anyhow::Error {
-        let low = stderr.to_lowercase();
-        let (reason, hint, known) = if low.contains("connection refused") {
-            (
-                "connection refused",
-                "is sshd running on the node and listening on this port? (ssh.port in the inventory)",
-                true,
-            )
-        } else if low.contains("timed out") {
-            (
-                "connection timed out",
-                "check the address, the cable and any firewall between this machine and the node",
-                true,
-            )
-        } else if low.contains("no route to host") || low.contains("network is unreachable") {
-            (
-                "no route to host",
-                "check the address and that this machine is on the nodes' network",
-                true,
-            )
-        } else if low.contains("permission denied") {
-            (
-                "authentication failed",
-                "put the public half of ssh.key_file in the node's ~/.ssh/authorized_keys, or set ssh.password_env",
-                true,
-            )
-        } else if low.contains("host key verification failed") || low.contains("remote host identification has changed")
-        {
-            (
-                "the node's host key changed",
-                "if the node was reinstalled, remove its line from <state-dir>/ssh/known_hosts",
-                true,
-            )
-        } else {
-            ("ssh failed", "run the ssh command with -v by hand to see why", false)
-        };
-        let detail = stderr.trim().lines().last().unwrap_or("").to_string();
-        crate::error::with_hint(
-            anyhow::anyhow!(
-                "failed to reach {} ({}:{}): {reason}{}",
-                self.node,
-                self.address,
-                self.settings.port,
-                if detail.is_empty() || known {
-                    String::new()
-                } else {
-                    format!(" ({detail})")
-                }
-            ),
-            hint,
-        )
-    }
-}
-
-impl Transport for OpenSsh {
-    fn node(&self) -> &str {
-        &self.node
-    }
-
-    fn run(&self, argv: &[String], stdin: Stdin<'_>) -> Result<CmdOutput> {
-        let remote = shell_join(argv);
-        let mut cmd = self.command(&[], Some(&remote));
-        let out = run_process(&mut cmd, stdin).with_context(|| format!("failed to run ssh for {}", self.node))?;
-        if out.code == 255
-            && (out.stderr.starts_with("ssh:")
-                || out.stderr.contains("Permission denied")
-                || out.stderr.contains("Host key"))
-        {
-            return Err(self.unreachable(&out.stderr));
-        }
-        Ok(out)
-    }
-
-    fn close(&self) {
-        let _ = self
-            .command(&["-O", "exit"], None)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// Runs commands on this machine: for tests and for a node that is the deploy machine itself.
+/// Runs commands on this machine: for tests and for a node that is the deploy machine itself. The same
+/// deadlines apply (the command's whole process group is killed at its deadline).
 pub struct Local {
     pub name: String,
+    pub timeouts: timeouts::Timeouts,
+}
+
+impl Local {
+    pub fn new(name: &str) -> Local {
+        Local { name: name.into(), timeouts: timeouts::Timeouts::default() }
+    }
 }
 
 impl Transport for Local {
@@ -300,73 +213,27 @@ impl Transport for Local {
     }
     fn run(&self, argv: &[String], stdin: Stdin<'_>) -> Result<CmdOutput> {
         let (prog, args) = argv.split_first().context("empty command")?;
+        let (input, copy_bytes) = stdin.open()?;
+        let (limit, setting) = self.timeouts.limit(timeouts::kind_of(argv, copy_bytes));
         let mut cmd = Command::new(prog);
         cmd.args(args);
-        run_process(&mut cmd, stdin).with_context(|| format!("failed to run {prog} on {}", self.name))
-    }
-}
-
-fn run_process(cmd: &mut Command, stdin: Stdin<'_>) -> Result<CmdOutput> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(match stdin {
-        Stdin::Null => Stdio::null(),
-        Stdin::Bytes(_) => Stdio::piped(),
-        Stdin::File(p) => Stdio::from(fs_err::File::open(p)?.into_parts().0),
-    });
-    let mut child = cmd.spawn()?;
-    let writer = match (stdin, child.stdin.take()) {
-        (Stdin::Bytes(b), Some(mut w)) => {
-            let b = b.to_vec();
-            Some(std::thread::spawn(move || {
-                let _ = w.write_all(&b);
-            }))
+        let out = process::run(&mut cmd, input, limit, true).with_context(|| format!("failed to run {prog} on {}", self.name))?;
+        if out.timed_out {
+            return Err(timeouts::TimedOut {
+                node: self.name.clone(),
+                command: shell_join(argv),
+                after: limit,
+                setting,
+                last_lines: out.last_lines(5),
+            }
+            .into_error());
         }
-        _ => None,
-    };
-    let out = child.wait_with_output()?;
-    if let Some(w) = writer {
-        let _ = w.join();
+        Ok(CmdOutput {
+            code: out.code.unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
-    Ok(CmdOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
-/// Started by ssh as SSH_ASKPASS: print the password from the variable named in [`ASKPASS_VAR`].
-pub fn askpass_main(var: &std::ffi::OsStr) -> std::process::ExitCode {
-    match std::env::var_os(var) {
-        Some(p) => {
-            println!("{}", p.to_string_lossy());
-            std::process::ExitCode::SUCCESS
-        }
-        None => std::process::ExitCode::FAILURE,
-    }
-}
-
-/// Ask for a password on the controlling terminal with echo off. `None` when there is no terminal (scripts, CI).
-pub fn prompt_password(prompt: &str) -> Result<Option<String>> {
-    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return Ok(None);
-    }
-    let Ok(tty) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
-        return Ok(None);
-    };
-    let saved = tcgetattr(&tty).context("failed to read the terminal's settings")?;
-    let mut quiet = saved.clone();
-    quiet.local_flags.remove(LocalFlags::ECHO);
-    tcsetattr(&tty, SetArg::TCSANOW, &quiet).context("failed to turn the terminal's echo off")?;
-    let mut line = String::new();
-    let read = (&tty)
-        .write_all(prompt.as_bytes())
-        .and_then(|_| std::io::BufReader::new(&tty).read_line(&mut line));
-    let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
-    let _ = (&tty).write_all(b"\n");
-    read.context("failed to read the password from the terminal")?;
-    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
 }
 
 #[cfg(test)]
@@ -386,10 +253,54 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
         std::fs::write(&src, b"hello").unwrap();
-        let t = Local { name: "here".into() };
+        let t = Local::new("here");
         let dst = d.path().join("sub/dst");
-        t.copy(&src, dst.to_str().unwrap(), 0o640).unwrap();
+        let sha = crate::digest::Digest::of_bytes(b"hello");
+        t.copy(&src, dst.to_str().unwrap(), 0o640, &sha).unwrap();
         assert_eq!(t.read_file(dst.to_str().unwrap()).unwrap().unwrap(), b"hello");
         assert!(t.read_file(d.path().join("nope").to_str().unwrap()).unwrap().is_none());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&dst).unwrap().permissions().mode() & 0o777, 0o640);
+        // content that does not match (a transfer cut short) never replaces the file, and leaves no partial
+        let err = t.copy(&src, dst.to_str().unwrap(), 0o640, &crate::digest::Digest::of_bytes(b"hell")).unwrap_err();
+        assert!(format!("{err:#}").contains("transfer cut short"), "{err:#}");
+        assert_eq!(std::fs::read(&dst).unwrap(), b"hello");
+        let left: Vec<_> = std::fs::read_dir(d.path().join("sub")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(!left.iter().any(|n| n.to_string_lossy().contains("airgap-partial")), "{left:?}");
+    }
+
+    #[test]
+    fn the_binary_stamp_vouches_only_for_the_copied_file() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::write(&src, b"binary v1").unwrap();
+        let sha = crate::digest::Digest::of_bytes(b"binary v1");
+        let t = Local::new("here");
+        let dst = d.path().join("bin/airgap");
+        let dst_s = dst.to_str().unwrap();
+        assert_eq!(remote_sha256(&t, dst_s, &sha).unwrap(), None);
+        t.copy(&src, dst_s, 0o755, &sha).unwrap();
+        assert!(std::fs::read_to_string(d.path().join("bin/.airgap.sha256")).unwrap().starts_with(&format!("v2 {} ", sha.hex())));
+        assert_eq!(remote_sha256(&t, dst_s, &sha).unwrap().as_deref(), Some(sha.hex()));
+        // the same size written in place and the mtime set back: hashed again, not vouched for by the stamp
+        let run = |c: &str| assert!(Command::new("sh").args(["-c", c, "sh", dst_s]).status().unwrap().success());
+        run(r#"m=$(stat -c %y "$1"); printf 'binary v2' > "$1"; touch -d "$m" "$1""#);
+        assert_ne!(remote_sha256(&t, dst_s, &sha).unwrap().as_deref(), Some(sha.hex()));
+        // a partial file renamed over it, with the same size and times
+        std::fs::write(&dst, b"binary v1").unwrap();
+        assert_eq!(remote_sha256(&t, dst_s, &sha).unwrap().as_deref(), Some(sha.hex()));
+        run(r#"printf 'binary\0\0\0' > "$1.p"; touch -r "$1" "$1.p"; mv "$1.p" "$1""#);
+        assert_ne!(remote_sha256(&t, dst_s, &sha).unwrap().as_deref(), Some(sha.hex()));
+    }
+
+    #[test]
+    fn a_local_command_past_its_deadline_fails_naming_it() {
+        let mut t = Local::new("here");
+        t.timeouts.install = Duration::from_millis(300);
+        let err = t.run(&sv(&["sh", "-x", "-c", "echo preparing; echo almost >&2; sleep 60"]), Stdin::Null).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("`sh -x -c 'echo preparing; echo almost >&2; sleep 60'` timed out on here after 0 s (ssh.timeouts.install)"), "{msg}");
+        assert!(msg.contains("almost"), "{msg}");
+        assert!(crate::error::hints(&err)[0].contains("raise ssh.timeouts.install"));
     }
 }
