@@ -111,6 +111,9 @@ impl Transport for NotReached {
     }
 }
 
+/// Each node's transport, or why the node was not reached.
+type Transports = Vec<(Box<dyn Transport>, Option<anyhow::Error>)>;
+
 /// Check every node's host key (pinned, recorded or first contact: see `install::ssh::hostkeys`), then one
 /// transport per node that requires exactly that key. Nodes whose key could not be fetched come back with
 /// why; a node presenting another key than expected stops everything here, before any authentication.
@@ -120,7 +123,7 @@ pub fn connect(
     state_dir: &Path,
     state_dir_given: bool,
     progress: &Progress,
-) -> Result<Vec<(Box<dyn Transport>, Option<anyhow::Error>)>> {
+) -> Result<Transports> {
     let settings = ssh_settings(inv)?;
     let help = hostkeys::AcceptHelp { inventory: inventory_path, state_dir: state_dir_given.then_some(state_dir) };
     for n in &inv.nodes {

@@ -88,7 +88,7 @@ fn lab_ssh_processes(lab: &Lab, mark: &str) -> Vec<String> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
         // "PID (comm) STATE ...": zombies are dead already
-        let Some(rest) = stat.rsplit_once(") ").map(|(head, tail)| (head, tail)) else { continue };
+        let Some(rest) = stat.rsplit_once(") ") else { continue };
         if !rest.0.ends_with("(ssh") || rest.1.starts_with('Z') {
             continue;
         }

@@ -170,12 +170,7 @@ pub fn run(cmd: &mut Command, input: Input, limit: Duration, own_group: bool) ->
         std::thread::spawn(move || {
             use nix::sys::wait::{waitid, Id, WaitPidFlag};
             // wait for the exit without reaping: the PID stays ours until `child.wait()` below
-            loop {
-                match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {}
             let _ = tx.send(Event::Exited);
         });
     }
