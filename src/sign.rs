@@ -236,7 +236,7 @@ pub fn sign_file(sk: &SecretKey, path: &Path, trusted_comment: &str) -> Result<P
     io::copy(&mut f, &mut h).with_context(|| format!("failed to read {}", path.display()))?;
     let text = sign_prehashed(sk, &h.finish(), trusted_comment)?;
     let sig = signature_path(path);
-    crate::fsutil::atomic_write(&sig, text.as_bytes())?;
+    crate::fsutil::atomic_write(&sig, text.as_bytes(), crate::fsutil::Mode::Set(0o644))?;
     Ok(sig)
 }
 

@@ -312,8 +312,10 @@ pub fn write_bundle_with_progress(
             let list_name = format!("{name}{}", split::PARTS_SUFFIX);
             let list_sig = sign::sign_prehashed(sk, &prehash_of(list.as_bytes()), &trusted_comment(&content.root, &list_name))
                 .context("failed to sign the parts list")?;
-            crate::fsutil::atomic_write(&parts_list_path, list.as_bytes())?;
-            crate::fsutil::atomic_write(&sign::signature_path(&parts_list_path), list_sig.as_bytes())?;
+            // published with the parts (0644, like the archive and its signature)
+            let published = crate::fsutil::Mode::Set(0o644);
+            crate::fsutil::atomic_write(&parts_list_path, list.as_bytes(), published)?;
+            crate::fsutil::atomic_write(&sign::signature_path(&parts_list_path), list_sig.as_bytes(), published)?;
         }
     }
     crate::fsutil::rename_durable(&staged_sig, &signature)?;

@@ -407,7 +407,8 @@ impl LoadTx {
         // Blobs first (content-addressed, harmless if the catalog never follows), then the catalog.
         self.install_staged_blobs()?;
         let json = serde_json::to_vec_pretty(&new)?;
-        crate::fsutil::atomic_write(&self.store.catalog_path(), &json).context("failed to replace the store's catalog")?;
+        // readable by the registry service whatever user it runs as (0644, like the blobs)
+        crate::fsutil::atomic_write(&self.store.catalog_path(), &json, crate::fsutil::Mode::Set(0o644)).context("failed to replace the store's catalog")?;
         Ok(report)
     }
 }
