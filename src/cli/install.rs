@@ -1,4 +1,4 @@
-use super::site_args::{SiteArgs, StateArgs, StepArgs};
+use super::site_args::{LogArgs, SiteArgs, StepArgs};
 use crate::error::HintExt;
 use crate::site::inventory::Inventory;
 use crate::output::Output;
@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
-    pub dirs: StateArgs,
+    pub log: LogArgs,
 }
 
 /// The error that ends an install with failures: one line per node and step, then each hint once, as a hint.
@@ -100,7 +100,7 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
-    let state_dir = args.dirs.state_dir(&inv);
+    let state_dir = args.site.state_dir(&inv);
     // the bundle's signed head verifies before anything else is done with it
     let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?;
     let wants_bundle =
@@ -138,7 +138,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let binary = LocalFile::hash(std::env::current_exe().context("failed to find this airgap binary")?)?;
     let stamp = crate::install::journal::now_rfc3339().replace(':', "");
     let log_file = args
-        .dirs
+        .log
         .log_dir()
         .join(format!("install-{}-{stamp}.log", inv.cluster.name));
     let nodes: Vec<&crate::site::inventory::Node> = inv.nodes.iter().collect();

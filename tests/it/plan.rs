@@ -21,6 +21,24 @@ fn stable(text: &str, extra: &[(&str, &str)]) -> String {
     t
 }
 
+/// `kit/<64 hex>` as `kit/[root-sha256]`.
+fn kit_hex(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("kit/") {
+        let (head, tail) = rest.split_at(i + 4);
+        out.push_str(head);
+        if tail.len() >= 64 && tail[..64].bytes().all(|b| b.is_ascii_hexdigit()) {
+            out.push_str("[root-sha256]");
+            rest = &tail[64..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[test]
 fn plan_text_for_the_example_site() {
     let out = airgap()
@@ -43,10 +61,16 @@ fn plan_json_with_a_bundle() {
         .arg(&w.archive)
         .arg("--pubkey")
         .arg(&fx.public)
+        .arg("--state-dir")
+        .arg(fx.path().join("state"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
+    // the kit is where `install --state-dir` extracts it (plan used to ignore --state-dir); it is keyed by the
+    // sha256 of the root document, which names the fixture's temporary paths
+    let text = kit_hex(&text);
+    assert!(text.contains(&format!("from {}/state/kit/[root-sha256]/files/>", fx.path().display())), "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     // the bundle goes to worker1 and worker2 only (+ the public key); the binary everywhere; every node gets
     // its packages and components (placeholders: plan has no facts)
