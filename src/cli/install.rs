@@ -6,7 +6,7 @@ use crate::install::ssh::{OpenSsh, SshSettings, Transport};
 use crate::install::engine::{self, NodeConn, NodeFailure};
 use crate::install::progress::Progress;
 use crate::install::journal::Journal;
-use crate::install::kit::Target;
+use crate::install::facts::Target;
 use crate::install::steps::distribute;
 use crate::install::{Ctx, LocalFile};
 use std::collections::BTreeMap;
@@ -164,7 +164,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     engine::bootstrap(&mut conns, &binary, &progress);
     let targets: BTreeMap<String, Target> = conns
         .iter()
-        .filter_map(|c| c.facts.as_ref().map(|f| (c.node.name.clone(), Target::from_facts(f))))
+        .filter_map(|c| c.facts.as_ref().map(|f| (c.node.name.clone(), Target::from_facts(f, c.node.address))))
         .collect();
     let warn = |w: &str| progress.warn(w);
     let ctx = Ctx {

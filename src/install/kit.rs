@@ -4,7 +4,7 @@
 //! the sha256 of the bundle's root document checked on arrival. Only the registry workers receive the whole
 //! bundle (to load its images); the other nodes get the few files they use.
 //!
-//! Which files a node gets depends on its OS and machine ([`Target`], from the facts gathered when the
+//! Which files a node gets depends on its OS and machine (its [`Target`], from the facts gathered when the
 //! install connects); without facts (`plan`), the node's copies are shown as placeholders.
 
 use crate::bundle::format::{FileEntry, PackageEntry, RootDoc};
@@ -13,6 +13,7 @@ use crate::bundle::source::BundleSource;
 use crate::bundle::unpack::{Keep, StagedDir};
 use crate::digest::Digest;
 use crate::error::HintExt;
+use crate::install::facts::Target;
 use crate::node::components::Component;
 use anyhow::{Context, Result};
 use minisign::PublicKey;
@@ -21,23 +22,6 @@ use std::path::{Path, PathBuf};
 
 /// Where a node keeps the component files: `REMOTE_FILES_DIR/<path under files/>`.
 pub const REMOTE_FILES_DIR: &str = "/opt/airgap/files";
-
-/// What a node is, for choosing its files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub family: crate::node::OsFamily,
-    /// Its OS tags, most specific first (`debian-12.5`, `debian-12`...).
-    pub os_tags: Vec<String>,
-    /// `linux/amd64`...
-    pub platform: String,
-}
-
-impl Target {
-    pub fn from_facts(f: &crate::node::facts::Facts) -> Target {
-        let (family, os_tags) = crate::node::packages::os_tags_for(&f.os_id, &f.os_like, &f.os_version);
-        Target { family, os_tags, platform: platform_of_machine(&f.arch) }
-    }
-}
 
 /// `uname -m` → the OCI platform name (`x86_64` → `linux/amd64`).
 pub fn platform_of_machine(machine: &str) -> String {

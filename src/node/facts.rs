@@ -4,6 +4,7 @@
 use super::system;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 /// The kernel modules the cluster needs.
@@ -29,6 +30,8 @@ pub struct Facts {
     pub machine_id: Option<String>,
     /// (interface, MAC) of every non-loopback interface
     pub macs: Vec<(String, String)>,
+    /// The IPv4 addresses of every non-loopback interface.
+    pub addresses: Vec<IfAddr>,
     /// TCP ports something listens on
     pub listening: Vec<u16>,
     pub swaps: Vec<String>,
@@ -37,6 +40,87 @@ pub struct Facts {
     /// free MB under /opt (the nearest existing directory)
     pub free_opt_mb: u64,
     pub in_container: bool,
+}
+
+/// An IPv4 address on one of the node's interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IfAddr {
+    pub interface: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Facts {
+    /// The interface that holds `address` (the node's inventory address: where its VIPs go).
+    pub fn interface_holding(&self, address: Ipv4Addr) -> Option<&str> {
+        self.addresses.iter().find(|a| a.address == address).map(|a| a.interface.as_str())
+    }
+
+    /// The names of the node's interfaces (those with a MAC or an IPv4 address; loopback aside).
+    pub fn interface_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.macs.iter().map(|(i, _)| i.as_str()).chain(self.addresses.iter().map(|a| a.interface.as_str())).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    pub fn has_interface(&self, name: &str) -> bool {
+        self.interface_names().contains(&name)
+    }
+
+    /// The node's addresses as `ip -br addr` shows them: `eth0 10.0.0.5/24, ens3 192.168.1.5/24`.
+    pub fn addresses_text(&self) -> String {
+        if self.addresses.is_empty() {
+            return "no IPv4 address on any interface".into();
+        }
+        let v: Vec<String> = self.addresses.iter().map(|a| format!("{} {}/{}", a.interface, a.address, a.prefix)).collect();
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+impl Facts {
+    /// A healthy Debian 12 node of this machine's architecture holding `address` on `interface` (for tests).
+    pub fn example(name: &str, address: Ipv4Addr, interface: &str) -> Facts {
+        let id = u32::from(address);
+        Facts {
+            hostname: name.into(),
+            euid: 0,
+            cpus: 4,
+            memory_mb: 8192,
+            os_id: "debian".into(),
+            os_like: vec![],
+            os_version: "12".into(),
+            os_pretty: "Debian GNU/Linux 12 (bookworm)".into(),
+            arch: std::env::consts::ARCH.into(),
+            kernel: "6.1.0".into(),
+            time_ms: 0,
+            product_uuid: Some(format!("uuid-{id}")),
+            machine_id: Some(format!("{id:032x}")),
+            macs: vec![(interface.into(), format!("52:54:00:{:02x}:{:02x}:{:02x}", (id >> 16) & 255, (id >> 8) & 255, id & 255))],
+            addresses: vec![IfAddr { interface: interface.into(), address, prefix: 24 }],
+            listening: vec![],
+            swaps: vec![],
+            modules: MODULES.iter().map(|m| (m.to_string(), true, "loaded".to_string())).collect(),
+            free_opt_mb: 100_000,
+            in_container: false,
+        }
+    }
+}
+
+/// The IPv4 addresses of the non-loopback interfaces (getifaddrs), in interface order.
+fn addresses() -> Vec<IfAddr> {
+    let Ok(list) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    let mut v: Vec<IfAddr> = list
+        .filter(|a| a.interface_name != "lo")
+        .filter_map(|a| {
+            let address = a.address.as_ref()?.as_sockaddr_in()?.ip();
+            let prefix = a.netmask.as_ref().and_then(|m| m.as_sockaddr_in()).map_or(32, |m| u32::from(m.ip()).count_ones() as u8);
+            Some(IfAddr { interface: a.interface_name.clone(), address, prefix })
+        })
+        .collect();
+    v.dedup();
+    v
 }
 
 fn read_trim(p: &str) -> Option<String> {
@@ -151,6 +235,7 @@ pub fn gather() -> Result<Facts> {
         product_uuid: read_trim("/sys/class/dmi/id/product_uuid"),
         machine_id: read_trim("/etc/machine-id"),
         macs: macs(),
+        addresses: addresses(),
         listening: listening_ports(),
         swaps: system::active_swaps().unwrap_or_default(),
         modules: MODULES
@@ -163,4 +248,26 @@ pub fn gather() -> Result<Facts> {
         free_opt_mb: free_mb(Path::new("/opt/airgap")),
         in_container: system::in_container(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interface_holding_an_address() {
+        let mut f = Facts::example("master1", "10.0.0.11".parse().unwrap(), "ens3");
+        f.addresses.insert(0, IfAddr { interface: "docker0".into(), address: "172.17.0.1".parse().unwrap(), prefix: 16 });
+        assert_eq!(f.interface_holding("10.0.0.11".parse().unwrap()), Some("ens3"));
+        assert_eq!(f.interface_holding("10.0.0.12".parse().unwrap()), None);
+        assert_eq!(f.addresses_text(), "docker0 172.17.0.1/16, ens3 10.0.0.11/24");
+        assert_eq!(f.interface_names(), ["docker0", "ens3"]);
+    }
+
+    #[test]
+    fn addresses_of_this_machine_leave_loopback_out() {
+        let a = addresses();
+        assert!(a.iter().all(|a| a.interface != "lo" && !a.address.is_loopback()), "{a:?}");
+        assert!(a.iter().all(|a| a.prefix <= 32));
+    }
 }

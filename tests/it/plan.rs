@@ -89,6 +89,8 @@ fn plan_json_with_a_bundle() {
     let dir = fx.path().display().to_string();
     let sha = |p: &std::path::Path| airgap::digest::Digest::of_file(p).unwrap().0.hex().to_string();
     let (bundle_sha, sig_sha, key_sha) = (sha(&w.archive), sha(&w.signature), sha(&fx.public));
+    // and its compressed size by a few bytes
+    let bundle_size = format!("\"size\": {}", std::fs::metadata(&w.archive).unwrap().len());
     insta::assert_snapshot!(stable(
         &text,
         &[
@@ -96,7 +98,8 @@ fn plan_json_with_a_bundle() {
             (&fx.key_id, "[KEYID]"),
             (&bundle_sha, "[bundle-sha256]"),
             (&sig_sha, "[signature-sha256]"),
-            (&key_sha, "[pubkey-sha256]")
+            (&key_sha, "[pubkey-sha256]"),
+            (&bundle_size, "\"size\": \"[bundle-size]\"")
         ]
     ));
 }

@@ -110,6 +110,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
         }
     };
     let (me, priority, state, peers) = vrrp_position(group, node)?;
+    let interface = me.interface_name()?;
     let conf = render(
         template,
         ctx! {
@@ -118,7 +119,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
             peers => peers,
             vip => vip.to_string(),
             vip_prefix => site.vip_prefix,
-            interface => me.interface,
+            interface => interface,
             virtual_router_id => vrid,
             priority => priority,
             state => state,
@@ -129,7 +130,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
             notify_script => KEEPALIVED_NOTIFY,
         },
     )?;
-    let instances = [Instance { name: instance, vip: vip.to_string(), vip_prefix: site.vip_prefix, interface: &me.interface }];
+    let instances = [Instance { name: instance, vip: vip.to_string(), vip_prefix: site.vip_prefix, interface: &interface }];
     let notify = render("keepalived-notify.sh", ctx! { header => HEADER, instances => instances })?;
     let dropin = render("keepalived-dropin.conf", ctx! { header => HEADER, instances => instances })?;
     Ok(vec![

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 pub struct Preflight;
 
 /// Check names, usable in the inventory's `preflight.ignore` to turn a check into a warning.
-pub const CHECKS: [&str; 11] = [
-    "root", "cpu", "memory", "os", "arch", "ports", "modules", "time", "identity", "disk", "reach",
+pub const CHECKS: [&str; 12] = [
+    "root", "cpu", "memory", "os", "arch", "address", "ports", "modules", "time", "identity", "disk", "reach",
 ];
 
 /// The TCP ports the later steps need free on a node.
@@ -304,6 +304,24 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
                 );
             }
         }
+        // the VIPs go on the interface that holds the node's address (unless the inventory names one)
+        match (f.interface_holding(node.address), &node.interface) {
+            (None, _) => r.add(
+                n,
+                "address",
+                format!(
+                    "its inventory address {} is on none of its interfaces ({}): the VIPs and the cluster use that address",
+                    node.address,
+                    f.addresses_text()
+                ),
+            ),
+            (Some(_), Some(want)) if !f.has_interface(want) => r.add(
+                n,
+                "address",
+                format!("it has no interface {want:?} (the inventory's `interface:`); it has {}", f.interface_names().join(", ")),
+            ),
+            _ => {}
+        }
         let busy: Vec<String> = needed_ports(ctx, node)
             .into_iter()
             .filter(|p| f.listening.contains(p))
@@ -410,3 +428,6 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
