@@ -32,8 +32,8 @@ pub struct Facts {
     pub macs: Vec<(String, String)>,
     /// The IPv4 addresses of every non-loopback interface.
     pub addresses: Vec<IfAddr>,
-    /// TCP ports something listens on
-    pub listening: Vec<u16>,
+    /// TCP ports something listens on, and the processes holding them
+    pub listening: Vec<Listener>,
     pub swaps: Vec<String>,
     /// (module, available, how)
     pub modules: Vec<(String, bool, String)>,
@@ -140,25 +140,93 @@ fn os_release() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Listening TCP ports from /proc/net/tcp and tcp6 (state 0A).
-pub fn listening_ports() -> Vec<u16> {
-    let mut ports = Vec::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs_err::read_to_string(f) else {
-            continue;
-        };
-        for l in text.lines().skip(1) {
+/// A TCP port something listens on (any address, IPv4 or IPv6), and the processes that hold its sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub port: u16,
+    /// Empty when no process could be told (another user's process, seen without root).
+    pub holders: Vec<Holder>,
+}
+
+/// A process holding a listening socket: what preflight tells airgap's own services (on a re-run) from
+/// anything else by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    /// `/proc/PID/comm`
+    pub comm: String,
+    /// The systemd system unit whose cgroup the process is in (`haproxy.service`), if any.
+    pub unit: Option<String>,
+}
+
+/// (port, socket inode) of the listening sockets in `/proc/net/tcp`-format text (state 0A).
+pub fn parse_proc_net_tcp(text: &str) -> Vec<(u16, u64)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            if cols.len() > 3 && cols[3] == "0A" {
-                if let Some(p) = cols[1].rsplit(':').next().and_then(|h| u16::from_str_radix(h, 16).ok()) {
-                    ports.push(p);
-                }
+            if cols.len() < 10 || cols[3] != "0A" {
+                return None;
             }
+            let port = u16::from_str_radix(cols[1].rsplit(':').next()?, 16).ok()?;
+            Some((port, cols[9].parse().ok()?))
+        })
+        .collect()
+}
+
+/// The systemd system unit of a process from its `/proc/PID/cgroup` (v2 `0::/system.slice/x.service`, or v1's
+/// `name=systemd` hierarchy): the innermost `.service` on its path. User sessions' units do not count.
+pub fn unit_of_cgroup(text: &str) -> Option<String> {
+    let unit = |path: &str| -> Option<String> {
+        if path.split('/').any(|seg| seg == "user.slice") {
+            return None;
+        }
+        path.rsplit('/').find(|seg| seg.ends_with(".service")).map(String::from)
+    };
+    let v2 = text.lines().find_map(|l| l.strip_prefix("0::"));
+    let v1 = text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p));
+    v2.and_then(unit).or_else(|| v1.and_then(unit))
+}
+
+/// Listening TCP ports (`/proc/net/tcp` and `tcp6`) and who holds them: every process's open files
+/// (`/proc/PID/fd/*` -> `socket:[INODE]`), its `comm` and its systemd unit.
+pub fn listening() -> Vec<Listener> {
+    let mut by_inode: std::collections::HashMap<u64, Vec<u16>> = std::collections::HashMap::new();
+    let mut ports = std::collections::BTreeMap::<u16, Vec<Holder>>::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for (port, inode) in fs_err::read_to_string(f).map(|t| parse_proc_net_tcp(&t)).unwrap_or_default() {
+            ports.entry(port).or_default();
+            by_inode.entry(inode).or_default().push(port);
         }
     }
-    ports.sort_unstable();
-    ports.dedup();
-    ports
+    let pids = std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        let mut held: Vec<u16> = fds
+            .flatten()
+            .filter_map(|fd| {
+                let target = std::fs::read_link(fd.path()).ok()?;
+                let inode = target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()?;
+                by_inode.get(&inode)
+            })
+            .flatten()
+            .copied()
+            .collect();
+        held.sort_unstable();
+        held.dedup();
+        if held.is_empty() {
+            continue;
+        }
+        let holder = Holder {
+            pid,
+            comm: read_trim(&format!("/proc/{pid}/comm")).unwrap_or_default(),
+            unit: std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|t| unit_of_cgroup(&t)),
+        };
+        for port in held {
+            ports.entry(port).or_default().push(holder.clone());
+        }
+    }
+    ports.into_iter().map(|(port, holders)| Listener { port, holders }).collect()
 }
 
 #[allow(clippy::unnecessary_cast)] // fsblkcnt_t is not u64 everywhere
@@ -236,7 +304,7 @@ pub fn gather() -> Result<Facts> {
         machine_id: read_trim("/etc/machine-id"),
         macs: macs(),
         addresses: addresses(),
-        listening: listening_ports(),
+        listening: listening(),
         swaps: system::active_swaps().unwrap_or_default(),
         modules: MODULES
             .iter()
@@ -262,6 +330,34 @@ mod tests {
         assert_eq!(f.interface_holding("10.0.0.12".parse().unwrap()), None);
         assert_eq!(f.addresses_text(), "docker0 172.17.0.1/16, ens3 10.0.0.11/24");
         assert_eq!(f.interface_names(), ["docker0", "ens3"]);
+    }
+
+    #[test]
+    fn listeners_and_their_units_are_read_from_proc() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1388 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41234 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0CEA 0100007F:1388 01 00000000:00000000 00:00000000 00000000     0        0 41299 1 0000000000000000 20 4 30 10 -1
+   2: 0B14000A:404B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41500 1 0000000000000000 100 0 0 10 0
+";
+        // :5000 and :16459 listen; the established connection does not count
+        assert_eq!(parse_proc_net_tcp(tcp), [(5000, 41234), (16459, 41500)]);
+        assert_eq!(unit_of_cgroup("0::/system.slice/airgap-registry.service\n").as_deref(), Some("airgap-registry.service"));
+        // hybrid hierarchies: the unified one may be empty
+        assert_eq!(unit_of_cgroup("12:pids:/\n1:name=systemd:/system.slice/haproxy.service\n0::/\n").as_deref(), Some("haproxy.service"));
+        assert_eq!(unit_of_cgroup("12:pids:/x\n1:name=systemd:/system.slice/haproxy.service\n").as_deref(), Some("haproxy.service"));
+        assert_eq!(unit_of_cgroup("0::/system.slice/nginx.service/worker\n").as_deref(), Some("nginx.service"));
+        assert_eq!(unit_of_cgroup("0::/user.slice/user-0.slice/session-3.scope\n"), None);
+        assert_eq!(unit_of_cgroup("0::/user.slice/user-0.slice/user@0.service/app.slice/haproxy.service\n"), None);
+        assert_eq!(unit_of_cgroup(""), None);
+    }
+
+    #[test]
+    fn a_listener_of_this_process_is_found_with_its_pid() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let found = listening().into_iter().find(|x| x.port == port).expect("the port is listed");
+        let me = found.holders.iter().find(|h| h.pid == std::process::id()).unwrap_or_else(|| panic!("{found:?}"));
+        assert_eq!(me.comm, read_trim("/proc/self/comm").unwrap());
     }
 
     #[test]

@@ -9,32 +9,15 @@ use crate::install::ssh::Transport;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
+mod ports;
+pub use ports::needed_ports;
+
 pub struct Preflight;
 
 /// Check names, usable in the inventory's `preflight.ignore` to turn a check into a warning.
 pub const CHECKS: [&str; 12] = [
     "root", "cpu", "memory", "os", "arch", "address", "ports", "modules", "time", "identity", "disk", "reach",
 ];
-
-/// The TCP ports the later steps need free on a node.
-pub fn needed_ports(ctx: &Ctx, node: &Node) -> Vec<u16> {
-    let mut p = vec![10250];
-    match node.role {
-        Role::Master => {
-            p.extend([6443, 16443, 2379, 2380, 10257, 10259]);
-            if ctx.inv.redis.enabled {
-                p.extend((0..6).map(|i| ctx.inv.redis.base_port + i));
-            }
-        }
-        Role::Worker => {
-            if super::distribute::needs_bundle(ctx.inv, node) {
-                p.push(5000);
-            }
-        }
-    }
-    p.sort_unstable();
-    p
-}
 
 impl Step for Preflight {
     fn name(&self) -> &'static str {
@@ -53,7 +36,7 @@ impl Step for Preflight {
             argv: node_cmd(&["facts", "--json"]),
             check: None,
             why: format!(
-                "gather facts; checked here: ports {ports} free, modules br_netfilter+overlay, swap, clock, identity"
+                "gather facts; checked here: ports {ports} free (or held by airgap's own service there), the address on an interface, modules br_netfilter+overlay, swap, clock, identity"
             ),
         }])
     }
@@ -322,22 +305,7 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
             ),
             _ => {}
         }
-        let busy: Vec<String> = needed_ports(ctx, node)
-            .into_iter()
-            .filter(|p| f.listening.contains(p))
-            .map(|p| p.to_string())
-            .collect();
-        if !busy.is_empty() {
-            r.add(
-                n,
-                "ports",
-                format!(
-                    "TCP port{} {} already in use (something listens there; find it with `ss -ltnp`)",
-                    if busy.len() == 1 { "" } else { "s" },
-                    busy.join(", ")
-                ),
-            );
-        }
+        ports::check(ctx, node, f, r);
         for (m, ok, how) in &f.modules {
             if !ok {
                 r.add(n, "modules", format!("kernel module {m} is not available ({how})"));
