@@ -32,8 +32,19 @@ impl Target {
     }
 }
 
-/// Facts of one node and the clock offset against this machine (ms, node minus local midpoint).
-pub fn fetch(t: &dyn Transport) -> Result<(Facts, i64)> {
+/// The `airgap node facts` command line, asking about the file systems of `disks` (`PATH=LISTED`, see
+/// `node::facts::disk`).
+pub fn facts_cmd(disks: &[String]) -> Vec<String> {
+    let mut argv = crate::install::node_cmd(&["facts", "--json"]);
+    for d in disks {
+        argv.extend(["--disk".to_string(), d.clone()]);
+    }
+    argv
+}
+
+/// Facts of one node (with the file systems of `disks`) and the clock offset against this machine (ms,
+/// node minus local midpoint).
+pub fn fetch(t: &dyn Transport, disks: &[String]) -> Result<(Facts, i64)> {
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -41,7 +52,7 @@ pub fn fetch(t: &dyn Transport) -> Result<(Facts, i64)> {
             .unwrap_or(0)
     };
     let t0 = now();
-    let out = t.run(&crate::install::node_cmd(&["facts", "--json"]), Stdin::Null)?;
+    let out = t.run(&facts_cmd(disks), Stdin::Null)?;
     let t1 = now();
     if !out.success() {
         anyhow::bail!("failed to gather facts on {}: {}", t.node(), out.reason());

@@ -91,6 +91,8 @@ impl Kit {
             // an incomplete or damaged kit of this same bundle
             fs_err::remove_dir_all(&self.dir)?;
         }
+        // the older kits go only once this one is in place: all of it must fit next to them
+        check_space(parent, self.files_size(), crate::fsutil::free_bytes(parent)?)?;
         let sink = KitSink { staged: StagedDir::new(&self.dir, Keep::Files)?, digest: self.digest.clone() };
         let source = BundleSource::open(&self.archive)?;
         read_verified(&source, pk, sink)
@@ -115,6 +117,11 @@ impl Kit {
         let files = self.root.files.iter().map(|f| (&f.path, &f.sha256));
         let packages = self.root.packages.iter().map(|p| (&p.path, &p.sha256));
         files.chain(packages).all(|(path, sha)| matches!(Digest::of_file(&self.local(path)), Ok((d, _)) if d.hex() == sha))
+    }
+
+    /// The bytes of the bundle's `files/` (what [`Kit::extract`] writes), from the verified root document.
+    pub fn files_size(&self) -> u64 {
+        self.root.sizes.iter().filter(|(p, _)| p.starts_with("files/")).map(|(_, s)| s).sum()
     }
 
     /// Does the bundle carry anything for the nodes besides images (OS packages, components)?
@@ -164,6 +171,21 @@ impl Kit {
 }
 
 
+/// The deploy machine's disk check for a kit of `need` bytes under `dir`, where `free` bytes are free.
+fn check_space(dir: &Path, need: u64, free: u64) -> Result<()> {
+    if free >= need {
+        return Ok(());
+    }
+    let h = crate::install::actions::human_size;
+    Err(anyhow::anyhow!(
+        "not enough disk space on this machine for the bundle's files for the nodes: {} needs {need} bytes ({}), {free} bytes ({}) are free",
+        dir.display(),
+        h(need),
+        h(free)
+    ))
+    .hint("free space there, or pass --state-dir DIR on a file system with room (the same --state-dir for plan, install and status)")
+}
+
 /// Extracts the entries under `files/` into a staging directory, marked complete and renamed into the kit
 /// directory only once the whole bundle verified.
 struct KitSink {
@@ -194,6 +216,18 @@ mod tests {
         assert_eq!(platform_of_machine("aarch64"), "linux/arm64");
         assert_eq!(platform_of_machine("armv7l"), "linux/arm/v7");
         assert_eq!(platform_of_machine("s390x"), "linux/s390x");
+    }
+
+    #[test]
+    fn the_kit_must_fit_on_the_deploy_machine() {
+        let dir = Path::new("/var/lib/airgap/plant-a/kit");
+        check_space(dir, 100, 100).unwrap();
+        let err = check_space(dir, 3 << 30, 1 << 30).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not enough disk space on this machine for the bundle's files for the nodes: /var/lib/airgap/plant-a/kit needs 3221225472 bytes (3.0 GiB), 1073741824 bytes (1.0 GiB) are free"
+        );
+        assert!(crate::error::hints(&err)[0].contains("--state-dir"));
     }
 
     #[test]

@@ -37,8 +37,9 @@ pub struct Facts {
     pub swaps: Vec<String>,
     /// (module, available, how)
     pub modules: Vec<(String, bool, String)>,
-    /// free MB under /opt (the nearest existing directory)
-    pub free_opt_mb: u64,
+    /// The file systems of the paths the deploy side asked about (`--disk`), in the order asked.
+    #[serde(default)]
+    pub disks: Vec<Disk>,
     pub in_container: bool,
 }
 
@@ -102,7 +103,7 @@ impl Facts {
             listening: vec![],
             swaps: vec![],
             modules: MODULES.iter().map(|m| (m.to_string(), true, "loaded".to_string())).collect(),
-            free_opt_mb: 100_000,
+            disks: vec![],
             in_container: false,
         }
     }
@@ -229,19 +230,69 @@ pub fn listening() -> Vec<Listener> {
     ports.into_iter().map(|(port, holders)| Listener { port, holders }).collect()
 }
 
-#[allow(clippy::unnecessary_cast)] // fsblkcnt_t is not u64 everywhere
-fn free_mb(mut p: &Path) -> u64 {
-    loop {
-        if p.exists() {
-            if let Ok(s) = nix::sys::statvfs::statvfs(p) {
-                return (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64) / (1024 * 1024);
+/// A path where files will land (`--disk PATH[=LISTED]`): the file system that holds it (or will: its nearest
+/// existing directory's), its free space, and the files already under `LISTED` (a subdirectory of PATH; `PATH=`
+/// lists all of PATH, `PATH` nothing), so that the deploy side counts only what is not there yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    pub path: String,
+    /// Where that file system is mounted.
+    pub mount: String,
+    /// The file system's id (`st_dev`): paths on one file system share its free space.
+    pub device: u64,
+    /// Free bytes for an unprivileged writer (statvfs `f_bavail`).
+    pub free: u64,
+    /// Regular files under PATH/LISTED: path relative to PATH -> size.
+    pub present: std::collections::BTreeMap<String, u64>,
+}
+
+/// The files under `dir` (relative to `base`, not following links nor leaving the file system), with their
+/// sizes. At most `limit` files: a bigger directory is not what these lists are for.
+fn list_files(base: &Path, dir: &Path, device: u64, limit: usize, out: &mut std::collections::BTreeMap<String, u64>) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if out.len() >= limit {
+            return;
+        }
+        let Ok(m) = e.path().symlink_metadata() else { continue };
+        if m.is_dir() && m.dev() == device {
+            list_files(base, &e.path(), device, limit, out);
+        } else if m.is_file() {
+            if let Ok(rel) = e.path().strip_prefix(base) {
+                out.insert(rel.to_string_lossy().into_owned(), m.len());
             }
         }
-        match p.parent() {
-            Some(q) => p = q,
-            None => return 0,
+    }
+}
+
+/// What [`Disk`] says about `spec` (`PATH` or `PATH=LISTED`).
+pub fn disk(spec: &str) -> Result<Disk> {
+    use std::os::unix::fs::MetadataExt;
+    let (path, listed) = match spec.split_once('=') {
+        Some((p, l)) => (p, Some(l)),
+        None => (spec, None),
+    };
+    let existing = crate::fsutil::nearest_existing(Path::new(path));
+    let device = fs_err::metadata(&existing)?.dev();
+    let mut mount = existing.clone();
+    while let Some(parent) = mount.parent() {
+        match std::fs::metadata(parent) {
+            Ok(m) if m.dev() == device => mount = parent.to_path_buf(),
+            _ => break,
         }
     }
+    let mut present = std::collections::BTreeMap::new();
+    if let Some(dir) = listed.map(|l| Path::new(path).join(l)).filter(|d| d.is_dir()) {
+        list_files(Path::new(path), &dir, device, 100_000, &mut present);
+    }
+    Ok(Disk {
+        path: path.to_string(),
+        mount: mount.display().to_string(),
+        device,
+        free: crate::fsutil::free_bytes(&existing)?,
+        present,
+    })
 }
 
 fn macs() -> Vec<(String, String)> {
@@ -273,8 +324,8 @@ fn memory_mb() -> u64 {
         .unwrap_or(0)
 }
 
-/// Gather the facts of this machine.
-pub fn gather() -> Result<Facts> {
+/// Gather the facts of this machine, with the file systems of `disks` (see [`disk`]).
+pub fn gather(disks: &[String]) -> Result<Facts> {
     let os = os_release();
     let get = |k: &str| {
         os.iter()
@@ -313,7 +364,7 @@ pub fn gather() -> Result<Facts> {
                 (m.to_string(), ok, how)
             })
             .collect(),
-        free_opt_mb: free_mb(Path::new("/opt/airgap")),
+        disks: disks.iter().map(|d| disk(d)).collect::<Result<_>>()?,
         in_container: system::in_container(),
     })
 }
@@ -358,6 +409,31 @@ mod tests {
         let found = listening().into_iter().find(|x| x.port == port).expect("the port is listed");
         let me = found.holders.iter().find(|h| h.pid == std::process::id()).unwrap_or_else(|| panic!("{found:?}"));
         assert_eq!(me.comm, read_trim("/proc/self/comm").unwrap());
+    }
+
+    #[test]
+    fn disks_say_their_file_system_and_what_is_already_there() {
+        let d = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(d.path().join("store/blobs/sha256")).unwrap();
+        fs_err::write(d.path().join("store/blobs/sha256/aa"), b"12345").unwrap();
+        fs_err::write(d.path().join("store/catalog.json"), b"{}").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("store/blobs/sha256/link")).unwrap();
+        let store = d.path().join("store").display().to_string();
+        let d1 = disk(&format!("{store}=blobs")).unwrap();
+        assert_eq!(d1.path, store);
+        // only the listed subdirectory, regular files only, relative to the path
+        assert_eq!(d1.present, [("blobs/sha256/aa".to_string(), 5)].into());
+        assert!(d1.free > 0);
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(d1.device, fs_err::metadata(d.path()).unwrap().dev());
+        assert!(d.path().starts_with(&d1.mount), "{d1:?}");
+        // a path that does not exist yet: its nearest existing directory's file system, nothing present
+        let later = disk(&format!("{}/not/yet", d.path().display())).unwrap();
+        assert_eq!((later.device, later.present.len()), (d1.device, 0));
+        let root = disk("/").unwrap();
+        assert_eq!((root.mount.as_str(), root.present.len()), ("/", 0));
+        // `PATH=` lists all of it
+        assert_eq!(disk(&format!("{store}=")).unwrap().present.len(), 2);
     }
 
     #[test]

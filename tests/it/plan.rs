@@ -14,7 +14,9 @@ fn stable(text: &str, extra: &[(&str, &str)]) -> String {
             &format!("({human}, sha256:[airgap-sha256])"),
             "([airgap-size], sha256:[airgap-sha256])",
         )
-        .replace(&format!("\"size\": {size}"), "\"size\": \"[airgap-size]\"");
+        .replace(&format!("\"size\": {size}"), "\"size\": \"[airgap-size]\"")
+        // without a bundle, only this binary lands under /opt/airgap (preflight's disk check)
+        .replace(&format!("/opt/airgap ({human})"), "/opt/airgap ([airgap-size])");
     for (a, b) in extra {
         t = t.replace(a, b);
     }

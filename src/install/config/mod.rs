@@ -26,6 +26,8 @@ pub const APISERVER_PORT: u16 = 6443;
 pub const MAX_VRRP_NODES: usize = 7;
 /// Where the registry keeps its blobs on the registry workers.
 pub const REGISTRY_STORE: &str = "/var/lib/airgap/registry";
+/// containerd's root (its content store and snapshots).
+pub const CONTAINERD_ROOT: &str = "/var/lib/containerd";
 /// containerd's hosts.toml directory.
 pub const CERTS_DIR: &str = "/etc/containerd/certs.d";
 

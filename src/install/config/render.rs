@@ -1,7 +1,7 @@
 //! Render the infrastructure config files from a [`Site`] with the minijinja templates in `templates/`,
 //! embedded in the binary (it runs offline on the nodes).
 
-use super::{FileSpec, Peer, Site, APISERVER_PORT, CERTS_DIR, LB_PORT, REGISTRY_PORT, REGISTRY_STORE};
+use super::{FileSpec, Peer, Site, APISERVER_PORT, CERTS_DIR, CONTAINERD_ROOT, LB_PORT, REGISTRY_PORT, REGISTRY_STORE};
 use crate::node::OsFamily;
 use anyhow::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior};
@@ -245,7 +245,7 @@ pub fn runtime(site: &Site) -> Result<Vec<FileSpec>> {
         render(
             "containerd-config.toml",
             ctx! {
-                header => HEADER, registry => registry, sandbox_image => site.sandbox_image(),
+                header => HEADER, registry => registry, sandbox_image => site.sandbox_image(), root => CONTAINERD_ROOT,
                 snapshotter => site.snapshotter, certs_dir => CERTS_DIR, cni_bin_dir => CNI_BIN_DIR,
             },
         )?,

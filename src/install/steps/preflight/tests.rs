@@ -104,3 +104,145 @@ fn a_foreign_process_on_a_needed_port_is_named() {
         ]
     );
 }
+
+mod disk {
+    use super::*;
+    use crate::bundle::format::{FileEntry, PackageEntry, RootDoc, SCHEMA};
+    use crate::install::facts::Target;
+    use crate::install::kit::Kit;
+    use crate::install::LocalFile;
+    use crate::node::components::Component;
+    use crate::node::facts::Disk;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    fn kit() -> Kit {
+        let hex = |c: char| c.to_string().repeat(64);
+        let root = RootDoc {
+            schema: SCHEMA.into(),
+            name: "k8s".into(),
+            version: "1".into(),
+            platforms: vec!["linux/amd64".into()],
+            images: vec![],
+            files: vec![FileEntry {
+                path: "runtime/containerd.tgz".into(),
+                url: "https://example.org/containerd.tgz".into(),
+                sha256: hex('a'),
+                size: 100 * MIB,
+                mode: 0o644,
+                install: Some(Component::Containerd),
+                platform: None,
+            }],
+            packages: vec![PackageEntry {
+                os: "debian-12".into(),
+                name: "keepalived".into(),
+                path: "packages/debian-12/keepalived.deb".into(),
+                url: "https://example.org/keepalived.deb".into(),
+                sha256: hex('b'),
+                size: 50 * MIB,
+            }],
+            sha256sums: hex('0'),
+            sizes: [
+                (format!("images/blobs/sha256/{}", hex('c')), GIB),
+                (format!("images/blobs/sha256/{}", hex('d')), GIB),
+                ("images/index.json".to_string(), 1000),
+                ("files/runtime/containerd.tgz".to_string(), 100 * MIB),
+                ("files/packages/debian-12/keepalived.deb".to_string(), 50 * MIB),
+            ]
+            .into(),
+        };
+        Kit::from_root(root, "/var/lib/airgap/plant-a/kit/0".into())
+    }
+
+    fn disk(path: &str, mount: &str, device: u64, free: u64) -> Disk {
+        Disk { path: path.into(), mount: mount.into(), device, free, present: Default::default() }
+    }
+
+    /// The disk problems of `node` whose file systems are `disks`, in a run with the bundle.
+    fn disk_problems(node: &str, disks: Vec<Disk>) -> Vec<String> {
+        let inv = example_inventory();
+        let kit = kit();
+        let bundle = [LocalFile { path: "/media/usb/k8s-1.tar.zst".into(), sha256: crate::digest::Digest::of_bytes(b"b"), size: 3 * GIB }];
+        let binary = LocalFile { path: "/usr/local/bin/airgap".into(), sha256: crate::digest::Digest::of_bytes(b"a"), size: 10 * MIB };
+        let target = Target { family: crate::node::OsFamily::Debian, os_tags: vec!["debian-12".into()], platform: "linux/amd64".into(), interface: None };
+        let targets = inv.nodes.iter().map(|n| (n.name.clone(), target.clone())).collect();
+        let warn = |_: &str| {};
+        let ctx = Ctx { inv: &inv, bundle: Some(&bundle), binary: Some(&binary), pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn };
+        let mut facts = healthy(&inv);
+        facts.get_mut(node).unwrap().0.disks = disks;
+        let mut r = Report::new(&inv.preflight.ignore);
+        evaluate(&ctx, &facts, &mut r);
+        r.problems.into_iter().map(|(n, m)| format!("{n}: {m}")).collect()
+    }
+
+    /// What lands on worker1 (a registry worker): the binary, its packages and components and the bundle under
+    /// /opt/airgap (3 GiB + 160 MiB), the image blobs in the store and in containerd's (2 GiB each).
+    fn worker1_on_one_fs(free: u64) -> Vec<Disk> {
+        [AIRGAP_DIR, "/var/lib/airgap/registry", "/var/lib/containerd"].iter().map(|p| disk(p, "/", 1, free)).collect()
+    }
+
+    #[test]
+    fn destinations_on_one_file_system_add_up_with_the_floor() {
+        // 3 GiB + 160 MiB + 2 GiB + 2 GiB + 2 GiB (preflight.min_free_disk_mb) = 9 GiB + 160 MiB
+        let need = 9 * GIB + 160 * MIB;
+        assert_eq!(disk_problems("worker1", worker1_on_one_fs(need)), Vec::<String>::new());
+        let got = disk_problems("worker1", worker1_on_one_fs(need - 1));
+        assert_eq!(
+            got,
+            [format!(
+                "worker1: 9.2 GiB ({need} bytes) needed on the file system of /, 9.2 GiB ({} bytes) free (/opt/airgap: 3.2 GiB to copy + 2.0 GiB (preflight.min_free_disk_mb); /var/lib/airgap/registry: 2.0 GiB of images to load; /var/lib/containerd: 2.0 GiB of images to pull)",
+                need - 1
+            )]
+        );
+    }
+
+    #[test]
+    fn each_file_system_is_checked_for_what_lands_on_it() {
+        // master1: no store; containerd's root on its own small file system
+        let disks = vec![disk(AIRGAP_DIR, "/", 1, 100 * GIB), disk("/var/lib/containerd", "/var/lib/containerd", 2, GIB)];
+        assert_eq!(
+            disk_problems("master1", disks),
+            ["master1: 2.0 GiB (2147483648 bytes) needed on the file system of /var/lib/containerd, 1.0 GiB (1073741824 bytes) free (/var/lib/containerd: 2.0 GiB of images to pull)"]
+        );
+        // /opt/airgap alone: the floor holds even when little lands there
+        let disks = vec![disk(AIRGAP_DIR, "/opt", 1, GIB), disk("/var/lib/containerd", "/var", 2, 100 * GIB)];
+        let got = disk_problems("master1", disks);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("master1: 2.2 GiB (2315255808 bytes) needed on the file system of /opt, 1.0 GiB"), "{got:?}");
+    }
+
+    #[test]
+    fn files_already_there_do_not_land_again() {
+        // a re-run: every file is there with its size; only the floor is left to find
+        let mut disks = worker1_on_one_fs(2 * GIB + 1);
+        let inv = example_inventory();
+        let node = inv.node("worker1").unwrap();
+        let kit = kit();
+        let bundle = [LocalFile { path: "/media/usb/k8s-1.tar.zst".into(), sha256: crate::digest::Digest::of_bytes(b"b"), size: 3 * GIB }];
+        let binary = LocalFile { path: "/usr/local/bin/airgap".into(), sha256: crate::digest::Digest::of_bytes(b"a"), size: 10 * MIB };
+        let target = Target { family: crate::node::OsFamily::Debian, os_tags: vec!["debian-12".into()], platform: "linux/amd64".into(), interface: None };
+        let targets = [("worker1".to_string(), target)].into();
+        let warn = |_: &str| {};
+        let ctx = Ctx { inv: &inv, bundle: Some(&bundle), binary: Some(&binary), pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn };
+        let landings = landings(&ctx, node);
+        assert_eq!(
+            landings.iter().map(|l| (l.spec(), l.files.len())).collect::<Vec<_>>(),
+            [
+                ("/opt/airgap=".to_string(), 4),
+                ("/var/lib/airgap/registry=blobs".to_string(), 2),
+                ("/var/lib/containerd=io.containerd.content.v1.content/blobs".to_string(), 2)
+            ]
+        );
+        assert!(landings[0].files.contains_key("bundles/k8s-1.tar.zst") && landings[0].files.contains_key("bin/airgap"), "{landings:?}");
+        for (d, l) in disks.iter_mut().zip(&landings) {
+            d.present = l.files.clone();
+        }
+        // a file of another size (a partial copy) lands again
+        *disks[0].present.get_mut("bundles/k8s-1.tar.zst").unwrap() -= 1;
+        let got = disk_problems("worker1", disks.clone());
+        assert!(got[0].contains("/opt/airgap: 3.0 GiB to copy"), "{got:?}");
+        disks[0].present.insert("bundles/k8s-1.tar.zst".into(), 3 * GIB);
+        assert_eq!(disk_problems("worker1", disks), Vec::<String>::new());
+    }
+}
