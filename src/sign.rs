@@ -79,6 +79,8 @@ fn create_new_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(path)
         .with_context(|| format!("failed to create {}", path.display()))?;
+    // exactly `mode`, whatever the umask (a 077 umask made the public key 0600)
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     f.write_all(data)?;
     f.sync_all()?;
     Ok(())

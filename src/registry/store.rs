@@ -199,6 +199,8 @@ impl LoadTx {
         }
         let path = self.staging.path().join(digest.hex());
         let mut f = fs_err::File::create(&path)?;
+        // readable by the registry service whatever user it runs as and whatever the loader's umask
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         let n = if verify {
             let mut r = HashingReader::expecting(data, digest.clone(), Some(size));
             std::io::copy(&mut r, &mut f)

@@ -247,3 +247,54 @@ fn the_kit_must_fit_in_the_state_dir_on_the_deploy_machine() {
     let left: Vec<_> = fs_err::read_dir(state.join("kit")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn what_airgap_writes_has_its_mode_whatever_the_umask() {
+    // a hardened packaging machine or node (umask 077): tempfile's 0600 and the umask used to decide
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let umask077 = |args: &[&str]| {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg("umask 077; exec \"$@\"").arg("sh").arg(crate::support::airgap_bin()).args(args);
+        run_ok(&mut c);
+    };
+    let p = |rel: &str| w.join(rel).to_str().unwrap().to_string();
+    umask077(&["keygen", "--out-dir", &p("keys")]);
+    // a bundle of one image and one file, split in parts
+    let upstream = Registry::start(Mode::Plain);
+    let mut spec = images::ImageSpec::single(90);
+    spec.layers = vec![2_500_000];
+    spec.gzip = false;
+    images::make_image(&w.join("layout"), "t", &spec);
+    let image = format!("{}/airgap/app:v1", upstream.addr);
+    run_ok(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:t", p("layout"))).arg(format!("docker://{image}")));
+    fs_err::create_dir_all(w.join("files")).unwrap();
+    fs_err::write(w.join("files/payload.bin"), images::pseudo_random(5, 200_000)).unwrap();
+    let server = crate::support::fileserver::FileServer::start(&w.join("files"));
+    let sha = crate::support::sha256sum(&w.join("files/payload.bin"));
+    let manifest = format!(
+        "name: modes\nversion: 1.0.0\nplatforms: [linux/amd64]\nimages:\n  - {image}\nfiles:\n  - url: {}\n    sha256: {sha}\n    path: payload.bin\n",
+        server.url("payload.bin")
+    );
+    fs_err::write(w.join("manifest.yaml"), manifest).unwrap();
+    umask077(&[
+        "build", &p("manifest.yaml"), "--out", &p("out"), "--key", &p("keys/airgap.key"), "--insecure-registry", &upstream.addr,
+        "--cache-dir", &p("cache"), "--split-size", "1M",
+    ]);
+    umask077(&["load", &p("out/modes-1.0.0.tar.zst"), "--store", &p("store"), "--pubkey", &p("keys/airgap.pub")]);
+
+    let mode = |path: &Path| fs_err::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&w.join("keys/airgap.key")), 0o600);
+    assert_eq!(mode(&w.join("keys/airgap.pub")), 0o644);
+    let mut published: Vec<(String, u32)> =
+        fs_err::read_dir(w.join("out")).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), mode(&e.path()))).collect();
+    published.sort();
+    assert!(published.len() >= 6, "{published:?}");
+    assert!(published.iter().any(|(n, _)| n.ends_with(".parts.minisig")) && published.iter().any(|(n, _)| n.ends_with(".lock.json")));
+    assert!(published.iter().all(|(_, m)| *m == 0o644), "{published:?}");
+    // what the registry serves: readable whatever user serves it
+    let mut store: Vec<(String, u32)> =
+        fs_err::read_dir(w.join("store/blobs/sha256")).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name().to_string_lossy().into_owned(), mode(&e.path()))).collect();
+    store.push(("catalog.json".into(), mode(&w.join("store/catalog.json"))));
+    assert!(store.len() >= 4 && store.iter().all(|(_, m)| *m == 0o644), "{store:?}");
+}
