@@ -1,26 +1,63 @@
-//! File-system helpers: atomic writes (temp file in the same directory, fsync, rename) and safe relative paths.
+//! File-system helpers: atomic writes (temp file in the same directory, fsync, rename) with the file's mode
+//! kept or set on purpose, free space of the file system holding a path, and safe relative paths.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The mode of a file written by [`atomic_write`]. The temp file a write starts from is 0600 (tempfile's
+/// default), so a replaced file would silently lose its mode; every write says which mode it wants instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// An existing file keeps its mode; a new file gets 0644.
+    Keep,
+    /// Exactly this mode (permission bits, setuid/setgid/sticky), whatever the umask and the old file's mode.
+    Set(u32),
+}
+
+/// The mode a new file gets with [`Mode::Keep`].
+pub const NEW_FILE_MODE: u32 = 0o644;
+
 /// Write `data` to `path` atomically: a temp file in the same directory, fsync, rename over the target.
-/// A crash leaves either the old file or the new one, never a torn one.
-pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
-    atomic_write_with(path, |f| f.write_all(data).map_err(Into::into))
+/// A crash leaves either the old file or the new one, never a torn one. The file gets `mode` (see [`Mode`]);
+/// an existing file's owner and group are kept where this process may set them (root, or its own files).
+pub fn atomic_write(path: &Path, data: &[u8], mode: Mode) -> Result<()> {
+    atomic_write_with(path, mode, |f| f.write_all(data).map_err(Into::into))
 }
 
 /// Like [`atomic_write`], with a closure that streams the content into the temp file.
-pub fn atomic_write_with<F>(path: &Path, fill: F) -> Result<()>
+pub fn atomic_write_with<F>(path: &Path, mode: Mode, fill: F) -> Result<()>
 where
     F: FnOnce(&mut std::fs::File) -> Result<()>,
 {
     let dir = parent_dir(path);
     fs_err::create_dir_all(&dir)?;
+    let old = match fs_err::metadata(path) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let bits = match (mode, &old) {
+        (Mode::Set(m), _) => m & 0o7777,
+        (Mode::Keep, Some(m)) => m.permissions().mode() & 0o7777,
+        (Mode::Keep, None) => NEW_FILE_MODE,
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".airgap-tmp-")
         .tempfile_in(&dir)
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
+    if let Some(m) = &old {
+        let mine = tmp.as_file().metadata()?;
+        if (m.uid(), m.gid()) != (mine.uid(), mine.gid()) {
+            // best effort: only root (or the owner, for a group it is in) may; otherwise the writer owns it
+            let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
+        }
+    }
+    // after the chown, which clears setuid/setgid bits
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(bits))
+        .with_context(|| format!("failed to set the mode of {}", path.display()))?;
     fill(tmp.as_file_mut()).with_context(|| format!("failed to write {}", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("failed to sync {}", path.display()))?;
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("failed to rename into {}", path.display()))?;
@@ -39,6 +76,29 @@ fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// Free bytes (for an unprivileged writer) on the file system that holds `path`, or would hold it: the
+/// nearest existing directory above it is asked.
+#[allow(clippy::unnecessary_cast)] // fsblkcnt_t is not u64 everywhere
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let existing = nearest_existing(path);
+    let s = nix::sys::statvfs::statvfs(&existing).with_context(|| format!("failed to ask {} for its free space", existing.display()))?;
+    Ok((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64))
+}
+
+/// `path` itself when it exists, else its nearest existing ancestor (`/` at worst).
+pub fn nearest_existing(path: &Path) -> PathBuf {
+    let mut p = path;
+    loop {
+        if p.symlink_metadata().is_ok() {
+            return p.to_path_buf();
+        }
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => p = q,
+            _ => return PathBuf::from(if path.is_absolute() { "/" } else { "." }),
+        }
     }
 }
 
@@ -96,9 +156,43 @@ mod tests {
     fn atomic_write_replaces() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("sub/x.txt");
-        atomic_write(&p, b"one").unwrap();
-        atomic_write(&p, b"two").unwrap();
+        atomic_write(&p, b"one", Mode::Keep).unwrap();
+        atomic_write(&p, b"two", Mode::Keep).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1, "temp file left behind");
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn modes_are_kept_or_set_on_purpose() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("daemon.json");
+        // a new file: 0644 (not tempfile's 0600), or the caller's mode, whatever the umask
+        atomic_write(&p, b"{}", Mode::Keep).unwrap();
+        assert_eq!(mode_of(&p), 0o644);
+        let q = d.path().join("script.sh");
+        atomic_write(&q, b"#!/bin/sh\n", Mode::Set(0o755)).unwrap();
+        assert_eq!(mode_of(&q), 0o755);
+        // an existing file keeps its mode (even an unusual one) unless the caller sets one
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        atomic_write(&p, b"{\"a\": 1}", Mode::Keep).unwrap();
+        assert_eq!(mode_of(&p), 0o640);
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\": 1}");
+        atomic_write(&p, b"{}", Mode::Set(0o600)).unwrap();
+        assert_eq!(mode_of(&p), 0o600);
+        std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o4750)).unwrap();
+        atomic_write(&q, b"#!/bin/sh\n", Mode::Keep).unwrap();
+        assert_eq!(mode_of(&q), 0o4750);
+    }
+
+    #[test]
+    fn free_space_is_asked_of_the_nearest_existing_directory() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(nearest_existing(&d.path().join("a/b/c")), d.path());
+        assert_eq!(nearest_existing(Path::new("/no/such/dir")), Path::new("/"));
+        assert!(free_bytes(&d.path().join("not/yet")).unwrap() > 0);
     }
 }

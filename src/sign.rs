@@ -79,6 +79,8 @@ fn create_new_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(path)
         .with_context(|| format!("failed to create {}", path.display()))?;
+    // exactly `mode`, whatever the umask (a 077 umask made the public key 0600)
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     f.write_all(data)?;
     f.sync_all()?;
     Ok(())
@@ -236,7 +238,7 @@ pub fn sign_file(sk: &SecretKey, path: &Path, trusted_comment: &str) -> Result<P
     io::copy(&mut f, &mut h).with_context(|| format!("failed to read {}", path.display()))?;
     let text = sign_prehashed(sk, &h.finish(), trusted_comment)?;
     let sig = signature_path(path);
-    crate::fsutil::atomic_write(&sig, text.as_bytes())?;
+    crate::fsutil::atomic_write(&sig, text.as_bytes(), crate::fsutil::Mode::Set(0o644))?;
     Ok(sig)
 }
 

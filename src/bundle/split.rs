@@ -147,6 +147,7 @@ impl PartsWriter {
         }
         let path = self.dir.join(part_name(&self.archive_name, idx));
         let f = fs_err::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(super::write::PUBLISHED_MODE))?;
         self.cur = Some((io::BufWriter::with_capacity(1 << 20, f), Hasher::new()));
         Ok(())
     }

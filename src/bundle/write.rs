@@ -15,7 +15,12 @@ use indicatif::ProgressBar;
 use minisign::SecretKey;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// The mode of everything a build writes (archive or parts, lists, signatures): files to copy to a USB stick
+/// and read by whoever installs, whatever the umask of the packaging machine.
+pub const PUBLISHED_MODE: u32 = 0o644;
 
 /// Everything a bundle holds, with the bytes still on disk (in the download cache).
 #[derive(Debug, Clone)]
@@ -253,6 +258,7 @@ pub fn write_bundle_with_progress(
     let sink = match opts.split_size {
         None => {
             let f = fs_err::File::create(staging.path().join(&name))?;
+            f.set_permissions(std::fs::Permissions::from_mode(PUBLISHED_MODE))?;
             Sink::File(io::BufWriter::with_capacity(1 << 20, f))
         }
         Some(limit) => Sink::Parts(PartsWriter::new(staging.path(), &name, limit)?),
@@ -275,6 +281,7 @@ pub fn write_bundle_with_progress(
     let staged_sig = staging.path().join(format!("{name}{}", sign::SIG_SUFFIX));
     {
         let mut f = fs_err::File::create(&staged_sig)?;
+        f.set_permissions(std::fs::Permissions::from_mode(PUBLISHED_MODE))?;
         f.write_all(sig_text.as_bytes())?;
         f.sync_all()?;
     }
@@ -312,8 +319,9 @@ pub fn write_bundle_with_progress(
             let list_name = format!("{name}{}", split::PARTS_SUFFIX);
             let list_sig = sign::sign_prehashed(sk, &prehash_of(list.as_bytes()), &trusted_comment(&content.root, &list_name))
                 .context("failed to sign the parts list")?;
-            crate::fsutil::atomic_write(&parts_list_path, list.as_bytes())?;
-            crate::fsutil::atomic_write(&sign::signature_path(&parts_list_path), list_sig.as_bytes())?;
+            let published = crate::fsutil::Mode::Set(PUBLISHED_MODE);
+            crate::fsutil::atomic_write(&parts_list_path, list.as_bytes(), published)?;
+            crate::fsutil::atomic_write(&sign::signature_path(&parts_list_path), list_sig.as_bytes(), published)?;
         }
     }
     crate::fsutil::rename_durable(&staged_sig, &signature)?;

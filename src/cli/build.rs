@@ -105,7 +105,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let lock_path = args.out.join(format!("{}-{}.lock.json", manifest.name, manifest.version));
-    crate::fsutil::atomic_write(&lock_path, &fetched.lock.to_bytes()).context("failed to write the lock file")?;
+    crate::fsutil::atomic_write(&lock_path, &fetched.lock.to_bytes(), crate::fsutil::Mode::Set(0o644)).context("failed to write the lock file")?;
 
     if written.parts.is_empty() {
         println!("{}", written.archive.display());

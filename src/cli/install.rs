@@ -1,4 +1,4 @@
-use super::site_args::{SiteArgs, StateArgs, StepArgs};
+use super::site_args::{LogArgs, SiteArgs, StepArgs};
 use crate::error::HintExt;
 use crate::site::inventory::Inventory;
 use crate::output::Output;
@@ -7,7 +7,7 @@ use crate::install::ssh::{hostkeys, OpenSsh, RunDir, SshSettings, Transport};
 use crate::install::engine::{self, NodeConn, NodeFailure};
 use crate::install::progress::Progress;
 use crate::install::journal::Journal;
-use crate::install::kit::Target;
+use crate::install::facts::Target;
 use crate::install::steps::distribute;
 use crate::install::{Ctx, LocalFile};
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
-    pub dirs: StateArgs,
+    pub log: LogArgs,
 }
 
 /// The error that ends an install with failures: one line per node and step, then each hint once, as a hint.
@@ -162,7 +162,7 @@ pub fn connect(
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
-    let state_dir = args.dirs.state_dir(&inv);
+    let state_dir = args.site.state_dir(&inv);
     // the bundle's signed head verifies before anything else is done with it
     let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?;
     let wants_bundle =
@@ -200,7 +200,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let binary = LocalFile::hash(std::env::current_exe().context("failed to find this airgap binary")?)?;
     let stamp = crate::install::journal::now_rfc3339().replace(':', "");
     let log_file = args
-        .dirs
+        .log
         .log_dir()
         .join(format!("install-{}-{stamp}.log", inv.cluster.name));
     let nodes: Vec<&crate::site::inventory::Node> = inv.nodes.iter().collect();
@@ -212,7 +212,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
     ));
-    let transports = connect(&inv, &args.site.inventory, &state_dir, args.dirs.state_dir.is_some(), &progress);
+    let transports = connect(&inv, &args.site.inventory, &state_dir, args.site.state_dir.is_some(), &progress);
     let transports = match transports {
         Ok(t) => t,
         Err(e) => {
@@ -236,7 +236,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     engine::bootstrap(&mut conns, &binary, &progress);
     let targets: BTreeMap<String, Target> = conns
         .iter()
-        .filter_map(|c| c.facts.as_ref().map(|f| (c.node.name.clone(), Target::from_facts(f))))
+        .filter_map(|c| c.facts.as_ref().map(|f| (c.node.name.clone(), Target::from_facts(f, c.node.address))))
         .collect();
     let warn = |w: &str| progress.warn(w);
     let ctx = Ctx {

@@ -20,6 +20,10 @@ pub enum NodeCommand {
     Facts {
         #[arg(long)]
         json: bool,
+        /// Also the file system of PATH (free space, mount point) and the files already under its
+        /// subdirectory LISTED (`PATH=LISTED`; `PATH=` lists all of PATH).
+        #[arg(long, value_name = "PATH[=LISTED]")]
+        disk: Vec<String>,
     },
     /// Exit 0 when PATH has the sha256 (of the whole file, or of its managed block) and mode.
     CheckFile {
@@ -173,8 +177,8 @@ fn differs(reason: &str) -> ! {
 
 pub fn run(args: Args, _out: &Output) -> Result<()> {
     match args.command {
-        NodeCommand::Facts { json: _ } => {
-            let f = facts::gather()?;
+        NodeCommand::Facts { json: _, disk } => {
+            let f = facts::gather(&disk)?;
             println!("{}", serde_json::to_string(&f)?);
         }
         NodeCommand::CheckFile {

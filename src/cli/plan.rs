@@ -25,9 +25,9 @@ pub struct Args {
 pub fn run(args: Args, _out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let steps = args.steps.select()?;
-    // the kit's files are shown where `install` extracts them (the default state dir); nothing of the bundle
+    // the kit's files are shown where `install` extracts them (the same --state-dir); nothing of the bundle
     // is shown before its signed head verified
-    let state_dir = std::path::Path::new("/var/lib/airgap").join(&inv.cluster.name);
+    let state_dir = args.site.state_dir(&inv);
     let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?.map(|(k, _)| k);
     let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;

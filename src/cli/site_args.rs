@@ -1,4 +1,6 @@
-//! The flags `plan`, `install` and `status` share, declared once and flattened into each command.
+//! The flags `plan`, `install` and `status` share, declared once and flattened into each command: the site
+//! (`--inventory`, `--bundle`, `--state-dir`: all three read the same state dir), the steps (`--pubkey`,
+//! `--from`, `--only`: plan and install) and the log (`--log-dir`: install).
 //!
 //! `--bundle` means something a little different to each command, so each one gives it its own help with
 //! `#[command(mut_arg("bundle", ...))]` (plan also words `--only` / `--from` its own way); the rest keep the help
@@ -20,6 +22,36 @@ pub struct SiteArgs {
     // help: set by each command (what it wants the bundle for)
     #[arg(long, value_name = "BUNDLE")]
     pub bundle: Option<PathBuf>,
+    /// The deploy machine's state for this cluster: journal, SSH state, the bundle's files for the nodes
+    /// (default: /var/lib/airgap/<cluster>).
+    #[arg(long, value_name = "DIR", env = "AIRGAP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl SiteArgs {
+    /// `--state-dir`, or `/var/lib/airgap/<cluster>`.
+    pub fn state_dir(&self, inv: &Inventory) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| default_state_dir(inv))
+    }
+}
+
+/// `--state-dir` alone, for the commands that read the deploy machine's state without a bundle (`hostkey`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// The deploy machine's state for this cluster (default: /var/lib/airgap/<cluster>).
+    #[arg(long, value_name = "DIR", env = "AIRGAP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// `--state-dir`, or `/var/lib/airgap/<cluster>` (as [`SiteArgs::state_dir`]).
+    pub fn state_dir(&self, inv: &Inventory) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| default_state_dir(inv))
+    }
+}
+
+fn default_state_dir(inv: &Inventory) -> PathBuf {
+    Path::new("/var/lib/airgap").join(&inv.cluster.name)
 }
 
 /// The bundle's signing key and the steps to run: plan and install.
@@ -44,23 +76,15 @@ impl StepArgs {
     }
 }
 
-/// Where the journal, SSH state and logs live: install and status.
+/// Where the log goes: install.
 #[derive(Debug, Clone, clap::Args)]
-pub struct StateArgs {
-    /// Journal and SSH state (default: /var/lib/airgap/<cluster>).
-    #[arg(long, value_name = "DIR", env = "AIRGAP_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
+pub struct LogArgs {
     /// Where the full log goes (default: /var/log/airgap).
     #[arg(long, value_name = "DIR", env = "AIRGAP_LOG_DIR")]
     pub log_dir: Option<PathBuf>,
 }
 
-impl StateArgs {
-    pub fn state_dir(&self, inv: &Inventory) -> PathBuf {
-        self.state_dir
-            .clone()
-            .unwrap_or_else(|| Path::new("/var/lib/airgap").join(&inv.cluster.name))
-    }
+impl LogArgs {
     pub fn log_dir(&self) -> PathBuf {
         self.log_dir.clone().unwrap_or_else(|| PathBuf::from("/var/log/airgap"))
     }

@@ -1,4 +1,4 @@
-use super::site_args::{SiteArgs, StateArgs};
+use super::site_args::SiteArgs;
 use crate::site::inventory::Inventory;
 use crate::output::{print_json, Output};
 use crate::install::journal::{Journal, Status};
@@ -14,8 +14,6 @@ pub struct Args {
     /// As JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub dirs: StateArgs,
 }
 
 #[derive(Serialize)]
@@ -29,7 +27,7 @@ struct Row {
 
 pub fn run(args: Args, _out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
-    let journal = Journal::open(&args.dirs.state_dir(&inv), &inv.cluster.name)?;
+    let journal = Journal::open(&args.site.state_dir(&inv), &inv.cluster.name)?;
     let warn = |_: &str| {};
     let ctx = Ctx {
         inv: &inv,

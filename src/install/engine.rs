@@ -32,7 +32,7 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
                     progress,
                 };
                 progress.set(&c.node.name, &format!("connecting to {}", c.node.address));
-                let ready = ensure_binary(&t, binary, progress).and_then(|()| super::facts::fetch(&t));
+                let ready = ensure_binary(&t, binary, progress).and_then(|()| super::facts::fetch(&t, &[]));
                 match ready {
                     Ok((facts, _)) => c.facts = Some(facts),
                     Err(e) => {

@@ -94,7 +94,8 @@ impl Journal {
             },
         );
         let bytes = serde_json::to_vec_pretty(&*d)?;
-        fsutil::atomic_write(&self.path, &bytes).context("failed to write the journal")
+        // like the install logs: readable (0644) unless an operator restricted it
+        fsutil::atomic_write(&self.path, &bytes, fsutil::Mode::Keep).context("failed to write the journal")
     }
 }
 
@@ -131,6 +132,20 @@ pub fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_journal_is_0644_or_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let j = super::Journal::open(d.path(), "c").unwrap();
+        let digest = crate::digest::Digest::of_bytes(b"x");
+        j.record("preflight", "master1", super::Status::Done, &digest, "ok").unwrap();
+        let mode = || fs_err::metadata(j.path()).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(), 0o644, "tempfile's 0600 leaked into the journal");
+        fs_err::set_permissions(j.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        j.record("preflight", "master2", super::Status::Done, &digest, "ok").unwrap();
+        assert_eq!(mode(), 0o600);
+    }
+
     #[test]
     fn dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

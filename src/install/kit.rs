@@ -4,7 +4,7 @@
 //! the sha256 of the bundle's root document checked on arrival. Only the registry workers receive the whole
 //! bundle (to load its images); the other nodes get the few files they use.
 //!
-//! Which files a node gets depends on its OS and machine ([`Target`], from the facts gathered when the
+//! Which files a node gets depends on its OS and machine (its [`Target`], from the facts gathered when the
 //! install connects); without facts (`plan`), the node's copies are shown as placeholders.
 
 use crate::bundle::format::{FileEntry, PackageEntry, RootDoc};
@@ -13,6 +13,7 @@ use crate::bundle::source::BundleSource;
 use crate::bundle::unpack::{Keep, StagedDir};
 use crate::digest::Digest;
 use crate::error::HintExt;
+use crate::install::facts::Target;
 use crate::node::components::Component;
 use anyhow::{Context, Result};
 use minisign::PublicKey;
@@ -21,23 +22,6 @@ use std::path::{Path, PathBuf};
 
 /// Where a node keeps the component files: `REMOTE_FILES_DIR/<path under files/>`.
 pub const REMOTE_FILES_DIR: &str = "/opt/airgap/files";
-
-/// What a node is, for choosing its files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub family: crate::node::OsFamily,
-    /// Its OS tags, most specific first (`debian-12.5`, `debian-12`...).
-    pub os_tags: Vec<String>,
-    /// `linux/amd64`...
-    pub platform: String,
-}
-
-impl Target {
-    pub fn from_facts(f: &crate::node::facts::Facts) -> Target {
-        let (family, os_tags) = crate::node::packages::os_tags_for(&f.os_id, &f.os_like, &f.os_version);
-        Target { family, os_tags, platform: platform_of_machine(&f.arch) }
-    }
-}
 
 /// `uname -m` → the OCI platform name (`x86_64` → `linux/amd64`).
 pub fn platform_of_machine(machine: &str) -> String {
@@ -107,6 +91,8 @@ impl Kit {
             // an incomplete or damaged kit of this same bundle
             fs_err::remove_dir_all(&self.dir)?;
         }
+        // the older kits go only once this one is in place: all of it must fit next to them
+        check_space(parent, self.files_size(), crate::fsutil::free_bytes(parent)?)?;
         let sink = KitSink { staged: StagedDir::new(&self.dir, Keep::Files)?, digest: self.digest.clone() };
         let source = BundleSource::open(&self.archive)?;
         read_verified(&source, pk, sink)
@@ -131,6 +117,11 @@ impl Kit {
         let files = self.root.files.iter().map(|f| (&f.path, &f.sha256));
         let packages = self.root.packages.iter().map(|p| (&p.path, &p.sha256));
         files.chain(packages).all(|(path, sha)| matches!(Digest::of_file(&self.local(path)), Ok((d, _)) if d.hex() == sha))
+    }
+
+    /// The bytes of the bundle's `files/` (what [`Kit::extract`] writes), from the verified root document.
+    pub fn files_size(&self) -> u64 {
+        self.root.sizes.iter().filter(|(p, _)| p.starts_with("files/")).map(|(_, s)| s).sum()
     }
 
     /// Does the bundle carry anything for the nodes besides images (OS packages, components)?
@@ -180,6 +171,21 @@ impl Kit {
 }
 
 
+/// The deploy machine's disk check for a kit of `need` bytes under `dir`, where `free` bytes are free.
+fn check_space(dir: &Path, need: u64, free: u64) -> Result<()> {
+    if free >= need {
+        return Ok(());
+    }
+    let h = crate::install::actions::human_size;
+    Err(anyhow::anyhow!(
+        "not enough disk space on this machine for the bundle's files for the nodes: {} needs {need} bytes ({}), {free} bytes ({}) are free",
+        dir.display(),
+        h(need),
+        h(free)
+    ))
+    .hint("free space there, or pass --state-dir DIR on a file system with room (the same --state-dir for plan, install and status)")
+}
+
 /// Extracts the entries under `files/` into a staging directory, marked complete and renamed into the kit
 /// directory only once the whole bundle verified.
 struct KitSink {
@@ -210,6 +216,18 @@ mod tests {
         assert_eq!(platform_of_machine("aarch64"), "linux/arm64");
         assert_eq!(platform_of_machine("armv7l"), "linux/arm/v7");
         assert_eq!(platform_of_machine("s390x"), "linux/s390x");
+    }
+
+    #[test]
+    fn the_kit_must_fit_on_the_deploy_machine() {
+        let dir = Path::new("/var/lib/airgap/plant-a/kit");
+        check_space(dir, 100, 100).unwrap();
+        let err = check_space(dir, 3 << 30, 1 << 30).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not enough disk space on this machine for the bundle's files for the nodes: /var/lib/airgap/plant-a/kit needs 3221225472 bytes (3.0 GiB), 1073741824 bytes (1.0 GiB) are free"
+        );
+        assert!(crate::error::hints(&err)[0].contains("--state-dir"));
     }
 
     #[test]

@@ -122,8 +122,9 @@ pub struct Ctx<'a> {
     pub pubkey: Option<&'a LocalFile>,
     /// The bundle's root document and its files extracted here (set when `--bundle` was given).
     pub kit: Option<&'a kit::Kit>,
-    /// Each node's OS and platform, from the facts gathered when the install connected (empty in `plan`).
-    pub targets: &'a std::collections::BTreeMap<String, kit::Target>,
+    /// Each node's OS, platform and VIP interface, from the facts gathered when the install connected (empty
+    /// in `plan` and `status`).
+    pub targets: &'a std::collections::BTreeMap<String, facts::Target>,
     /// Warnings found by a step (printed on stderr and logged).
     pub warn: &'a (dyn Fn(&str) + Sync),
 }

@@ -252,7 +252,7 @@ pub fn install(root: &Path, c: Component, file: &Path, source_sha256: &Digest) -
         s.commit()?;
     }
     let stamp = Stamp { component: c, source_sha256: source_sha256.hex().to_string(), files };
-    crate::fsutil::atomic_write(&stamp_path(root, c), &serde_json::to_vec_pretty(&stamp)?)?;
+    crate::fsutil::atomic_write(&stamp_path(root, c), &serde_json::to_vec_pretty(&stamp)?, crate::fsutil::Mode::Set(0o644))?;
     Ok(installed)
 }
 

@@ -48,7 +48,8 @@ pub fn ensure_insecure_registry(root: &Path, registry: &str, check: bool) -> Res
     if check {
         return Ok(Some(format!("{} does not list {registry} in insecure-registries", path.display())));
     }
-    crate::fsutil::atomic_write(&path, text.as_bytes())?;
+    // the file keeps its mode and owner (a new one: 0644): docker reads it as root, operators may restrict it
+    crate::fsutil::atomic_write(&path, text.as_bytes(), crate::fsutil::Mode::Keep)?;
     if root == Path::new("/") {
         // a stopped docker reads the file when it starts; a running one must restart to see it
         let active = std::process::Command::new("systemctl").args(["is-active", "--quiet", "docker"]).status();
@@ -88,5 +89,23 @@ mod tests {
         assert!(ensure_insecure_registry(t.path(), "r:5000", true).unwrap().unwrap().contains("does not list"));
         assert!(ensure_insecure_registry(t.path(), "r:5000", false).unwrap().is_some());
         assert_eq!(ensure_insecure_registry(t.path(), "r:5000", true).unwrap(), None);
+    }
+
+    #[test]
+    fn daemon_json_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(t.path().join("usr/bin")).unwrap();
+        fs_err::write(t.path().join("usr/bin/dockerd"), b"").unwrap();
+        let path = t.path().join(DAEMON_JSON);
+        let mode = || fs_err::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        // a new daemon.json is 0644 (it was tempfile's 0600)
+        ensure_insecure_registry(t.path(), "a:5000", false).unwrap().unwrap();
+        assert_eq!(mode(), 0o644);
+        // an operator's mode survives the merge
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        ensure_insecure_registry(t.path(), "b:5000", false).unwrap().unwrap();
+        assert_eq!(mode(), 0o640);
+        assert!(fs_err::read_to_string(&path).unwrap().contains("\"b:5000\""));
     }
 }

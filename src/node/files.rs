@@ -138,17 +138,12 @@ pub fn write_file(path: &Path, mode: u32, content: &[u8], block: Option<&str>) -
         }
         None => content.to_vec(),
     };
-    // keep the existing mode for a file with a managed block (we own only the block)
-    let mode = match (block, fs_err::metadata(path)) {
-        (Some(_), Ok(m)) => m.permissions().mode() & 0o7777,
-        _ => mode,
+    // a file with a managed block keeps its mode (we own only the block); a whole file gets the action's mode
+    let mode = match (block, path.exists()) {
+        (Some(_), true) => fsutil::Mode::Keep,
+        _ => fsutil::Mode::Set(mode),
     };
-    fsutil::atomic_write_with(path, |f| {
-        use std::io::Write;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(&data)?;
-        Ok(())
-    })?;
+    fsutil::atomic_write(path, &data, mode)?;
     Ok(true)
 }
 
@@ -208,7 +203,8 @@ pub fn receive(path: &Path, mode: u32, sha256: &Digest, input: impl Read) -> Res
         .with_context(|| format!("failed to rename into {}", path.display()))?;
     fsutil::sync_dir(dir);
     let meta = fs_err::metadata(path)?;
-    fsutil::atomic_write(&stamp_path(path), format!("{}\n", stamp_line(&meta, sha256)).as_bytes())?;
+    fsutil::atomic_write(&stamp_path(path), format!("{}
+", stamp_line(&meta, sha256)).as_bytes(), fsutil::Mode::Set(0o644))?;
     drop(busy);
     remove_leftovers(dir, &name);
     Ok(())
@@ -252,6 +248,38 @@ mod tests {
         assert_eq!(merge_block(&b, "airgap", "10.0.0.12 master2\n"), b);
     }
 
+    fn mode_of(p: &Path) -> u32 {
+        fs_err::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn modes_are_the_actions_or_kept_for_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        // a whole file gets the action's mode, whatever it had
+        let conf = d.path().join("keepalived.conf");
+        fs_err::write(&conf, b"old\n").unwrap();
+        fs_err::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(write_file(&conf, 0o644, b"new\n", None).unwrap());
+        assert_eq!(mode_of(&conf), 0o644);
+        let script = d.path().join("notify.sh");
+        assert!(write_file(&script, 0o755, b"#!/bin/sh\n", None).unwrap());
+        assert_eq!(mode_of(&script), 0o755);
+        // a file where airgap manages a block keeps the mode it has; a new one gets the action's
+        let hosts = d.path().join("hosts");
+        fs_err::write(&hosts, b"127.0.0.1 localhost\n").unwrap();
+        fs_err::set_permissions(&hosts, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(write_file(&hosts, 0o644, b"10.0.0.11 master1\n", Some("airgap")).unwrap());
+        assert_eq!(mode_of(&hosts), 0o640);
+        let new = d.path().join("new-with-block");
+        assert!(write_file(&new, 0o600, b"x\n", Some("airgap")).unwrap());
+        assert_eq!(mode_of(&new), 0o600);
+        // a received file has its mode, its stamp 0644
+        let data = b"payload";
+        receive(&d.path().join("bin"), 0o755, &Digest::of_bytes(data), &data[..]).unwrap();
+        assert_eq!(mode_of(&d.path().join("bin")), 0o755);
+        assert_eq!(mode_of(&stamp_path(&d.path().join("bin"))), 0o644);
+    }
+
     #[test]
     fn write_file_only_when_different() {
         let d = tempfile::tempdir().unwrap();
@@ -259,6 +287,7 @@ mod tests {
         assert!(write_file(&p, 0o644, b"x\n", None).unwrap());
         assert!(!write_file(&p, 0o644, b"x\n", None).unwrap());
         assert!(write_file(&p, 0o600, b"x\n", None).unwrap());
+        assert_eq!(mode_of(&p), 0o600);
         let bad = Digest::of_bytes(b"y");
         let err = receive(&d.path().join("r"), 0o644, &bad, &b"x"[..]).unwrap_err();
         assert!(format!("{err:#}").contains("sha256"), "{err:#}");

@@ -92,6 +92,6 @@ pub fn apply(name: &str, hash: &str, require: &[PathBuf], validate: &[String], r
         let status = systemctl(&["status", "--no-pager", "--lines=15", name]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
         bail!("{name} is not running after start:\n{}", status.unwrap_or_default());
     }
-    crate::fsutil::atomic_write(&hash_file(name), format!("{hash}\n").as_bytes())?;
+    crate::fsutil::atomic_write(&hash_file(name), format!("{hash}\n").as_bytes(), crate::fsutil::Mode::Set(0o644))?;
     Ok(format!("{name}: {what}"))
 }

@@ -199,6 +199,8 @@ impl LoadTx {
         }
         let path = self.staging.path().join(digest.hex());
         let mut f = fs_err::File::create(&path)?;
+        // readable by the registry service whatever user it runs as and whatever the loader's umask
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         let n = if verify {
             let mut r = HashingReader::expecting(data, digest.clone(), Some(size));
             std::io::copy(&mut r, &mut f)
@@ -407,7 +409,8 @@ impl LoadTx {
         // Blobs first (content-addressed, harmless if the catalog never follows), then the catalog.
         self.install_staged_blobs()?;
         let json = serde_json::to_vec_pretty(&new)?;
-        crate::fsutil::atomic_write(&self.store.catalog_path(), &json).context("failed to replace the store's catalog")?;
+        // readable by the registry service whatever user it runs as (0644, like the blobs)
+        crate::fsutil::atomic_write(&self.store.catalog_path(), &json, crate::fsutil::Mode::Set(0o644)).context("failed to replace the store's catalog")?;
         Ok(report)
     }
 }

@@ -247,7 +247,8 @@ pub struct Preflight {
     pub master_min_memory_mb: u64,
     #[serde(default = "default_worker_memory")]
     pub worker_min_memory_mb: u64,
-    /// Free space needed under /opt on every node (plus the bundle's size where the bundle goes).
+    /// Free space (MiB) kept on the file system of /opt/airgap on every node, on top of what lands there
+    /// (preflight checks every destination's file system for the bytes that land on it).
     #[serde(default = "default_disk")]
     pub min_free_disk_mb: u64,
     /// Largest allowed clock difference between nodes.

@@ -81,7 +81,7 @@ impl Inventory {
                 );
             }
             if let Some(ifc) = &n.interface {
-                if ifc.is_empty() || ifc.len() > 15 || ifc.contains(['/', ' ']) {
+                if !is_interface_name(ifc) {
                     v.push(
                         &["nodes", &idx, "interface"],
                         format!("nodes[{i}].interface {ifc:?} is not an interface name"),
@@ -270,4 +270,15 @@ impl Validator<'_> {
             message,
         });
     }
+}
+
+/// Is `name` a network interface name that is safe in a config file and a shell line (`ip addr del ... dev
+/// NAME`)? The kernel allows more (up to 15 bytes, no `/`, `:` or white space); real NICs, bonds, bridges and
+/// VLANs use these characters.
+pub fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }

@@ -133,6 +133,12 @@ fn bundle_split_parts_with_stock_tools() {
     let pubkey = fx.public.to_str().unwrap();
     let (code, out, err) = stock("minisign", &["-Vm", "testbundle-1.0.0.tar.zst.parts", "-p", pubkey], dir);
     assert_eq!(code, 0, "{out}{err}");
+    // every published file is 0644, the parts list and its signature too (they were tempfile's 0600)
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["testbundle-1.0.0.tar.zst.parts", "testbundle-1.0.0.tar.zst.parts.minisig", "testbundle-1.0.0.tar.zst.minisig"] {
+        let mode = std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{name}");
+    }
     // cat parts > whole gives the unsplit archive, and the whole signature verifies it.
     let (code, _, err) = run(Command::new("sh")
         .arg("-c")

@@ -370,7 +370,7 @@ fn install_over_ssh_on_a_five_node_lab() {
         err.contains("preflight found 4 problems on 3 nodes; nothing was changed"),
         "{err}"
     );
-    assert!(err.contains("master1: TCP port 6443 already in use"), "{err}");
+    assert!(err.contains("master1: TCP port already in use: 6443 by `sshd` (pid ") && err.contains(", occupy-6443.service)"), "{err}");
     for m in ["master1", "master2", "master3"] {
         assert!(
             err.contains(&format!("{m}: ")) && err.contains("a master needs at least 99999999 MB"),

@@ -4,6 +4,7 @@ mod support;
 
 mod build;
 mod bundle;
+mod defaults;
 mod fault;
 mod harness;
 mod hostile;

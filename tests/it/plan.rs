@@ -14,11 +14,31 @@ fn stable(text: &str, extra: &[(&str, &str)]) -> String {
             &format!("({human}, sha256:[airgap-sha256])"),
             "([airgap-size], sha256:[airgap-sha256])",
         )
-        .replace(&format!("\"size\": {size}"), "\"size\": \"[airgap-size]\"");
+        .replace(&format!("\"size\": {size}"), "\"size\": \"[airgap-size]\"")
+        // without a bundle, only this binary lands under /opt/airgap (preflight's disk check)
+        .replace(&format!("/opt/airgap ({human})"), "/opt/airgap ([airgap-size])");
     for (a, b) in extra {
         t = t.replace(a, b);
     }
     t
+}
+
+/// `kit/<64 hex>` as `kit/[root-sha256]`.
+fn kit_hex(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("kit/") {
+        let (head, tail) = rest.split_at(i + 4);
+        out.push_str(head);
+        if tail.len() >= 64 && tail[..64].bytes().all(|b| b.is_ascii_hexdigit()) {
+            out.push_str("[root-sha256]");
+            rest = &tail[64..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[test]
@@ -43,10 +63,16 @@ fn plan_json_with_a_bundle() {
         .arg(&w.archive)
         .arg("--pubkey")
         .arg(&fx.public)
+        .arg("--state-dir")
+        .arg(fx.path().join("state"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
+    // the kit is where `install --state-dir` extracts it (plan used to ignore --state-dir); it is keyed by the
+    // sha256 of the root document, which names the fixture's temporary paths
+    let text = kit_hex(&text);
+    assert!(text.contains(&format!("from {}/state/kit/[root-sha256]/files/>", fx.path().display())), "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     // the bundle goes to worker1 and worker2 only (+ the public key); the binary everywhere; every node gets
     // its packages and components (placeholders: plan has no facts)
@@ -65,6 +91,8 @@ fn plan_json_with_a_bundle() {
     let dir = fx.path().display().to_string();
     let sha = |p: &std::path::Path| airgap::digest::Digest::of_file(p).unwrap().0.hex().to_string();
     let (bundle_sha, sig_sha, key_sha) = (sha(&w.archive), sha(&w.signature), sha(&fx.public));
+    // and its compressed size by a few bytes
+    let bundle_size = format!("\"size\": {}", std::fs::metadata(&w.archive).unwrap().len());
     insta::assert_snapshot!(stable(
         &text,
         &[
@@ -72,7 +100,8 @@ fn plan_json_with_a_bundle() {
             (&fx.key_id, "[KEYID]"),
             (&bundle_sha, "[bundle-sha256]"),
             (&sig_sha, "[signature-sha256]"),
-            (&key_sha, "[pubkey-sha256]")
+            (&key_sha, "[pubkey-sha256]"),
+            (&bundle_size, "\"size\": \"[bundle-size]\"")
         ]
     ));
 }

@@ -26,16 +26,46 @@ pub const APISERVER_PORT: u16 = 6443;
 pub const MAX_VRRP_NODES: usize = 7;
 /// Where the registry keeps its blobs on the registry workers.
 pub const REGISTRY_STORE: &str = "/var/lib/airgap/registry";
+/// containerd's root (its content store and snapshots).
+pub const CONTAINERD_ROOT: &str = "/var/lib/containerd";
 /// containerd's hosts.toml directory.
 pub const CERTS_DIR: &str = "/etc/containerd/certs.d";
+
+/// Where keepalived puts a VIP on a node: the interface that carries the node's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interface {
+    /// The inventory's `interface:`, or else the one holding the node's address in its facts.
+    Named(String),
+    /// Not known here (`plan`, `status`: no facts): the interface holding the node's address, found when
+    /// `install` gathers the node's facts.
+    FromFacts,
+    /// The node's facts show its address on none of its interfaces (preflight reports it).
+    NotOnNode,
+}
 
 /// One node as the infrastructure steps see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Peer {
     pub name: String,
     pub ip: Ipv4Addr,
-    /// The interface that carries `ip` (and the VIP when this node holds it).
-    pub interface: String,
+    /// The interface that carries `ip` (and the VIP when this node holds it): see [`Peer::interface_name`].
+    #[serde(skip)]
+    pub interface: Interface,
+}
+
+impl Peer {
+    /// The interface name for this node's config files: a placeholder that says what it will be when the
+    /// facts are not known (plan); an error when the node's address is on none of its interfaces.
+    pub fn interface_name(&self) -> Result<String> {
+        match &self.interface {
+            Interface::Named(i) => Ok(i.clone()),
+            Interface::FromFacts => Ok(format!("<the interface holding {}>", self.ip)),
+            Interface::NotOnNode => Err(crate::error::with_hint(
+                anyhow::anyhow!("{}'s address {} is on none of its network interfaces: keepalived has no interface for the VIP", self.name, self.ip),
+                format!("fix {}'s address in the inventory, or give its `interface:` there", self.name),
+            )),
+        }
+    }
 }
 
 /// Everything the infrastructure steps need from the inventory and the bundle.
@@ -120,8 +150,10 @@ impl Site {
             if p.ip == self.masters_vip || p.ip == self.workers_vip {
                 bail!("{}'s address {} is also a VIP: a VIP must be a free address", p.name, p.ip);
             }
-            if p.interface.is_empty() || p.interface.len() > 15 || p.interface.contains(char::is_whitespace) {
-                bail!("{}: invalid network interface name {:?}", p.name, p.interface);
+            if let Interface::Named(i) = &p.interface {
+                if !crate::site::validate::is_interface_name(i) {
+                    bail!("{}: invalid network interface name {i:?}", p.name);
+                }
             }
         }
         if let Some(p) = self.masters.iter().find(|m| self.is_registry_worker(&m.name)) {

@@ -1,7 +1,7 @@
 //! Render the infrastructure config files from a [`Site`] with the minijinja templates in `templates/`,
 //! embedded in the binary (it runs offline on the nodes).
 
-use super::{FileSpec, Peer, Site, APISERVER_PORT, CERTS_DIR, LB_PORT, REGISTRY_PORT, REGISTRY_STORE};
+use super::{FileSpec, Peer, Site, APISERVER_PORT, CERTS_DIR, CONTAINERD_ROOT, LB_PORT, REGISTRY_PORT, REGISTRY_STORE};
 use crate::node::OsFamily;
 use anyhow::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior};
@@ -110,6 +110,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
         }
     };
     let (me, priority, state, peers) = vrrp_position(group, node)?;
+    let interface = me.interface_name()?;
     let conf = render(
         template,
         ctx! {
@@ -118,7 +119,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
             peers => peers,
             vip => vip.to_string(),
             vip_prefix => site.vip_prefix,
-            interface => me.interface,
+            interface => interface,
             virtual_router_id => vrid,
             priority => priority,
             state => state,
@@ -129,7 +130,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
             notify_script => KEEPALIVED_NOTIFY,
         },
     )?;
-    let instances = [Instance { name: instance, vip: vip.to_string(), vip_prefix: site.vip_prefix, interface: &me.interface }];
+    let instances = [Instance { name: instance, vip: vip.to_string(), vip_prefix: site.vip_prefix, interface: &interface }];
     let notify = render("keepalived-notify.sh", ctx! { header => HEADER, instances => instances })?;
     let dropin = render("keepalived-dropin.conf", ctx! { header => HEADER, instances => instances })?;
     Ok(vec![
@@ -244,7 +245,7 @@ pub fn runtime(site: &Site) -> Result<Vec<FileSpec>> {
         render(
             "containerd-config.toml",
             ctx! {
-                header => HEADER, registry => registry, sandbox_image => site.sandbox_image(),
+                header => HEADER, registry => registry, sandbox_image => site.sandbox_image(), root => CONTAINERD_ROOT,
                 snapshotter => site.snapshotter, certs_dir => CERTS_DIR, cni_bin_dir => CNI_BIN_DIR,
             },
         )?,

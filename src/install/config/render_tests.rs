@@ -1,13 +1,13 @@
 //! Render every template for the example site, snapshot it, and run each daemon's own config checker on it.
 
 use super::*;
-use crate::install::config::{Peer, Site};
+use crate::install::config::{Interface, Peer, Site};
 use crate::node::{OsFamily, BIN};
 use std::path::Path;
 use std::process::Command;
 
 fn peer(name: &str, ip: &str) -> Peer {
-    Peer { name: name.into(), ip: ip.parse().unwrap(), interface: "eth0".into() }
+    Peer { name: name.into(), ip: ip.parse().unwrap(), interface: Interface::Named("eth0".into()) }
 }
 
 /// The example site of the seeds' architecture: 3 masters, registry on worker1/worker2.

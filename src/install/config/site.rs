@@ -2,17 +2,20 @@
 //! bundle (the upstream hosts of its images, its sandbox image): what the templates in [`super::render`]
 //! are rendered from.
 
-use super::{Peer, Site};
+use super::{Interface, Peer, Site};
 use crate::install::Ctx;
 use crate::oci::reference::ImageRef;
 use crate::site::inventory::Node;
 use anyhow::{Context, Result};
 
+/// A node with its VIP interface: the inventory's `interface:`, else the one that holds the node's address
+/// in its facts (known to `install`; `plan` and `status` say so instead).
 fn peer(ctx: &Ctx, n: &Node) -> Peer {
-    let interface = n.interface.clone().unwrap_or_else(|| {
-        (ctx.warn)(&format!("{} has no `interface:` in the inventory: keepalived will use eth0 (set it if the node's NIC has another name)", n.name));
-        "eth0".to_string()
-    });
+    let interface = match (&n.interface, ctx.targets.get(&n.name)) {
+        (Some(i), _) => Interface::Named(i.clone()),
+        (None, Some(t)) => t.interface.clone().map_or(Interface::NotOnNode, Interface::Named),
+        (None, None) => Interface::FromFacts,
+    };
     Peer { name: n.name.clone(), ip: n.address, interface }
 }
 
@@ -67,6 +70,52 @@ impl Site {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::install::config::render::{self, VipRole, KEEPALIVED_CONF, KEEPALIVED_DROPIN, KEEPALIVED_NOTIFY};
+    use crate::install::facts::Target;
+
+    #[test]
+    fn the_vip_interface_comes_from_the_nodes_facts_unless_the_inventory_names_one() {
+        let inv = crate::site::inventory::Inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/site.example.yaml"))).unwrap();
+        let target = |interface: Option<&str>| Target {
+            family: crate::node::OsFamily::Debian,
+            os_tags: vec!["debian-12".into()],
+            platform: "linux/amd64".into(),
+            interface: interface.map(String::from),
+        };
+        // master1: facts say ens3; master2: no facts (plan); master3: its address is on no interface;
+        // worker1: the inventory says ens192, the facts enp1s0
+        let targets = [
+            ("master1".to_string(), target(Some("ens3"))),
+            ("master3".to_string(), target(None)),
+            ("worker1".to_string(), target(Some("enp1s0"))),
+        ]
+        .into();
+        let warnings = std::sync::Mutex::new(Vec::<String>::new());
+        let warn = |w: &str| warnings.lock().unwrap().push(w.to_string());
+        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &targets, warn: &warn };
+        let site = Site::of(&ctx).unwrap();
+        let files = |node: &str, role| render::keepalived(&site, node, role);
+        let content = |fs: &[crate::install::config::FileSpec], path: &str| fs.iter().find(|f| f.path == path).unwrap().content.clone();
+
+        let m1 = files("master1", VipRole::Masters).unwrap();
+        assert!(content(&m1, KEEPALIVED_CONF).contains("    interface ens3\n"));
+        assert!(content(&m1, KEEPALIVED_CONF).contains("10.20.0.100/24 dev ens3\n"));
+        assert!(content(&m1, KEEPALIVED_NOTIFY).contains("ip addr del 10.20.0.100/24 dev ens3 "));
+        assert!(content(&m1, KEEPALIVED_DROPIN).contains("dev ens3 "));
+        let m2 = files("master2", VipRole::Masters).unwrap();
+        assert!(content(&m2, KEEPALIVED_CONF).contains("    interface <the interface holding 10.20.0.12>\n"), "{}", content(&m2, KEEPALIVED_CONF));
+        let err = files("master3", VipRole::Masters).unwrap_err();
+        assert_eq!(err.to_string(), "master3's address 10.20.0.13 is on none of its network interfaces: keepalived has no interface for the VIP");
+        assert_eq!(crate::error::hints(&err), ["fix master3's address in the inventory, or give its `interface:` there"]);
+        let w1 = files("worker1", VipRole::Workers).unwrap();
+        assert!(content(&w1, KEEPALIVED_CONF).contains("    interface ens192\n"));
+        // no more "keepalived will use eth0" guess
+        assert!(warnings.lock().unwrap().is_empty(), "{:?}", warnings.lock().unwrap());
+        // a name from the facts is checked like one from the inventory before it reaches a config or a shell line
+        let bad = [("master1".to_string(), target(Some("e$(reboot)")))].into();
+        let ctx = Ctx { targets: &bad, ..ctx };
+        assert!(Site::of(&ctx).unwrap_err().to_string().contains("invalid network interface name"));
+    }
 
     #[test]
     fn the_sandbox_image_is_named_as_the_site_registry_serves_it() {

@@ -310,7 +310,7 @@ impl Records {
         if !text.is_empty() {
             text.push('\n');
         }
-        crate::fsutil::atomic_write(&self.path, text.as_bytes())
+        crate::fsutil::atomic_write(&self.path, text.as_bytes(), crate::fsutil::Mode::Set(0o644))
     }
 }
 

@@ -83,9 +83,10 @@ fn kit_copies(ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
     let Some(target) = ctx.targets.get(&node.name) else {
         return Ok(vec![Action::Copy {
             local: format!(
-                "<the bundle's packages for {}'s OS (the bundle has: {}) and its components for its platform>",
+                "<the bundle's packages for {}'s OS (the bundle has: {}) and its components for its platform, from {}>",
                 node.name,
-                kit.package_tags().join(", ")
+                kit.package_tags().join(", "),
+                kit.local("").display()
             ),
             remote: format!("{PACKAGES_DIR}/, {REMOTE_FILES_DIR}/"),
             mode: 0o644,

@@ -82,7 +82,8 @@ impl Step for Runtime {
 mod tests {
     use super::*;
     use crate::bundle::format::{FileEntry, RootDoc, SCHEMA};
-    use crate::install::kit::{Kit, Target};
+    use crate::install::facts::Target;
+    use crate::install::kit::Kit;
 
     fn file(path: &str, install: Component, platform: &str, sha: char) -> FileEntry {
         FileEntry {
@@ -126,7 +127,7 @@ mod tests {
             sizes: Default::default(),
         };
         let kit = Kit::from_root(root, "/var/lib/airgap/x/kit/0".into());
-        let target = |p: &str| Target { family: crate::node::OsFamily::Rhel, os_tags: vec!["el7".into()], platform: p.into() };
+        let target = |p: &str| Target { family: crate::node::OsFamily::Rhel, os_tags: vec!["el7".into()], platform: p.into(), interface: Some("eth0".into()) };
         let targets = [("master1".to_string(), target("linux/amd64")), ("master2".to_string(), target("linux/arm64"))].into();
         let warnings = std::sync::Mutex::new(Vec::new());
         let warn = |w: &str| warnings.lock().unwrap().push(w.to_string());

@@ -114,6 +114,9 @@ fn load_shares_blobs_reloads_as_noop_moves_tags_and_lists_images() {
     assert!(out.contains("loaded site 1.0.0") && out.contains("2 images (2 added, 0 moved, 0 unchanged)"), "{out}");
     let after_v1 = store_state(&store);
     assert_eq!(after_v1.1, layout_blobs(&la));
+    // the catalog is readable by a registry that does not run as root (it was tempfile's 0600)
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs_err::metadata(store.join("catalog.json")).unwrap().permissions().mode() & 0o777, 0o644);
 
     // The same bundle again: verified again, nothing written.
     let (ok, out, err) = load(&v1, &store, &k.public);

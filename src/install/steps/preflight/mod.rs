@@ -3,38 +3,24 @@
 //! together, per node, and nothing changes on any node.
 
 use crate::node::facts::Facts;
-use crate::install::{node_cmd, Action, Ctx, Step};
+use crate::install::actions::human_size;
+use crate::install::{Action, Ctx, Step};
 use crate::site::inventory::{Node, Role};
 use crate::install::ssh::Transport;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
+mod disk;
+mod ports;
+pub use disk::{landings, Landing, AIRGAP_DIR};
+pub use ports::needed_ports;
+
 pub struct Preflight;
 
 /// Check names, usable in the inventory's `preflight.ignore` to turn a check into a warning.
-pub const CHECKS: [&str; 11] = [
-    "root", "cpu", "memory", "os", "arch", "ports", "modules", "time", "identity", "disk", "reach",
+pub const CHECKS: [&str; 12] = [
+    "root", "cpu", "memory", "os", "arch", "address", "ports", "modules", "time", "identity", "disk", "reach",
 ];
-
-/// The TCP ports the later steps need free on a node.
-pub fn needed_ports(ctx: &Ctx, node: &Node) -> Vec<u16> {
-    let mut p = vec![10250];
-    match node.role {
-        Role::Master => {
-            p.extend([6443, 16443, 2379, 2380, 10257, 10259]);
-            if ctx.inv.redis.enabled {
-                p.extend((0..6).map(|i| ctx.inv.redis.base_port + i));
-            }
-        }
-        Role::Worker => {
-            if super::distribute::needs_bundle(ctx.inv, node) {
-                p.push(5000);
-            }
-        }
-    }
-    p.sort_unstable();
-    p
-}
 
 impl Step for Preflight {
     fn name(&self) -> &'static str {
@@ -49,17 +35,25 @@ impl Step for Preflight {
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(",");
+        let disks: Vec<String> = landings(ctx, node).iter().map(Landing::spec).collect();
         Ok(vec![Action::Command {
-            argv: node_cmd(&["facts", "--json"]),
+            argv: crate::install::facts::facts_cmd(&disks),
             check: None,
             why: format!(
-                "gather facts; checked here: ports {ports} free, modules br_netfilter+overlay, swap, clock, identity"
+                "gather facts; checked here: ports {ports} free (or held by airgap's own service there), the address on an interface, modules br_netfilter+overlay, swap, clock, identity, free space for {} plus preflight.min_free_disk_mb",
+                landings(ctx, node).iter().map(|l| format!("{} ({})", l.path, human_size(l.total()))).collect::<Vec<_>>().join(", ")
             ),
         }])
     }
+    /// The node, the thresholds, the ports and what lands where: a new bundle (or airgap binary) checks again.
     fn inputs_hash(&self, ctx: &Ctx, node: &Node) -> Result<crate::digest::Digest> {
-        let json = serde_json::to_vec(&("preflight", node, &ctx.inv.preflight, needed_ports(ctx, node)))?;
+        let landing: Vec<(&str, u64)> = landings(ctx, node).iter().map(|l| (l.path, l.total())).collect();
+        let json = serde_json::to_vec(&("preflight", node, &ctx.inv.preflight, needed_ports(ctx, node), landing))?;
         Ok(crate::digest::Digest::of_bytes(&json))
+    }
+    /// Its inputs include the sizes of the bundle's files: `status`, which has no bundle, cannot compare them.
+    fn uses_bundle(&self) -> bool {
+        true
     }
     /// Preflight is done only when the journal says so: its checks describe the node BEFORE the later steps.
     fn check_without_journal(&self) -> bool {
@@ -72,7 +66,10 @@ impl Step for Preflight {
         let gathered: Vec<(String, Result<(Facts, i64)>)> = std::thread::scope(|s| {
             let hs: Vec<_> = pending
                 .iter()
-                .map(|(n, t)| (n.name.clone(), s.spawn(move || crate::install::facts::fetch(*t))))
+                .map(|(n, t)| {
+                    let disks: Vec<String> = landings(ctx, n).iter().map(Landing::spec).collect();
+                    (n.name.clone(), s.spawn(move || crate::install::facts::fetch(*t, &disks)))
+                })
                 .collect();
             hs.into_iter()
                 .map(|(n, h)| (n, h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))))
@@ -304,22 +301,25 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
                 );
             }
         }
-        let busy: Vec<String> = needed_ports(ctx, node)
-            .into_iter()
-            .filter(|p| f.listening.contains(p))
-            .map(|p| p.to_string())
-            .collect();
-        if !busy.is_empty() {
-            r.add(
+        // the VIPs go on the interface that holds the node's address (unless the inventory names one)
+        match (f.interface_holding(node.address), &node.interface) {
+            (None, _) => r.add(
                 n,
-                "ports",
+                "address",
                 format!(
-                    "TCP port{} {} already in use (something listens there; find it with `ss -ltnp`)",
-                    if busy.len() == 1 { "" } else { "s" },
-                    busy.join(", ")
+                    "its inventory address {} is on none of its interfaces ({}): the VIPs and the cluster use that address",
+                    node.address,
+                    f.addresses_text()
                 ),
-            );
+            ),
+            (Some(_), Some(want)) if !f.has_interface(want) => r.add(
+                n,
+                "address",
+                format!("it has no interface {want:?} (the inventory's `interface:`); it has {}", f.interface_names().join(", ")),
+            ),
+            _ => {}
         }
+        ports::check(ctx, node, f, r);
         for (m, ok, how) in &f.modules {
             if !ok {
                 r.add(n, "modules", format!("kernel module {m} is not available ({how})"));
@@ -334,20 +334,7 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
                 ),
             );
         }
-        let mut need_mb = pf.min_free_disk_mb;
-        if super::distribute::needs_bundle(ctx.inv, node) {
-            need_mb += ctx.bundle.map(|b| b.iter().map(|f| f.size).sum::<u64>()).unwrap_or(0) / (1024 * 1024);
-        }
-        if f.free_opt_mb < need_mb {
-            r.add(
-                n,
-                "disk",
-                format!(
-                    "{} MB free under /opt, {need_mb} MB needed (bundle + preflight.min_free_disk_mb)",
-                    f.free_opt_mb
-                ),
-            );
-        }
+        disk::check(ctx, node, f, r);
         if f.hostname != node.name {
             r.warn(n, format!("hostname is {:?}: os-prepare sets it to {n}", f.hostname));
         }
@@ -410,3 +397,6 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
