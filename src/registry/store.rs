@@ -47,14 +47,28 @@ impl Store {
     }
 
     /// Open a store, creating its directories when missing (for `load`).
-    /// The store's own directories are made readable by everyone (mode 0755) whatever the umask: `serve`
-    /// runs as an unprivileged user.
+    /// The store's directories, and the parents this creates, are made readable by everyone (mode 0755)
+    /// whatever the umask: `serve` runs as an unprivileged user. An existing parent that others cannot enter
+    /// is left alone, with a warning.
     pub fn create(root: &Path) -> Result<Store> {
         use std::os::unix::fs::PermissionsExt;
+        let mut created: Vec<PathBuf> = root.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
         fs_err::create_dir_all(root.join("blobs/sha256")).context("failed to create the registry store")?;
         fs_err::create_dir_all(root.join("tmp")).context("failed to create the registry store")?;
-        for d in [root.to_path_buf(), root.join("blobs"), root.join("blobs/sha256")] {
-            fs_err::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).context("failed to set the registry store's modes")?;
+        created.extend([root.to_path_buf(), root.join("blobs"), root.join("blobs/sha256")]);
+        for d in &created {
+            fs_err::set_permissions(d, std::fs::Permissions::from_mode(0o755)).context("failed to set the registry store's modes")?;
+        }
+        for p in root.ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(m) = std::fs::metadata(p) {
+                if m.permissions().mode() & 0o001 == 0 {
+                    tracing::warn!(
+                        "{} (mode {:o}) cannot be entered by other users: an unprivileged `airgap serve` cannot read the store under it",
+                        p.display(),
+                        m.permissions().mode() & 0o7777
+                    );
+                }
+            }
         }
         Ok(Store { root: root.to_path_buf() })
     }
