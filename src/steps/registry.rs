@@ -35,7 +35,9 @@ impl Step for Registry {
             check: Some(node_cmd(&["registry-loaded", "--store", REGISTRY_STORE, "--bundle", &bundle])),
             why: "load the bundle's images into the registry store (verified)".into(),
         });
-        let unit = vec![render::registry_unit(&site)?];
+        // el7's systemd 219 gets the unit without the sandboxing it does not know
+        let el7 = ctx.targets.get(&node.name).is_some_and(|t| t.os_tags.iter().any(|t| t == "el7"));
+        let unit = vec![render::registry_unit(&site, &node.name, el7)?];
         v.extend(c::files(&unit));
         v.push(c::service("airgap-registry", &unit, &[], &[], true));
         v.push(c::answers("the registry", "check-http", &format!("http://127.0.0.1:{REGISTRY_PORT}/v2/")));
