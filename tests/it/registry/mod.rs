@@ -4,6 +4,7 @@
 mod gc;
 mod hostile;
 mod load;
+mod unprivileged;
 
 use crate::support::containerd::Containerd;
 use crate::support::images::{make_image, Format, ImageSpec, MadeImage};
