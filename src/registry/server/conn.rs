@@ -381,6 +381,9 @@ async fn serve_conn(
     slot: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
 ) {
+    if *stop.borrow() {
+        return; // admitted after the shutdown signal (it waited for a slot): not served
+    }
     let (id, state) = t.register();
     let io = hyper_util::rt::TokioIo::new(Stall::new(sock, t.limits.send_timeout));
     let hyper_app = hyper_util::service::TowerToHyperService::new(app);
@@ -412,10 +415,7 @@ async fn serve_conn(
         .keep_alive(true);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
-    let mut draining = *stop.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
-    }
+    let mut draining = false;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
