@@ -166,6 +166,7 @@ pub fn collect(store: &Store, apply: bool) -> Result<GcReport> {
     let catalog = store.catalog()?;
     let reach = reach(store, &catalog);
     let mut report = GcReport { store: store.root().to_path_buf(), problems: reach.problems.clone(), ..Default::default() };
+
     let blobs_dir = store.root().join("blobs/sha256");
     let mut entries: Vec<_> = fs_err::read_dir(&blobs_dir)?.collect::<std::io::Result<Vec<_>>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -184,6 +185,13 @@ pub fn collect(store: &Store, apply: bool) -> Result<GcReport> {
             }
             _ => report.stray_files.push(e.path()),
         }
+    }
+    if !report.unreachable.is_empty() && !store.catalog_path().exists() {
+        // Every blob is unreachable: more likely a lost catalog than a store to empty.
+        report.problems.push(format!(
+            "{} is missing: gc will not delete every blob of the store (load the bundles again to rebuild it)",
+            store.catalog_path().display()
+        ));
     }
     // Holding the lock, no load is running: whatever is staged is a crashed load's.
     if let Ok(rd) = fs_err::read_dir(store.root().join("tmp")) {

@@ -134,9 +134,16 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("failed to open {}", lock_path.display())),
         };
-        let lock = Flock::lock(file, FlockArg::LockShared)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("failed to lock {}", lock_path.display()))?;
+        let lock = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(l) => l,
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+                tracing::warn!("an `airgap load` or `airgap gc --apply` holds {}; waiting for it to finish", lock_path.display());
+                Flock::lock(file, FlockArg::LockShared)
+                    .map_err(|(_, e)| e)
+                    .with_context(|| format!("failed to lock {}", lock_path.display()))?
+            }
+            Err((_, e)) => return Err(e).with_context(|| format!("failed to lock {}", lock_path.display())),
+        };
         Ok(Some(StoreLock { _lock: lock }))
     }
 

@@ -33,7 +33,8 @@ fn gc_frees_exactly_the_blobs_of_moved_tags_and_every_image_still_pulls() {
     let store = dir.path().join("store");
     let st = store.to_str().unwrap();
     assert!(load(&bundle_a, &store, &k.public).0);
-    assert!(load(&bundle_b, &store, &k.public).0);
+    let (ok, _, stderr) = load(&bundle_b, &store, &k.public);
+    assert!(ok && stderr.contains(&format!("`airgap gc --store {st}`")), "no hint about gc after a moved tag:\n{stderr}");
 
     let live = blob_set(&[&b_app1, &b_app2, &a_base]);
     let expected: BTreeMap<Digest, u64> = blob_set(&[&a_app1]).into_iter().filter(|(d, _)| !live.contains_key(d)).collect();
@@ -140,4 +141,14 @@ fn gc_apply_waits_for_a_load_holding_the_store_lock() {
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     assert!(gc.wait().unwrap().success(), "{line}{rest}");
     assert!(rest.contains("deleted 0 blobs"), "{rest}");
+
+    // A store whose catalog is gone: every blob looks unreachable; gc lists them and deletes nothing.
+    let blobs = super::load::store_state(&store).1;
+    fs_err::rename(store.join("catalog.json"), dir.path().join("catalog.json")).unwrap();
+    let st = store.to_str().unwrap();
+    let (ok, out, err) = super::load::airgap(&["gc", "--store", st]);
+    assert!(ok && out.lines().count() == blobs.len() && err.contains("catalog.json is missing"), "{out}{err}");
+    let (ok, _, err) = super::load::airgap(&["gc", "--store", st, "--apply"]);
+    assert!(!ok && err.contains("catalog.json is missing") && err.contains("deletes nothing"), "{err}");
+    assert_eq!(super::load::store_state(&store).1, blobs, "gc deleted blobs of a store without a catalog");
 }
