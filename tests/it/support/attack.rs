@@ -54,9 +54,12 @@ pub fn hostile(addr: &str, silent: usize, slow: usize) -> Hostile {
     let mut failed = 0;
     for i in 0..silent + slow {
         match TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) {
-            Ok(s) => {
+            Ok(mut s) => {
+                let slow = i >= silent;
+                // A slow-loris connection starts its headers at once (the thread trickles the rest).
+                let sent = if slow { s.write(&slow_request(i)[..1]).unwrap_or(0) } else { 0 };
                 s.set_nonblocking(true).unwrap();
-                conns.push(Conn { s, opened: Instant::now(), fate: Fate { slow: i >= silent, closed_after: None, sent: 0, got: Vec::new() } });
+                conns.push(Conn { s, opened: Instant::now(), fate: Fate { slow, closed_after: None, sent, got: Vec::new() } });
             }
             Err(_) => failed += 1,
         }
