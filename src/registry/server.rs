@@ -52,6 +52,10 @@ pub trait BlobStore: Send + Sync + 'static {
     fn open(&self, digest: &Digest, read_upto: u64) -> io::Result<Option<Opened>>;
     /// Remember what serving a blob found out about this file (logged when bad).
     fn record(&self, digest: &Digest, stamp: FileStamp, verdict: Verdict);
+    /// Claim the hashing of an unchecked blob for one download (false: another download is hashing it, so
+    /// concurrent first downloads do not all hash the same bytes); released with `release_check`.
+    fn claim_check(&self, digest: &Digest) -> bool;
+    fn release_check(&self, digest: &Digest);
 }
 
 /// Identity of one version of a file: a rewritten or truncated file gets another stamp.

@@ -9,9 +9,9 @@
 //!
 //! Checks: a blob whose size on disk differs from the size its manifests give it is refused before the first
 //! byte. A blob's content is hashed while it is sent whole for the first time (per file: device, inode, size,
-//! mtime, ctime); a blob that does not match its digest has its last chunk withheld and is refused from then
-//! on, one that matches is not hashed again. Small blobs (and manifests) are read whole and checked on every
-//! request.
+//! mtime, ctime; one download at a time hashes a blob); a blob that does not match its digest has its last
+//! chunk withheld and is refused from then on, one that matches is not hashed again. Small blobs (and
+//! manifests) are read whole and checked on every request.
 
 use super::{BlobStore, FileStamp, Opened, Verdict};
 use crate::digest::{Digest, Hasher};
@@ -19,7 +19,7 @@ use crate::registry::catalog::Index;
 use crate::registry::gc;
 use crate::registry::store::Store;
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -43,6 +43,8 @@ pub struct FsBlobStore {
     snapshot: RwLock<Arc<Snapshot>>,
     stamp: Mutex<Option<(u64, i64, i64, u64)>>,
     verdicts: Mutex<HashMap<Digest, (FileStamp, Verdict)>>,
+    /// Blobs a download is hashing right now.
+    checking: Mutex<HashSet<Digest>>,
 }
 
 impl FsBlobStore {
@@ -52,6 +54,7 @@ impl FsBlobStore {
             snapshot: RwLock::new(Arc::new(Snapshot { index: Arc::new(Index::default()), sizes: HashMap::new() })),
             stamp: Mutex::new(None),
             verdicts: Mutex::new(HashMap::new()),
+            checking: Mutex::new(HashSet::new()),
         };
         s.reload_if_changed()?;
         Ok(s)
@@ -149,6 +152,14 @@ impl BlobStore for FsBlobStore {
         }
         self.verdicts.lock().unwrap_or_else(|e| e.into_inner()).insert(digest.clone(), (stamp, verdict));
     }
+
+    fn claim_check(&self, digest: &Digest) -> bool {
+        self.checking.lock().unwrap_or_else(|e| e.into_inner()).insert(digest.clone())
+    }
+
+    fn release_check(&self, digest: &Digest) {
+        self.checking.lock().unwrap_or_else(|e| e.into_inner()).remove(digest);
+    }
 }
 
 /// The body of `bytes start..end` (end exclusive) of an opened blob: chunks read on the blocking pool, one
@@ -162,9 +173,10 @@ pub fn stream(
     disk_timeout: Duration,
 ) -> impl futures::Stream<Item = io::Result<Bytes>> + Send + 'static {
     let whole = start == 0 && end == blob.len;
-    let hasher = (whole && matches!(blob.verdict, Verdict::Unchecked)).then(Hasher::new);
+    let checks = whole && matches!(blob.verdict, Verdict::Unchecked) && store.claim_check(&digest);
+    let hasher = checks.then(Hasher::new);
     let reading = Reading {
-        ctx: Arc::new(Ctx { store, digest, stamp: blob.stamp.clone(), len: blob.len, disk_timeout }),
+        ctx: Arc::new(Ctx { store, digest, stamp: blob.stamp.clone(), len: blob.len, disk_timeout, checks }),
         file: blob.file.clone(),
         pos: start,
         end,
@@ -205,6 +217,16 @@ struct Ctx {
     stamp: FileStamp,
     len: u64,
     disk_timeout: Duration,
+    /// This download claimed the hashing of the blob.
+    checks: bool,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if self.checks {
+            self.store.release_check(&self.digest);
+        }
+    }
 }
 
 impl Ctx {
