@@ -83,5 +83,11 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     for (reference, old, new) in &r.moved {
         println!("  moved {reference}: {old} -> {new}");
     }
+    if !r.moved.is_empty() {
+        out.info(format!(
+            "the blobs only the old digests of moved tags need stay in the store: `airgap gc --store {}` lists them, with --apply deletes them",
+            args.store.display()
+        ));
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod build;
+pub mod gc;
 pub mod hostkey;
 pub mod images;
 pub mod inspect;
@@ -60,6 +61,8 @@ pub enum Command {
     Serve(serve::Args),
     /// List what a registry store holds.
     Images(images::Args),
+    /// Free the blobs of a registry store that no image reaches any more (dry run unless --apply).
+    Gc(gc::Args),
     /// Show every step of the installation, on every node, with files and commands.
     Plan(plan::Args),
     /// Install the cluster described by an inventory, step by step, resumably.
@@ -105,6 +108,7 @@ fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Load(a) => load::run(a, out),
         Command::Serve(a) => serve::run(a, out),
         Command::Images(a) => images::run(a, out),
+        Command::Gc(a) => gc::run(a, out),
         Command::Plan(a) => plan::run(a, out),
         Command::Install(a) => install::run(a, out),
         Command::Status(a) => status::run(a, out),

@@ -14,17 +14,23 @@
 //! own media type (what distribution does for OCI indexes; containerd, skopeo and docker >= 20 accept every
 //! type a bundle can hold).
 //!
-//! Blob bodies: hyper cannot `sendfile`, so large blobs are memory-mapped and handed to hyper as a stream of
-//! 1 MiB `Bytes` slices of the map: no user-space copy (the kernel copies from the page cache straight into
-//! the socket), no anonymous memory. Behind the stream, the pages already sent are dropped from the process's
-//! page tables (`MADV_DONTNEED`, harmless on a read-only file mapping: a later touch re-faults from the page
-//! cache), so the resident set stays at a few MiB per download whatever the blob size. Blob files are never
-//! modified once in place (a load only renames new files in), so a map cannot see a truncated file.
+//! Files: every file-system access (open, stat, read) runs on tokio's blocking pool, never on the async
+//! workers; blobs are streamed from a file handle in bounded chunks, never memory-mapped, and a blob file that
+//! is missing, truncated or damaged fails the requests for it, and only those (see `blobs`).
+//!
+//! Connections (see `conn`): a cap on open connections (idle ones make room for new ones), a deadline for a
+//! request's headers (which also bounds keep-alive idling), a deadline for a response that makes no progress,
+//! bounded header sizes; junk is answered by hyper with 400/431 and the connection closed.
+
+mod blobs;
+mod conn;
+
+pub use blobs::FsBlobStore;
+pub use conn::{bind, Limits};
 
 use crate::digest::Digest;
 use crate::registry::catalog::Index;
 use crate::registry::names;
-use crate::registry::store::Store;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -33,184 +39,69 @@ use axum::response::Response;
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the handler needs from a store.
+/// What the handler needs from a store. `open` touches the file system: the handler calls it on the
+/// blocking pool.
 pub trait BlobStore: Send + Sync + 'static {
     /// The current catalog lookup tables.
     fn index(&self) -> Arc<Index>;
-    /// Size of a stored blob, or None.
-    fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>>;
-    /// The bytes of a stored blob, or None.
-    fn blob(&self, digest: &Digest) -> io::Result<Option<BlobData>>;
+    /// Open a stored blob (None: not in the store); a blob of at most `read_upto` bytes is also read whole
+    /// and checked against its digest.
+    fn open(&self, digest: &Digest, read_upto: u64) -> io::Result<Option<Opened>>;
+    /// Remember what serving a blob found out about this file (logged when bad).
+    fn record(&self, digest: &Digest, stamp: FileStamp, verdict: Verdict);
+    /// Claim the hashing of an unchecked blob for one download (false: another download is hashing it, so
+    /// concurrent first downloads do not all hash the same bytes); released with `release_check`.
+    fn claim_check(&self, digest: &Digest) -> bool;
+    fn release_check(&self, digest: &Digest);
 }
 
-/// A blob's bytes: in memory (small blobs) or memory-mapped.
-pub enum BlobData {
-    Bytes(Bytes),
-    Map(Arc<memmap2::Mmap>),
+/// Identity of one version of a file: a rewritten or truncated file gets another stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
 }
 
-impl BlobData {
-    pub fn len(&self) -> usize {
-        match self {
-            BlobData::Bytes(b) => b.len(),
-            BlobData::Map(m) => m.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A response body for bytes `start..=end`.
-    fn body(self, start: usize, end: usize) -> Body {
-        match self {
-            BlobData::Bytes(b) => Body::from(b.slice(start..=end)),
-            BlobData::Map(map) => Body::from_stream(MapChunks { map, pos: start, end: end + 1, released: start }),
-        }
-    }
+/// What is known about a blob file's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Unchecked,
+    /// It was read whole and matched its digest.
+    Verified,
+    /// It cannot be served: why.
+    Bad(String),
 }
 
-/// Size of the slices a mapped blob is sent in.
-const CHUNK: usize = 1 << 20;
-
-/// A read-only view of part of a map, owned (so hyper can hold it while writing).
-struct MapSlice {
-    map: Arc<memmap2::Mmap>,
-    start: usize,
-    end: usize,
-}
-
-impl AsRef<[u8]> for MapSlice {
-    fn as_ref(&self) -> &[u8] {
-        &self.map[self.start..self.end]
-    }
-}
-
-/// The body stream of a mapped blob: 1 MiB slices; pages two chunks behind are dropped from the page tables.
-struct MapChunks {
-    map: Arc<memmap2::Mmap>,
-    pos: usize,
-    end: usize,
-    released: usize,
-}
-
-impl futures::Stream for MapChunks {
-    type Item = Result<Bytes, io::Error>;
-
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.pos >= this.end {
-            return std::task::Poll::Ready(None);
-        }
-        let behind = this.pos.saturating_sub(2 * CHUNK);
-        if behind > this.released {
-            // SAFETY: a read-only, file-backed shared mapping: MADV_DONTNEED only drops page-table entries; any
-            // later access (hyper still writing an older slice) re-faults the same bytes from the page cache.
-            let _ = unsafe { this.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, this.released, behind - this.released) };
-            this.released = behind;
-        }
-        let n = CHUNK.min(this.end - this.pos);
-        let slice = MapSlice { map: this.map.clone(), start: this.pos, end: this.pos + n };
-        this.pos += n;
-        std::task::Poll::Ready(Some(Ok(Bytes::from_owner(slice))))
-    }
-}
-
-/// Blobs smaller than this are read into memory rather than mapped.
-const MAP_THRESHOLD: u64 = 64 * 1024;
-
-/// The real store: blob files on disk, the catalog reloaded when `catalog.json` changes.
-pub struct FsBlobStore {
-    store: Store,
-    index: RwLock<Arc<Index>>,
-    stamp: Mutex<Option<(u64, i64, i64, u64)>>,
-}
-
-impl FsBlobStore {
-    pub fn open(store: Store) -> anyhow::Result<FsBlobStore> {
-        let s = FsBlobStore { store, index: RwLock::new(Arc::new(Index::default())), stamp: Mutex::new(None) };
-        s.reload_if_changed()?;
-        Ok(s)
-    }
-
-    fn catalog_stamp(&self) -> Option<(u64, i64, i64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(self.store.catalog_path()).ok()?;
-        Some((m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
-    }
-
-    /// Re-read the catalog when `catalog.json` was replaced (inode, mtime or size changed). Cheap: one stat.
-    pub fn reload_if_changed(&self) -> anyhow::Result<bool> {
-        let stamp = self.catalog_stamp();
-        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        if *last == stamp && stamp.is_some() {
-            return Ok(false);
-        }
-        let catalog = self.store.catalog()?;
-        let index = Index::new(catalog);
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
-        *last = stamp;
-        Ok(true)
-    }
-
-    /// Re-read the catalog whether or not it changed (SIGHUP).
-    pub fn reload(&self) -> anyhow::Result<()> {
-        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.reload_if_changed().map(|_| ())
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-}
-
-impl BlobStore for FsBlobStore {
-    fn index(&self) -> Arc<Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
-        match std::fs::metadata(self.store.blob_path(digest)) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn blob(&self, digest: &Digest) -> io::Result<Option<BlobData>> {
-        let file = match std::fs::File::open(self.store.blob_path(digest)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let len = file.metadata()?.len();
-        if len < MAP_THRESHOLD {
-            let mut buf = Vec::with_capacity(len as usize);
-            io::Read::read_to_end(&mut &file, &mut buf)?;
-            return Ok(Some(BlobData::Bytes(Bytes::from(buf))));
-        }
-        // SAFETY: blob files are immutable once in the store (loads only rename new files in, nothing
-        // truncates or rewrites them), so the mapping cannot change under us.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        let _ = map.advise(memmap2::Advice::Sequential);
-        Ok(Some(BlobData::Map(Arc::new(map))))
-    }
+/// An open blob.
+pub struct Opened {
+    pub file: Arc<std::fs::File>,
+    /// Its size on disk.
+    pub len: u64,
+    pub stamp: FileStamp,
+    pub verdict: Verdict,
+    /// Its bytes, when it was small enough to be read whole (and checked) when opened.
+    pub data: Option<Bytes>,
 }
 
 #[derive(Clone)]
 struct AppState {
     store: Arc<dyn BlobStore>,
+    /// How long a file-system operation may take before the request fails.
+    disk_timeout: Duration,
 }
 
 /// The axum application (routes + access log + API version header).
-pub fn app(store: Arc<dyn BlobStore>) -> axum::Router {
+pub fn app(store: Arc<dyn BlobStore>, disk_timeout: Duration) -> axum::Router {
     axum::Router::new()
         .fallback(handle)
         .layer(axum::middleware::from_fn(access_log))
-        .with_state(AppState { store })
+        .with_state(AppState { store, disk_timeout })
 }
 
 async fn access_log(ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
@@ -274,9 +165,33 @@ fn json_response(value: &serde_json::Value) -> Response {
     r
 }
 
-fn internal(e: io::Error) -> Response {
+fn internal(e: io::Error, head: bool) -> Response {
     tracing::error!("failed to read the store: {e}");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "failed to read the store", serde_json::json!({}), false)
+    error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "failed to read the store", serde_json::json!({}), head)
+}
+
+/// A blob that cannot be served (its failure was logged when it was found).
+fn damaged(d: &Digest, why: &str, head: bool) -> Response {
+    tracing::warn!("refused blob {d}: {why}");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "UNKNOWN",
+        "the registry's copy of this blob is damaged",
+        serde_json::json!({"digest": d.to_string()}),
+        head,
+    )
+}
+
+/// Open a blob on the blocking pool (reading it whole when it is at most `read_upto` bytes).
+async fn open(st: &AppState, d: &Digest, read_upto: u64, head: bool) -> Result<Option<Opened>, Response> {
+    let (store, digest) = (st.store.clone(), d.clone());
+    let task = tokio::task::spawn_blocking(move || store.open(&digest, read_upto));
+    match tokio::time::timeout(st.disk_timeout, task).await {
+        Ok(Ok(Ok(o))) => Ok(o),
+        Ok(Ok(Err(e))) => Err(internal(io::Error::new(e.kind(), format!("blob {d}: {e}")), head)),
+        Ok(Err(e)) => Err(internal(io::Error::other(format!("blob {d}: the file task failed: {e}")), head)),
+        Err(_) => Err(internal(io::Error::new(io::ErrorKind::TimedOut, format!("blob {d}: opening it took longer than {:?}", st.disk_timeout)), head)),
+    }
 }
 
 async fn handle(State(st): State<AppState>, method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
@@ -315,8 +230,8 @@ async fn handle(State(st): State<AppState>, method: Method, uri: axum::http::Uri
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "not a registry API path", serde_json::json!({}), head);
     };
     match kind {
-        "manifests" => manifest(&st, &index, &uri, name, reference, head),
-        "blobs" => blob(&st, &index, name, reference, &headers, head),
+        "manifests" => manifest(&st, &index, &uri, name, reference, head).await,
+        "blobs" => blob(&st, &index, name, reference, &headers, head).await,
         _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "not a registry API path", serde_json::json!({}), head),
     }
 }
@@ -325,39 +240,40 @@ fn name_unknown(name: &str, head: bool) -> Response {
     error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "repository name not known to registry", serde_json::json!({"name": name}), head)
 }
 
-fn manifest(st: &AppState, index: &Index, uri: &axum::http::Uri, name: &str, reference: &str, head: bool) -> Response {
+async fn manifest(st: &AppState, index: &Index, uri: &axum::http::Uri, name: &str, reference: &str, head: bool) -> Response {
     if !index.has_name(name) {
         return name_unknown(name, head);
     }
     let ns = query_param(uri, "ns").map(|h| names::normalize_host(&h).to_string());
-    let Some(hit) = index.resolve_manifest(name, ns.as_deref(), reference) else {
-        return error(
+    let unknown = || {
+        error(
             StatusCode::NOT_FOUND,
             "MANIFEST_UNKNOWN",
             "manifest unknown",
             serde_json::json!({"name": name, "reference": reference}),
             head,
-        );
+        )
+    };
+    let Some(hit) = index.resolve_manifest(name, ns.as_deref(), reference) else {
+        return unknown();
     };
     if let (Some(host), None) = (&hit.host, &ns) {
         tracing::debug!("{name}:{reference} is provided by several hosts and the request names none (no ?ns=): serving {host}'s, the most recently loaded");
     }
-    let bytes = if head {
-        None
-    } else {
-        match st.store.blob(&hit.digest) {
-            Ok(Some(b)) => Some(b),
-            Ok(None) => return internal(io::Error::new(io::ErrorKind::NotFound, format!("manifest {} is in the catalog but its blob is missing", hit.digest))),
-            Err(e) => return internal(e),
+    // Manifests are small: read whole and checked against their digest on every request, HEAD included.
+    let body = match open(st, &hit.digest, crate::registry::store::MAX_MANIFEST, head).await {
+        Err(r) => return r,
+        Ok(None) => {
+            tracing::warn!("manifest {} is in the catalog but its blob file is gone (removed by gc?)", hit.digest);
+            return unknown();
         }
+        Ok(Some(o)) => match (o.verdict, o.data) {
+            (Verdict::Bad(why), _) => return damaged(&hit.digest, &why, head),
+            (_, Some(data)) if data.len() as u64 == hit.size => data,
+            (_, _) => return damaged(&hit.digest, "its size differs from the catalog's", head),
+        },
     };
-    let mut r = Response::new(match bytes {
-        Some(b) if !b.is_empty() => {
-            let n = b.len();
-            b.body(0, n - 1)
-        }
-        _ => Body::empty(),
-    });
+    let mut r = Response::new(if head { Body::empty() } else { Body::from(body) });
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&hit.media_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(hit.size));
@@ -402,7 +318,7 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>>
     Some(Ok((start, end.min(size - 1))))
 }
 
-fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers: &HeaderMap, head: bool) -> Response {
+async fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers: &HeaderMap, head: bool) -> Response {
     if !index.has_name(name) {
         return name_unknown(name, head);
     }
@@ -410,11 +326,16 @@ fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers: &Hea
         return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "provided digest did not match uploaded content", serde_json::json!({"digest": reference}), head);
     };
     let unknown = || error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry", serde_json::json!({"digest": reference}), head);
-    let size = match st.store.blob_size(&digest) {
-        Ok(Some(s)) => s,
+    let whole_get = !head && headers.get(header::RANGE).is_none();
+    let blob = match open(st, &digest, if whole_get { blobs::SMALL } else { 0 }, head).await {
+        Err(r) => return r,
         Ok(None) => return unknown(),
-        Err(e) => return internal(e),
+        Ok(Some(b)) => b,
     };
+    if let Verdict::Bad(why) = &blob.verdict {
+        return damaged(&digest, why, head);
+    }
+    let size = blob.len;
     let range = parse_range(headers, size);
     if let Some(Err(())) = range {
         let mut r = error(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN", "requested range not satisfiable", serde_json::json!({"size": size}), head);
@@ -430,13 +351,10 @@ fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers: &Hea
     let len = if size == 0 { 0 } else { end - start + 1 };
     let body = if head || len == 0 {
         Body::empty()
+    } else if let Some(data) = &blob.data {
+        Body::from(data.slice(start as usize..=end as usize))
     } else {
-        match st.store.blob(&digest) {
-            Ok(Some(b)) if b.len() as u64 == size => b.body(start as usize, end as usize),
-            Ok(Some(_)) => return internal(io::Error::other(format!("blob {digest} changed size while being served"))),
-            Ok(None) => return unknown(),
-            Err(e) => return internal(e),
-        }
+        Body::from_stream(blobs::stream(st.store.clone(), digest.clone(), &blob, start, end + 1, st.disk_timeout))
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -482,31 +400,17 @@ fn paginate(uri: &axum::http::Uri, base: &str, key: &str, items: Vec<String>, na
     r
 }
 
-/// Serve until `shutdown` resolves; then stop accepting, let in-flight responses finish (at most `grace`).
+/// Serve on `listeners` until `shutdown` resolves; then stop accepting, close idle connections and let
+/// running responses finish (at most `grace`).
 pub async fn serve(
     store: Arc<dyn BlobStore>,
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    };
-    let server = axum::serve(listener, app(store).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(signal);
-    let mut rx2 = rx.clone();
-    tokio::select! {
-        r = server => r.map_err(anyhow::Error::from),
-        _ = async move {
-            let _ = rx2.wait_for(|v| *v).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("some downloads were still running {grace:?} after the shutdown signal; stopped them");
-            Ok(())
-        }
-    }
+    let app = app(store, limits.send_timeout);
+    conn::run(app, listeners, limits, shutdown, grace).await
 }
 
 #[cfg(test)]

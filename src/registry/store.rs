@@ -12,7 +12,9 @@
 //! bundle verified (signature included) are the staged blobs renamed into `blobs/sha256/` and the catalog
 //! replaced. Any error drops the staging directory: the store is as it was. A crash between the renames and the
 //! catalog replacement leaves only unreferenced blobs, never a catalog pointing at missing ones.
-//! `serve` never takes the lock: it reads the catalog, which is only ever replaced whole by a rename.
+//! `serve` never takes the lock: it reads the catalog, which is only ever replaced whole by a rename. `gc
+//! --apply` (see `gc`) holds the lock too, so it never races a load. The store's directories, blobs and
+//! catalog are readable by everyone whatever the loader's umask: `serve` runs as an unprivileged user.
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::HintExt;
@@ -45,9 +47,29 @@ impl Store {
     }
 
     /// Open a store, creating its directories when missing (for `load`).
+    /// The store's directories, and the parents this creates, are made readable by everyone (mode 0755)
+    /// whatever the umask: `serve` runs as an unprivileged user. An existing parent that others cannot enter
+    /// is left alone, with a warning.
     pub fn create(root: &Path) -> Result<Store> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut created: Vec<PathBuf> = root.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
         fs_err::create_dir_all(root.join("blobs/sha256")).context("failed to create the registry store")?;
         fs_err::create_dir_all(root.join("tmp")).context("failed to create the registry store")?;
+        created.extend([root.to_path_buf(), root.join("blobs"), root.join("blobs/sha256")]);
+        for d in &created {
+            fs_err::set_permissions(d, std::fs::Permissions::from_mode(0o755)).context("failed to set the registry store's modes")?;
+        }
+        for p in root.ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(m) = std::fs::metadata(p) {
+                if m.permissions().mode() & 0o001 == 0 {
+                    tracing::warn!(
+                        "{} (mode {:o}) cannot be entered by other users: an unprivileged `airgap serve` cannot read the store under it",
+                        p.display(),
+                        m.permissions().mode() & 0o7777
+                    );
+                }
+            }
+        }
         Ok(Store { root: root.to_path_buf() })
     }
 
@@ -96,20 +118,60 @@ impl Store {
         Ok(c)
     }
 
-    /// Start a load: takes the store's lock (waiting for another load to finish) and makes a staging directory.
-    pub fn begin_load(&self) -> Result<LoadTx> {
+    /// Take the store's lock exclusively (what a load and `gc --apply` hold), waiting for its holder to finish.
+    pub fn lock_exclusive(&self, what: &str) -> Result<StoreLock> {
         let lock_path = self.root.join("lock");
         let file = fs_err::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?.into_parts().0;
         let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => l,
             Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
-                tracing::warn!("another `airgap load` holds {}; waiting for it to finish", lock_path.display());
+                tracing::warn!("another `airgap load` or `airgap gc` holds {}; the {what} waits for it to finish", lock_path.display());
                 Flock::lock(file, FlockArg::LockExclusive)
                     .map_err(|(_, e)| e)
                     .with_context(|| format!("failed to lock {}", lock_path.display()))?
             }
             Err((_, e)) => return Err(e).with_context(|| format!("failed to lock {}", lock_path.display())),
         };
+        Ok(StoreLock { _lock: lock })
+    }
+
+    /// Take the store's lock shared (a reader that wants a settled store: it waits for a running load). None
+    /// when the store has no lock file (no load ever ran in it).
+    pub fn lock_shared(&self) -> Result<Option<StoreLock>> {
+        let lock_path = self.root.join("lock");
+        let file = match std::fs::File::open(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("failed to open {}", lock_path.display())),
+        };
+        let lock = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(l) => l,
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+                tracing::warn!("an `airgap load` or `airgap gc --apply` holds {}; waiting for it to finish", lock_path.display());
+                Flock::lock(file, FlockArg::LockShared)
+                    .map_err(|(_, e)| e)
+                    .with_context(|| format!("failed to lock {}", lock_path.display()))?
+            }
+            Err((_, e)) => return Err(e).with_context(|| format!("failed to lock {}", lock_path.display())),
+        };
+        Ok(Some(StoreLock { _lock: lock }))
+    }
+
+    /// Replace the catalog atomically (temp file, fsync, rename), readable by everyone: `serve` runs as an
+    /// unprivileged user.
+    pub fn write_catalog(&self, catalog: &Catalog) -> Result<()> {
+        use std::io::Write;
+        let json = serde_json::to_vec_pretty(catalog)?;
+        // readable by the registry service whatever user it runs as (0644, like the blobs)
+        crate::fsutil::atomic_write_with(&self.catalog_path(), crate::fsutil::Mode::Set(0o644), |f| {
+            f.write_all(&json)?;
+            Ok(())
+        })
+    }
+
+    /// Start a load: takes the store's lock (waiting for another load to finish) and makes a staging directory.
+    pub fn begin_load(&self) -> Result<LoadTx> {
+        let lock = self.lock_exclusive("load")?;
         // Holding the lock, anything left under tmp/ is from a load that crashed: remove it.
         let tmp = self.root.join("tmp");
         fs_err::create_dir_all(&tmp)?;
@@ -163,10 +225,15 @@ pub struct LoadReport {
     pub stats: LoadStats,
 }
 
+/// The store's lock, released when dropped.
+pub struct StoreLock {
+    _lock: Flock<std::fs::File>,
+}
+
 /// One load in progress. Dropping it without `commit` removes everything it staged.
 pub struct LoadTx {
     store: Store,
-    _lock: Flock<std::fs::File>,
+    _lock: StoreLock,
     staging: tempfile::TempDir,
     staged: HashSet<Digest>,
     index_json: Option<Vec<u8>>,
@@ -408,9 +475,7 @@ impl LoadTx {
         new.images.sort_by(|a, b| (&a.name, &a.host, &a.tag, &a.digest).cmp(&(&b.name, &b.host, &b.tag, &b.digest)));
         // Blobs first (content-addressed, harmless if the catalog never follows), then the catalog.
         self.install_staged_blobs()?;
-        let json = serde_json::to_vec_pretty(&new)?;
-        // readable by the registry service whatever user it runs as (0644, like the blobs)
-        crate::fsutil::atomic_write(&self.store.catalog_path(), &json, crate::fsutil::Mode::Set(0o644)).context("failed to replace the store's catalog")?;
+        self.store.write_catalog(&new).context("failed to replace the store's catalog")?;
         Ok(report)
     }
 }
@@ -426,6 +491,8 @@ impl LoadTx {
         for d in &self.staged {
             let from = self.staging.path().join(d.hex());
             let f = fs_err::File::open(&from)?;
+            // readable by the unprivileged `serve`, whatever the umask of this load
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
             f.sync_all().with_context(|| format!("failed to sync {}", from.display()))?;
             fs_err::rename(&from, blobs_dir.join(d.hex()))?;
         }

@@ -261,12 +261,21 @@ pub fn runtime(site: &Site) -> Result<Vec<FileSpec>> {
     Ok(files)
 }
 
-/// The systemd unit serving the registry store on :5000.
-pub fn registry_unit(site: &Site) -> Result<FileSpec> {
+/// The systemd unit serving the registry store on :5000 on one registry worker: listening on loopback, the
+/// node's address and the workers' VIP only, as an unprivileged sandboxed service (`DynamicUser=`,
+/// `ProtectSystem=strict`, no capabilities, `@system-service` system calls). `legacy_systemd`: the node runs
+/// systemd 219 (el7), which knows none of that: root without capabilities, system read-only.
+pub fn registry_unit(site: &Site, node: &str, legacy_systemd: bool) -> Result<FileSpec> {
+    let me = site
+        .registry_workers
+        .iter()
+        .find(|p| p.name == node)
+        .with_context(|| format!("{node} is not one of the registry workers"))?;
     let unit = render(
         "airgap-registry.service",
         ctx! {
             header => HEADER, airgap_bin => site.airgap_bin, store => REGISTRY_STORE, registry_port => REGISTRY_PORT,
+            node_ip => me.ip, vip => site.workers_vip, legacy_systemd => legacy_systemd,
         },
     )?;
     Ok(FileSpec::new(REGISTRY_UNIT, 0o644, unit))

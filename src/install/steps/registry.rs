@@ -34,7 +34,9 @@ impl Step for Registry {
             check: Some(node_cmd(&["registry-loaded", "--store", REGISTRY_STORE, "--bundle", &bundle, "--pubkey", copies::REMOTE_PUBKEY])),
             why: "load the bundle's images into the registry store (verified)".into(),
         });
-        let unit = vec![render::registry_unit(&site)?];
+        // el7's systemd 219 gets the unit without the sandboxing it does not know
+        let el7 = ctx.targets.get(&node.name).is_some_and(|t| t.os_tags.iter().any(|t| t == "el7"));
+        let unit = vec![render::registry_unit(&site, &node.name, el7)?];
         v.extend(services::files(&unit));
         v.push(services::service("airgap-registry", &unit, &[], &[], true));
         v.push(services::answers("the registry", "check-http", &format!("http://127.0.0.1:{REGISTRY_PORT}/v2/")));

@@ -11,20 +11,20 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Keys {
+pub(super) struct Keys {
     _dir: tempfile::TempDir,
-    secret: PathBuf,
-    public: PathBuf,
+    pub(super) secret: PathBuf,
+    pub(super) public: PathBuf,
 }
 
-fn keys() -> Keys {
+pub(super) fn keys() -> Keys {
     let dir = tempfile::tempdir().unwrap();
     let k = airgap::sign::generate_keypair(&dir.path().join("k"), None).unwrap();
     Keys { secret: k.secret, public: k.public, _dir: dir }
 }
 
 /// A signed bundle holding every image of the OCI layout `layout`.
-fn bundle_from_layout(layout: &Path, name: &str, version: &str, out: &Path, keys: &Keys) -> PathBuf {
+pub(super) fn bundle_from_layout(layout: &Path, name: &str, version: &str, out: &Path, keys: &Keys) -> PathBuf {
     let index_json = fs_err::read(layout.join("index.json")).unwrap();
     let index: serde_json::Value = serde_json::from_slice(&index_json).unwrap();
     let images = index["manifests"]
@@ -66,17 +66,17 @@ fn bundle_from_layout(layout: &Path, name: &str, version: &str, out: &Path, keys
     write_bundle(&BundleContent { root, index_json, blobs, files: vec![] }, &sk, &opts).unwrap().archive
 }
 
-fn airgap(args: &[&str]) -> (bool, String, String) {
+pub(super) fn airgap(args: &[&str]) -> (bool, String, String) {
     let o = Command::new(airgap_bin()).args(args).env("NO_COLOR", "1").env_remove("RUST_LOG").output().unwrap();
     (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-fn load(bundle: &Path, store: &Path, pubkey: &Path) -> (bool, String, String) {
+pub(super) fn load(bundle: &Path, store: &Path, pubkey: &Path) -> (bool, String, String) {
     airgap(&["load", bundle.to_str().unwrap(), "--store", store.to_str().unwrap(), "--pubkey", pubkey.to_str().unwrap()])
 }
 
 /// Everything a failed load must leave untouched: the catalog's bytes, the blob file names, no staging left.
-fn store_state(store: &Path) -> (Vec<u8>, BTreeSet<String>, usize) {
+pub(super) fn store_state(store: &Path) -> (Vec<u8>, BTreeSet<String>, usize) {
     let catalog = fs_err::read(store.join("catalog.json")).unwrap_or_default();
     let blobs = fs_err::read_dir(store.join("blobs/sha256")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     let tmp = fs_err::read_dir(store.join("tmp")).map(|r| r.count()).unwrap_or(0);

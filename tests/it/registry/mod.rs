@@ -1,7 +1,10 @@
 //! The built-in registry (`airgap load`, `airgap serve`, `airgap images`) against real clients: skopeo,
 //! containerd's `ctr` (direct and through a hosts.toml mirror), curl; compared with the reference registry.
 
+mod gc;
+mod hostile;
 mod load;
+mod unprivileged;
 
 use crate::support::containerd::Containerd;
 use crate::support::images::{make_image, Format, ImageSpec, MadeImage};
@@ -28,23 +31,55 @@ impl Served {
     }
 
     pub fn start_with(store: &Path, extra: &[&str]) -> Served {
+        Served::start_limited(store, extra, None)
+    }
+
+    /// With the server's open-file limit (soft and hard) set to `nofile`.
+    pub fn start_limited(store: &Path, extra: &[&str], nofile: Option<u64>) -> Served {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("serve.log");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let f = fs_err::File::create(&log).unwrap();
-        let child = Command::new(airgap_bin())
-            .args(["-v", "serve", "--listen", &addr, "--store"])
+        let mut cmd = Command::new(airgap_bin());
+        cmd.args(["-v", "serve", "--listen", &addr, "--store"])
             .arg(store)
             .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(f.into_parts().0)
-            .spawn()
-            .unwrap();
+            .stderr(f.into_parts().0);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn().unwrap();
         wait_for_port(&addr, Duration::from_secs(10));
         Served { addr, log, child: ChildGuard(child), _logdir: logdir }
+    }
+
+    /// The server process is still running (not crashed, not exited).
+    pub fn alive(&mut self) -> bool {
+        self.child.0.try_wait().unwrap().is_none()
+    }
+
+    /// Wait (at most `timeout`) until the log has a line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log(&self) -> String {
@@ -351,4 +386,47 @@ fn registry_serves_containerd_directly_and_as_mirror_of_stopped_upstream() {
     // Unpacked for this platform: the snapshot exists.
     let snaps = ctd.ctr(&["snapshots", "--snapshotter", "native", "ls"]);
     assert!(String::from_utf8_lossy(&snaps.stdout).lines().count() > 1, "nothing unpacked");
+}
+
+/// `skopeo copy --all --preserve-digests` of `docker://ADDR/REF` into a `dir:` copy (bounded in time).
+pub fn skopeo_copy(addr: &str, reference: &str, dst: &Path) -> Result<(), String> {
+    require_tool("skopeo");
+    let out = Command::new("skopeo")
+        .args(["--command-timeout", "120s", "copy", "--all", "--preserve-digests", "--src-tls-verify=false"])
+        .arg(format!("docker://{addr}/{reference}"))
+        .arg(format!("dir:{}", dst.display()))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("skopeo copy {reference} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A `dir:` copy holds exactly the image that was made: the same top-level digest, every child manifest and
+/// every config and layer, each file's content matching its name.
+pub fn assert_pulled(dir: &Path, img: &MadeImage) {
+    let files = dir_files(dir);
+    let top = crate::support::sha256sum(&dir.join("manifest.json"));
+    assert_eq!(format!("sha256:{top}"), img.digest.to_string(), "{}: top-level manifest digest differs", img.tag);
+    let children: std::collections::BTreeSet<String> =
+        img.manifests.iter().map(|(_, d)| d.hex().to_string()).filter(|h| h != img.digest.hex()).collect();
+    let mut blobs = std::collections::BTreeSet::new();
+    for (name, sum) in &files {
+        if let Some(hex) = name.strip_suffix(".manifest.json") {
+            assert_eq!(hex, sum, "{}: child manifest {name} corrupted", img.tag);
+            assert!(children.contains(hex), "{}: unexpected child manifest {name}", img.tag);
+        } else if name.len() == 64 {
+            assert_eq!(name, sum, "{}: blob {name} corrupted", img.tag);
+            blobs.insert(name.clone());
+        }
+    }
+    let want: std::collections::BTreeSet<String> = img
+        .blobs
+        .iter()
+        .map(|(d, _)| d.hex().to_string())
+        .filter(|h| h != img.digest.hex() && !children.contains(h))
+        .collect();
+    assert_eq!(blobs, want, "{}: the copied configs and layers differ from the image's", img.tag);
 }

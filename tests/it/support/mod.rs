@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod bundle;
+pub mod attack;
 pub mod containerd;
 pub mod fileserver;
 pub mod images;
