@@ -15,4 +15,5 @@ mod manifest;
 mod packages;
 mod plan;
 mod registry;
+mod standins;
 mod token;
