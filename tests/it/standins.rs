@@ -380,6 +380,10 @@ fn nodes_are_ready_only_with_flannel_on_the_pod_subnet() {
         assert_eq!(ready(&n), ("True".into(), "KubeletReady".into()), "{n}");
     }
     assert!(ok(&c.kubectl("master1", &["wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"])).contains("node/worker1 condition met"));
+    // another machine joining under a registered, Ready node's name (kubeadm's kubelet-start check)
+    let twin = Node::new(c._base.path(), "twin", &c.node("worker1").ip);
+    twin.write(JOIN_CFG, &c.node("worker1").read(JOIN_CFG));
+    refused(&twin.run("kubeadm", &["join", "--config", JOIN_CFG, "--ignore-preflight-errors=Port-10250"]), 1, "a Node with name \"worker1\" and status \"Ready\" already exists in the cluster. You must delete the existing Node or change the name of this new joining Node");
     let ds = json(&c.kubectl("master1", &["get", "daemonset", "-n", "kube-flannel", "kube-flannel-ds", "-o", "json"]));
     assert_eq!((ds["status"]["desiredNumberScheduled"].as_i64(), ds["status"]["numberReady"].as_i64()), (Some(2), Some(2)));
     // masters carry the control-plane NoSchedule taint: a control-plane DaemonSet needs the toleration
@@ -412,4 +416,93 @@ fn nodes_are_ready_only_with_flannel_on_the_pod_subnet() {
         eprintln!("{}", c.node("master1").read("/var/lib/kubelet/config.yaml"));
         eprintln!("{}", c.node("worker1").read("/etc/kubernetes/kubelet.conf"));
     }
+}
+
+/// Put the stand-ins on a lab node the way a bundle would put the real tools: the binary in
+/// /usr/local/bin as kubeadm, kubelet and kubectl, the upstream kubelet unit + drop-in, kubelet enabled,
+/// ip_forward on (what os-prepare does).
+fn install_standins(lab: &crate::support::lab::Lab, node: &str) {
+    use crate::support::standins::{standin_bin, KUBEADM_DROPIN, KUBELET_SERVICE};
+    let root = lab.root(node);
+    let put = |p: &str, content: &[u8], mode: u32| {
+        let p = root.join(p.trim_start_matches('/'));
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    };
+    put("/usr/local/bin/k8s-standin", &fs_err::read(standin_bin()).unwrap(), 0o755);
+    for tool in ["kubeadm", "kubelet", "kubectl"] {
+        std::os::unix::fs::symlink("k8s-standin", root.join("usr/local/bin").join(tool)).unwrap();
+    }
+    put("/etc/systemd/system/kubelet.service", KUBELET_SERVICE.as_bytes(), 0o644);
+    put("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", KUBEADM_DROPIN.as_bytes(), 0o644);
+    put("/etc/default/kubelet", format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", lab.address(node)).as_bytes(), 0o644);
+    lab.exec(node, "systemctl daemon-reload && systemctl enable kubelet && sysctl -qw net.ipv4.ip_forward=1 && systemd-analyze verify kubelet.service");
+}
+
+#[test]
+fn standins_on_a_two_node_lab() {
+    let _slot = crate::support::lab_slot();
+    let t0 = std::time::Instant::now();
+    let Some(lab) = crate::support::lab::Lab::up(2) else { return };
+    let reg = Registry::start_on(Mode::Plain, &format!("{}.1", lab.net));
+    let (m1, w) = ("master1", "master2");
+    let ca = CertificateAuthority::generate(KeyAlgorithm::Rsa2048).unwrap();
+    let secrets = JoinSecrets { token: BootstrapToken::generate().unwrap(), certificate_key: CertificateKey::generate().unwrap(), ca_cert_hash: ca.cert_hash().unwrap() };
+    let mut input = ClusterInput::new(
+        VERSION.parse().unwrap(),
+        "standin-lab",
+        format!("{}.100", lab.net).parse().unwrap(),
+        vec![NodeInput { name: m1.into(), address: lab.address(m1).parse().unwrap() }],
+        format!("{}.200", lab.net).parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+        "10.96.0.0/12".parse().unwrap(),
+    );
+    // two nodes, no keepalived/haproxy: the control-plane endpoint is the first master itself
+    input.control_plane_endpoint = format!("{}:6443", lab.address(m1)).parse().unwrap();
+    input.image_repository = reg.addr.clone();
+    push_images(&reg, &airgap::kube::images::images_for(&input.kubernetes_version).unwrap().at_site(&reg.addr));
+    for n in [m1, w] {
+        install_standins(&lab, n);
+    }
+    let root = lab.root(m1);
+    fs_err::create_dir_all(root.join("etc/kubernetes/pki")).unwrap();
+    fs_err::write(root.join("etc/kubernetes/pki/ca.crt"), ca.cert_pem()).unwrap();
+    fs_err::write(root.join("etc/kubernetes/pki/ca.key"), ca.expose_key_pem()).unwrap();
+    fs_err::create_dir_all(root.join("etc/kubernetes/airgap")).unwrap();
+    fs_err::write(root.join(INIT_CFG.trim_start_matches('/')), render_init(&input, &secrets, Secrets::Real).unwrap()).unwrap();
+    let node = NodeInput { name: w.into(), address: lab.address(w).parse().unwrap() };
+    fs_err::create_dir_all(lab.root(w).join("etc/kubernetes/airgap")).unwrap();
+    fs_err::write(lab.root(w).join(JOIN_CFG.trim_start_matches('/')), render_join(&input, &node, JoinRole::Worker, &secrets, Secrets::Real).unwrap()).unwrap();
+
+    let t = std::time::Instant::now();
+    let init = lab.exec(m1, &format!("kubeadm init --config {INIT_CFG} --upload-certs --skip-token-print --skip-certificate-key-print"));
+    assert!(init.contains("initialized successfully"), "{init}");
+    eprintln!("kubeadm init: {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(lab.exec(m1, "systemctl is-active kubelet standin-apiserver").split_whitespace().collect::<Vec<_>>(), ["active", "active"]);
+    let t = std::time::Instant::now();
+    let join = lab.exec(w, &format!("kubeadm join --config {JOIN_CFG}"));
+    assert!(join.contains("This node has joined the cluster"), "{join}");
+    eprintln!("kubeadm join: {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(lab.exec(w, "systemctl is-active kubelet").trim(), "active");
+
+    let kubectl = |args: &str| lab.exec(m1, &format!("kubectl --kubeconfig {ADMIN} {args}"));
+    let nodes: Value = serde_json::from_str(&kubectl("get nodes -o json")).unwrap();
+    let mut seen: Vec<(String, String)> = nodes["items"].as_array().unwrap().iter().map(|n| (n["metadata"]["name"].as_str().unwrap().into(), n["status"]["addresses"][0]["address"].as_str().unwrap().into())).collect();
+    seen.sort();
+    assert_eq!(seen, [(m1.to_string(), lab.address(m1)), (w.to_string(), lab.address(w))]);
+    fs_err::write(root.join("etc/kubernetes/airgap/kube-flannel.yml"), FLANNEL.replace("NETWORK", "10.244.0.0/16")).unwrap();
+    kubectl("apply -f /etc/kubernetes/airgap/kube-flannel.yml");
+    assert!(kubectl("wait --for=condition=Ready node --all --timeout=30s").contains(&format!("node/{w} condition met")));
+    // the call logs on the nodes: init, join, the kubelets started by systemd with the drop-in's flags
+    let calls = lab.exec(w, "cat /var/log/k8s-standin/calls.jsonl");
+    let kubelet: Value = calls.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|c| c["tool"] == "kubelet").unwrap();
+    let argv: Vec<&str> = kubelet["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(argv.contains(&"--config=/var/lib/kubelet/config.yaml") && argv.contains(&format!("--node-ip={}", lab.address(w)).as_str()), "{argv:?}");
+    assert!(!lab.exec(m1, "cat /var/log/k8s-standin/calls.jsonl").contains(&secrets.token.expose_secret()));
+    // reset takes the worker back out
+    lab.exec(w, "kubeadm reset -f");
+    assert!(!lab.root(w).join("etc/kubernetes/kubelet.conf").exists());
+    lab.down();
+    eprintln!("standins lab: {:.1} s", t0.elapsed().as_secs_f64());
 }
