@@ -108,6 +108,16 @@ fn refused(o: &std::process::Output, code: i32, wording: &str) {
     assert!(stderr(o).contains(wording), "expected {wording:?} in:\n{}", out(o));
 }
 
+/// Poll `f` (every 100 ms, up to 10 s) until it is true: a joined kubelet registers its node right after
+/// the TLS bootstrap that `kubeadm join` waits for, not before.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn ready(node: &Value) -> (String, String) {
     let c = node["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
     (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
@@ -211,6 +221,7 @@ fn kubeadm_init_and_join_enforce_tokens_ca_pins_certificate_keys_and_expiry() {
     ok(&c.join("worker1"));
     assert!(w1.exists("/etc/kubernetes/kubelet.conf") && !w1.exists("/etc/kubernetes/bootstrap-kubelet.conf"));
     assert_eq!(w1.read("/etc/kubernetes/pki/ca.crt"), c.ca.cert_pem());
+    eventually("worker1 registered", || c.kubectl("master1", &["get", "node", "worker1"]).status.success());
     let worker = json(&c.kubectl("master1", &["get", "node", "worker1", "-o", "json"]));
     assert_eq!(worker["status"]["addresses"][0]["address"], w1.ip.as_str());
     refused(&c.join("worker1"), 2, "[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists");
@@ -232,10 +243,13 @@ fn kubeadm_init_and_join_enforce_tokens_ca_pins_certificate_keys_and_expiry() {
     // every control-plane node answers the same (master2's apiserver proxies to the state holder)
     let via_m2 = m2.read(ADMIN).replace(&format!("https://{endpoint}"), &format!("https://{}:6443", m2.ip));
     m2.write("/tmp/local.conf", &via_m2);
-    let nodes = json(&m2.run("kubectl", &["--kubeconfig", "/tmp/local.conf", "get", "nodes", "-o", "json"]));
-    let mut names: Vec<&str> = nodes["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
-    names.sort();
-    assert_eq!(names, ["master1", "master2", "worker1"]);
+    let names = || {
+        let nodes = json(&m2.run("kubectl", &["--kubeconfig", "/tmp/local.conf", "get", "nodes", "-o", "json"]));
+        let mut names: Vec<String> = nodes["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+    eventually("three nodes through master2", || names() == ["master1", "master2", "worker1"]);
 
     // the bootstrap token lives 24 h; `kubeadm token create --config F` brings the same one back
     let id = c.secrets.token.id().to_string();
@@ -357,7 +371,7 @@ fn nodes_are_ready_only_with_flannel_on_the_pod_subnet() {
     ok(&c.join("worker1"));
     let m1 = c.node("master1");
     let nodes = || json(&c.kubectl("master1", &["get", "nodes", "-o", "json"]))["items"].as_array().unwrap().clone();
-    assert_eq!(nodes().len(), 2);
+    eventually("two nodes", || nodes().len() == 2);
     for n in nodes() {
         assert_eq!(ready(&n), ("False".into(), "KubeletNotReady".into()), "{n}");
     }
@@ -487,6 +501,7 @@ fn standins_on_a_two_node_lab() {
     assert_eq!(lab.exec(w, "systemctl is-active kubelet").trim(), "active");
 
     let kubectl = |args: &str| lab.exec(m1, &format!("kubectl --kubeconfig {ADMIN} {args}"));
+    eventually("two nodes", || serde_json::from_str::<Value>(&kubectl("get nodes -o json")).unwrap()["items"].as_array().unwrap().len() == 2);
     let nodes: Value = serde_json::from_str(&kubectl("get nodes -o json")).unwrap();
     let mut seen: Vec<(String, String)> = nodes["items"].as_array().unwrap().iter().map(|n| (n["metadata"]["name"].as_str().unwrap().into(), n["status"]["addresses"][0]["address"].as_str().unwrap().into())).collect();
     seen.sort();

@@ -51,7 +51,10 @@ impl KindInfo {
     }
 }
 
-const BUILTIN: &[(&str, &str, &str, &str, bool, &[&str])] = &[
+/// (group, version, kind, plural, namespaced, short names)
+type Builtin = (&'static str, &'static str, &'static str, &'static str, bool, &'static [&'static str]);
+
+const BUILTIN: &[Builtin] = &[
     ("", "v1", "Namespace", "namespaces", false, &["ns"]),
     ("", "v1", "Node", "nodes", false, &["no"]),
     ("", "v1", "Pod", "pods", true, &["po"]),
@@ -133,7 +136,7 @@ pub fn by_resource<'a>(kinds: &'a [KindInfo], arg: &str) -> Option<&'a KindInfo>
         None => (arg.clone(), None),
     };
     kinds.iter().find(|k| {
-        (k.plural == name || k.kind.to_lowercase() == name || k.short.iter().any(|s| *s == name))
+        (k.plural == name || k.kind.to_lowercase() == name || k.short.contains(&name))
             && group.as_ref().is_none_or(|g| k.group == *g || k.group.starts_with(&format!("{g}.")))
     })
 }

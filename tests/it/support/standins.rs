@@ -32,7 +32,7 @@ pub fn standin_bin() -> PathBuf {
             let path = e.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if e.metadata().unwrap().modified().unwrap() > built {
+            } else if path.extension().is_some_and(|x| x == "rs") && e.metadata().unwrap().modified().unwrap() > built {
                 panic!("{} is older than {}: run `cargo test` (it builds examples) or `cargo build --example k8s-standin`", p.display(), path.display());
             }
         }
@@ -40,11 +40,17 @@ pub fn standin_bin() -> PathBuf {
     p
 }
 
-/// A /24 of 127.0.0.0/8 no other test (of this process or another) uses: 127.<pid>.<counter>.0.
+/// A /24 of 127.0.0.0/8 no other test (of this process or another) uses: 127.<pid>.<counter>.0, skipping
+/// one whose first master or VIP address is taken.
 pub fn loopback_net() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    format!("127.{}.{}", 20 + std::process::id() % 200, n % 250)
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let net = format!("127.{}.{}", 20 + std::process::id() % 200, n % 250);
+        if TcpListener::bind(format!("{net}.11:6443")).is_ok() && TcpListener::bind(format!("{net}.100:16443")).is_ok() {
+            return net;
+        }
+    }
 }
 
 pub struct Node {

@@ -122,6 +122,7 @@ pub fn local_pki(ctx: &Ctx, view: &ClusterView, node: &NodeInfo) -> R<Ca> {
 }
 
 /// Write a kubeconfig, refusing (as kubeadm's kubeconfig phase does) one that exists with another CA.
+#[allow(clippy::too_many_arguments)]
 fn kubeconfig(ctx: &Ctx, ca: &Ca, file: &str, server: &str, cluster: &str, user: &str, cn: &str, orgs: &[&str]) -> R<()> {
     let path = format!("/etc/kubernetes/{file}");
     if let Ok(text) = ctx.read(&path) {

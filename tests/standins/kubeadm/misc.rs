@@ -142,7 +142,7 @@ fn token_list(ctx: &Ctx, args: &[String]) -> R<()> {
             if rows.is_empty() {
                 return Ok(());
             }
-            println!("{:<24}  {:<9}  {:<21}  {:<24}  {:<56}  {}", "TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS");
+            println!("{:<24}  {:<9}  {:<21}  {:<24}  {:<56}  EXTRA GROUPS", "TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION");
             for r in &rows {
                 let exp = r["expires"].as_str().and_then(parse_rfc3339);
                 let ttl = exp.map(|e| human_duration(e - now)).unwrap_or_else(|| "<forever>".into());
