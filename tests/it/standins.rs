@@ -515,6 +515,16 @@ fn standins_on_a_two_node_lab() {
     let argv: Vec<&str> = kubelet["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(argv.contains(&"--config=/var/lib/kubelet/config.yaml") && argv.contains(&format!("--node-ip={}", lab.address(w)).as_str()), "{argv:?}");
     assert!(!lab.exec(m1, "cat /var/log/k8s-standin/calls.jsonl").contains(&secrets.token.expose_secret()));
+    // a reboot of the first master: the kubelet (enabled) brings the apiserver back, the state is kept
+    let t = std::time::Instant::now();
+    lab.stop_node(m1);
+    lab.start_node(m1);
+    let start = std::time::Instant::now();
+    while lab.script(&["exec", m1, "sh", "-c", &format!("kubectl --kubeconfig {ADMIN} get node {w}")]).status.code() != Some(0) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the cluster did not come back after master1 rebooted");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    eprintln!("master1 reboot to a working apiserver: {:.1} s", t.elapsed().as_secs_f64());
     // reset takes the worker back out
     lab.exec(w, "kubeadm reset -f");
     assert!(!lab.root(w).join("etc/kubernetes/kubelet.conf").exists());

@@ -96,6 +96,16 @@ pub fn main(ctx: &Ctx, args: &[String]) -> R<()> {
         })?;
         tls_bootstrap(ctx, boot, kubeconfig, &name)?;
     }
+    // the static pod: a control-plane node's apiserver comes back with the kubelet (e.g. after a reboot)
+    let manifest = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+    if ctx.exists(manifest) && !crate::services::active(ctx, crate::services::APISERVER_UNIT) {
+        if let Some(a) = ctx.read(crate::kubeadm::APISERVER_ARGS).ok().and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok()) {
+            eprintln!("I0000 kubelet.go] \"Starting static pod\" manifest=\"{manifest}\"");
+            if let Err(e) = crate::services::start_apiserver(ctx, &a) {
+                eprintln!("E0000 kubelet.go] \"Failed to start static pod\" err=\"{}\"", e.msg);
+            }
+        }
+    }
     // kubelet port: the preflight checks of a second init/join see it in use
     if let Ok(l) = std::net::TcpListener::bind((if ctx.sandboxed() { node_ip } else { IpAddr::from([0, 0, 0, 0]) }, 10250)) {
         std::thread::spawn(move || for _ in l.incoming() {});

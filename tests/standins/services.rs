@@ -33,6 +33,15 @@ fn pid_of(ctx: &Ctx, unit: &str) -> Option<nix::unistd::Pid> {
     nix::sys::signal::kill(p, None).ok().map(|_| p)
 }
 
+/// Whether the unit runs.
+pub fn active(ctx: &Ctx, unit: &str) -> bool {
+    if ctx.sandboxed() {
+        pid_of(ctx, unit).is_some()
+    } else {
+        run("systemctl", &["is-active", "--quiet", unit]).is_ok()
+    }
+}
+
 pub fn stop(ctx: &Ctx, unit: &str) {
     if !ctx.sandboxed() {
         let _ = run("systemctl", &["stop", unit]);

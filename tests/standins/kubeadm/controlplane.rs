@@ -249,8 +249,13 @@ pub fn start_apiserver(ctx: &Ctx, node: &NodeInfo, upstream: Option<&str>) -> R<
             format!("--cluster-signing-key-file={PKI}/ca.key"),
         ]),
     }
-    services::start_apiserver(ctx, &a)
+    services::start_apiserver(ctx, &a)?;
+    // what the kubelet needs to bring it back after a reboot, as it would a static pod
+    ctx.write(APISERVER_ARGS, serde_json::to_string(&a).expect("json"), 0o600)
 }
+
+/// The stand-in apiserver's arguments, for the kubelet (static pod stand-in).
+pub const APISERVER_ARGS: &str = "/var/lib/k8s-standin/apiserver.args";
 
 /// wait-control-plane: the local apiserver's /healthz answers within `timeout`.
 pub fn wait_apiserver(ctx: &Ctx, node: &NodeInfo, timeout: Duration) -> R<()> {

@@ -245,6 +245,7 @@ pub fn reset(ctx: &Ctx, args: &[String]) -> R<()> {
     services::stop(ctx, "kubelet");
     services::stop(ctx, services::APISERVER_UNIT);
     println!("[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki /var/lib/etcd]");
+    ctx.remove(cp::APISERVER_ARGS);
     for d in [cp::MANIFESTS, "/var/lib/kubelet", cp::PKI, "/var/lib/etcd"] {
         if let Ok(rd) = std::fs::read_dir(ctx.path(d)) {
             for e in rd.flatten() {

@@ -12,6 +12,8 @@ mod join;
 mod misc;
 mod preflight;
 
+pub use controlplane::APISERVER_ARGS;
+
 use crate::common::{fail_code, Ctx, Fail, R};
 use crate::flags::{self, flag, short, Kind, Parsed, Spec};
 
