@@ -2,7 +2,8 @@ use super::site_args::{SiteArgs, StateArgs, StepArgs};
 use crate::error::HintExt;
 use crate::site::inventory::Inventory;
 use crate::output::Output;
-use crate::install::ssh::{OpenSsh, SshSettings, Transport};
+use crate::install::ssh::timeouts::Timeouts;
+use crate::install::ssh::{hostkeys, OpenSsh, RunDir, SshSettings, Transport};
 use crate::install::engine::{self, NodeConn, NodeFailure};
 use crate::install::progress::Progress;
 use crate::install::journal::Journal;
@@ -50,8 +51,8 @@ fn stopped(failed: &[NodeFailure]) -> anyhow::Error {
     err
 }
 
-/// One `install` at a time per state dir.
-fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// One `install` at a time per state dir (`hostkey forget` takes it too).
+pub fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let p = state_dir.join("install.lock");
     let f = fs_err::OpenOptions::new()
         .create(true)
@@ -70,14 +71,16 @@ fn lock(state_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .hint("wait for it to finish, or stop it; a killed install leaves nothing to clean up")
 }
 
-pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Transport>>> {
+/// How ssh reaches the nodes; asks for the password on the terminal when `ssh.password_env` names an unset
+/// variable (then hands it to ssh through that variable: never on a command line).
+pub fn ssh_settings(inv: &Inventory) -> Result<SshSettings> {
     let settings = SshSettings {
         user: inv.ssh.user.clone(),
         port: inv.ssh.port,
         key_file: inv.key_file(),
         password_env: inv.ssh.password_env.clone(),
         connect_timeout: inv.ssh.connect_timeout,
-        state_dir: state_dir.to_path_buf(),
+        timeouts: Timeouts::from(&inv.ssh.timeouts),
     };
     if let Some(v) = &inv.ssh.password_env {
         if settings.key_file.is_none() && std::env::var_os(v).is_none() {
@@ -91,9 +94,68 @@ pub fn transports(inv: &Inventory, state_dir: &Path) -> Result<Vec<Box<dyn Trans
             }
         }
     }
+    Ok(settings)
+}
+
+/// A node that could not be scanned: every command fails with why.
+struct NotReached {
+    name: String,
+}
+
+impl Transport for NotReached {
+    fn node(&self) -> &str {
+        &self.name
+    }
+    fn run(&self, _: &[String], _: crate::install::ssh::Stdin<'_>) -> Result<crate::install::ssh::CmdOutput> {
+        anyhow::bail!("{} was not reached (its host key could not be fetched)", self.name)
+    }
+}
+
+/// Each node's transport, or why the node was not reached.
+type Transports = Vec<(Box<dyn Transport>, Option<anyhow::Error>)>;
+
+/// Check every node's host key (pinned, recorded or first contact: see `install::ssh::hostkeys`), then one
+/// transport per node that requires exactly that key. Nodes whose key could not be fetched come back with
+/// why; a node presenting another key than expected stops everything here, before any authentication.
+pub fn connect(
+    inv: &Inventory,
+    inventory_path: &Path,
+    state_dir: &Path,
+    state_dir_given: bool,
+    progress: &Progress,
+) -> Result<Transports> {
+    let settings = ssh_settings(inv)?;
+    let help = hostkeys::AcceptHelp { inventory: inventory_path, state_dir: state_dir_given.then_some(state_dir) };
+    for n in &inv.nodes {
+        progress.set(&n.name, &format!("checking the host key of {}:{}", n.address, inv.ssh.port));
+    }
+    let timeout = std::time::Duration::from_secs(u64::from(inv.ssh.connect_timeout.max(1)));
+    let mut checked = hostkeys::check_all(inv, state_dir, &help, timeout)?;
+    if !checked.first_contact.is_empty() {
+        progress.warn(&hostkeys::first_contact_notice(
+            &checked.first_contact,
+            inv.ssh.port,
+            inventory_path,
+            &hostkeys::Records::path_in(state_dir),
+        ));
+    }
+    let run_dir = RunDir::new(&hostkeys::run_known_hosts(&checked.keys))?;
     inv.nodes
         .iter()
-        .map(|n| Ok(Box::new(OpenSsh::new(&n.name, &n.address.to_string(), settings.clone())?) as Box<dyn Transport>))
+        .enumerate()
+        .map(|(i, n)| {
+            Ok(match (checked.keys.get(&n.name), checked.unreachable.remove(&n.name)) {
+                (Some(key), _) => (
+                    Box::new(OpenSsh::new(&n.name, &n.address.to_string(), settings.clone(), run_dir.clone(), i, key)?)
+                        as Box<dyn Transport>,
+                    None,
+                ),
+                (None, why) => (
+                    Box::new(NotReached { name: n.name.clone() }) as Box<dyn Transport>,
+                    Some(why.unwrap_or_else(|| anyhow::anyhow!("{} was not reached", n.name))),
+                ),
+            })
+        })
         .collect()
 }
 
@@ -150,15 +212,25 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
     ));
+    let transports = connect(&inv, &args.site.inventory, &state_dir, args.dirs.state_dir.is_some(), &progress);
+    let transports = match transports {
+        Ok(t) => t,
+        Err(e) => {
+            progress.finish();
+            return Err(e);
+        }
+    };
     let mut conns: Vec<NodeConn> = inv
         .nodes
         .iter()
-        .zip(transports(&inv, &state_dir)?)
-        .map(|(node, t)| NodeConn {
-            node,
-            t,
-            unreachable: None,
-            facts: None,
+        .zip(transports)
+        .map(|(node, (t, why))| {
+            let unreachable = why.map(|e| {
+                let f = engine::Failure::of(&e);
+                progress.outcome(&node.name, &format!("unreachable: {}", f.message()));
+                f
+            });
+            NodeConn { node, t, unreachable, facts: None }
         })
         .collect();
     engine::bootstrap(&mut conns, &binary, &progress);

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod build;
+pub mod hostkey;
 pub mod images;
 pub mod inspect;
 pub mod install;
@@ -65,6 +66,8 @@ pub enum Command {
     Install(install::Args),
     /// Show each node's progress through the installation steps.
     Status(status::Args),
+    /// The nodes' SSH host keys: list them, forget a re-installed node's.
+    Hostkey(hostkey::Args),
     /// Node-local work, run by `install` on each node over SSH.
     #[command(hide = true)]
     Node(node::Args),
@@ -105,6 +108,7 @@ fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Plan(a) => plan::run(a, out),
         Command::Install(a) => install::run(a, out),
         Command::Status(a) => status::run(a, out),
+        Command::Hostkey(a) => hostkey::run(a, out),
         Command::Node(a) => node::run(a, out),
     }
 }

@@ -334,3 +334,19 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_node_subcommand_has_a_timeout_kind() {
+        use crate::install::ssh::timeouts::{COPY_NODE_COMMANDS, LONG_NODE_COMMANDS, QUICK_NODE_COMMANDS};
+        use clap::CommandFactory;
+        let cmd = crate::cli::Cli::command();
+        let node = cmd.find_subcommand("node").unwrap();
+        for sub in node.get_subcommands() {
+            let name = sub.get_name();
+            let listed = [QUICK_NODE_COMMANDS, LONG_NODE_COMMANDS, COPY_NODE_COMMANDS].iter().filter(|l| l.contains(&name)).count();
+            assert_eq!(listed, 1, "`airgap node {name}` must be in exactly one list of install::ssh::timeouts");
+        }
+    }
+}

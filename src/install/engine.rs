@@ -4,7 +4,7 @@
 
 use super::journal::{Journal, Status};
 use super::progress::{Logged, Progress};
-use super::ssh::{Stdin, Transport};
+use super::ssh::Transport;
 use super::{plan_text, Ctx, LocalFile, Step};
 use crate::node::BIN;
 use crate::site::inventory::Node;
@@ -21,10 +21,11 @@ pub struct NodeConn<'a> {
 }
 
 /// Put this airgap binary on every node (verified by sha256, skipped when already there), in parallel.
-/// Nodes that cannot be reached are marked; the others go on.
+/// Nodes that cannot be reached are marked; the others go on. Nodes already marked (their host key could not
+/// be fetched) are not contacted.
 pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress) {
     std::thread::scope(|s| {
-        for c in conns.iter_mut() {
+        for c in conns.iter_mut().filter(|c| c.unreachable.is_none()) {
             s.spawn(move || {
                 let t = Logged {
                     inner: c.t.as_ref(),
@@ -46,24 +47,7 @@ pub fn bootstrap(conns: &mut [NodeConn], binary: &LocalFile, progress: &Progress
 }
 
 fn ensure_binary(t: &dyn Transport, binary: &LocalFile, progress: &Progress) -> Result<()> {
-    // the sha256 of the binary on the node; a sidecar stamp (HEX SIZE MTIME, as `airgap node receive` writes)
-    // saves hashing it again when nothing changed
-    let script = r#"f=$1; want=$2; s="$(dirname "$f")/.$(basename "$f").sha256"
-[ -f "$f" ] || exit 0
-cur="$(stat -c '%s %Y' "$f")"
-if [ -f "$s" ] && [ "$(cat "$s")" = "$want $cur" ]; then echo "$want"; exit 0; fi
-h=$(sha256sum "$f" | cut -d' ' -f1); echo "$h"
-if [ "$h" = "$want" ]; then echo "$want $cur" > "$s"; fi"#;
-    let remote_sha = || -> Result<Option<String>> {
-        let out = t.run(
-            &crate::install::ssh::sv(&["sh", "-c", script, "sh", BIN, binary.sha256.hex()]),
-            Stdin::Null,
-        )?;
-        if !out.success() {
-            bail!("failed to hash {BIN} on {}: {}", t.node(), out.reason());
-        }
-        Ok(out.stdout_str().split_whitespace().next().map(String::from))
-    };
+    let remote_sha = || crate::install::ssh::remote_sha256(t, BIN, &binary.sha256);
     if remote_sha()?.as_deref() == Some(binary.sha256.hex()) {
         return Ok(());
     }
@@ -71,7 +55,7 @@ if [ "$h" = "$want" ]; then echo "$want $cur" > "$s"; fi"#;
         t.node(),
         &format!("copying airgap ({})", super::actions::human_size(binary.size)),
     );
-    t.copy(&binary.path, BIN, 0o755)?;
+    t.copy(&binary.path, BIN, 0o755, &binary.sha256)?;
     match remote_sha()? {
         Some(h) if h == binary.sha256.hex() => Ok(()),
         h => bail!(

@@ -54,6 +54,44 @@ pub struct SshConfig {
     /// Seconds to wait for a TCP connection.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: u32,
+    /// How long a remote command may run before it is stopped (on the node too) and fails.
+    #[serde(default)]
+    pub timeouts: SshTimeouts,
+}
+
+/// Timeouts of remote commands, per kind, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshTimeouts {
+    /// What airgap knows to be quick: checks, facts, file writes.
+    #[serde(default = "default_command_timeout")]
+    pub command: u64,
+    /// Everything else: package and component installs, service (re)starts, image loads.
+    #[serde(default = "default_install_timeout")]
+    pub install: u64,
+    /// Copies may take `command` seconds plus their size at this rate (MiB/s): the slowest link tolerated.
+    #[serde(default = "default_copy_rate")]
+    pub copy_mib_per_s: u64,
+}
+
+impl Default for SshTimeouts {
+    fn default() -> Self {
+        SshTimeouts {
+            command: default_command_timeout(),
+            install: default_install_timeout(),
+            copy_mib_per_s: default_copy_rate(),
+        }
+    }
+}
+
+fn default_command_timeout() -> u64 {
+    300
+}
+fn default_install_timeout() -> u64 {
+    1800
+}
+fn default_copy_rate() -> u64 {
+    1
 }
 
 impl Default for SshConfig {
@@ -64,6 +102,7 @@ impl Default for SshConfig {
             key_file: None,
             password_env: None,
             connect_timeout: default_connect_timeout(),
+            timeouts: SshTimeouts::default(),
         }
     }
 }
@@ -103,6 +142,11 @@ pub struct Node {
     /// Network interface for the VIPs and the pod network (default: the one holding `address`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// The node's SSH host key fingerprint as `ssh-keygen -lf` prints it (`SHA256:` + 43 base64 characters).
+    /// When set, the node must present this key before anything is sent to it; else the key it presents on
+    /// first contact is recorded in the state dir and required afterwards (trust on first use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

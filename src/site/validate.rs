@@ -89,6 +89,24 @@ impl Inventory {
                 }
             }
         }
+        let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(fp) = n.host_key.as_deref() else { continue };
+            let idx = i.to_string();
+            if let Err(why) = check_fingerprint(fp) {
+                v.push(&["nodes", &idx, "host_key"], format!("nodes[{i}].host_key {fp:?} {why}"));
+            } else if let Some(&j) = keys.get(fp) {
+                v.push(
+                    &["nodes", &idx, "host_key"],
+                    format!(
+                        "nodes[{i}].host_key {fp} is also the host key of {} (cloned nodes must get their own host keys)",
+                        self.nodes[j].name
+                    ),
+                );
+            } else {
+                keys.insert(fp, i);
+            }
+        }
         let (m, w) = (self.masters().count(), self.workers().count());
         if self.cluster.allow_single_master {
             if m == 0 {
@@ -192,12 +210,40 @@ impl Inventory {
         if self.ssh.port == 0 {
             v.push(&["ssh", "port"], "ssh.port must not be 0".to_string());
         }
+        for (key, value) in [
+            ("command", self.ssh.timeouts.command),
+            ("install", self.ssh.timeouts.install),
+            ("copy_mib_per_s", self.ssh.timeouts.copy_mib_per_s),
+        ] {
+            if value == 0 {
+                v.push(&["ssh", "timeouts", key], format!("ssh.timeouts.{key} must be positive"));
+            }
+        }
         if self.preflight.max_time_skew_seconds <= 0.0 {
             v.push(
                 &["preflight", "max_time_skew_seconds"],
                 "preflight.max_time_skew_seconds must be positive".into(),
             );
         }
+    }
+}
+
+/// An SSH host key fingerprint as `ssh-keygen -l` prints it: `SHA256:` and the unpadded base64 of 32 bytes.
+pub fn check_fingerprint(fp: &str) -> Result<(), String> {
+    use base64::Engine;
+    const HOW: &str = "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the node prints it)";
+    let Some(b64) = fp.strip_prefix("SHA256:") else {
+        return Err(if fp.starts_with("MD5:") || fp.contains(':') && fp.len() == 47 {
+            format!("is an MD5 fingerprint: give the SHA256 one {HOW}")
+        } else {
+            format!("is not an SSH host key fingerprint like SHA256:AbC... {HOW}")
+        });
+    };
+    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64) {
+        Ok(bytes) if bytes.len() == 32 => Ok(()),
+        _ => Err(format!(
+            "is not a SHA256 fingerprint: SHA256: must be followed by 43 base64 characters {HOW}"
+        )),
     }
 }
 

@@ -15,5 +15,6 @@ mod manifest;
 mod packages;
 mod plan;
 mod registry;
+mod ssh;
 mod standins;
 mod token;
