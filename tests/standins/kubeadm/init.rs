@@ -17,6 +17,15 @@ use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// kubeadm init's phases (init.go AppendPhase order) and the sub-phases the stand-in can skip.
+const PHASES: &[&str] = &[
+    "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start", "wait-control-plane", "upload-config",
+    "upload-certs", "mark-control-plane", "bootstrap-token", "kubelet-finalize", "addon", "addon/coredns", "addon/kube-proxy",
+    "show-join-command",
+];
+/// What skipping does nothing the install could rely on: these the stand-in honours.
+const SKIPPABLE: &[&str] = &["preflight", "upload-certs", "kubelet-finalize", "addon", "addon/coredns", "addon/kube-proxy", "show-join-command"];
+
 const DEFAULT_CRI: &str = "unix:///var/run/containerd/containerd.sock";
 const DEFAULT_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
@@ -161,8 +170,21 @@ pub fn run(ctx: &Ctx, p: &Parsed) -> R<()> {
     let view = ClusterView::of(ctx, &cfg.cluster, Some((ip, bind_port)))?;
     println!("[init] Using Kubernetes version: {}", view.version);
 
+    let skip: Vec<String> = if p.has("skip-phases") { p.list("skip-phases") } else { cfg.init.skip_phases.clone().unwrap_or_default() };
+    for s in &skip {
+        if !PHASES.contains(&s.as_str()) {
+            return Err(kerr(1, format!("phase {s:?} not found (the phases of kubeadm init are {})", PHASES.join(", "))));
+        }
+        if !SKIPPABLE.contains(&s.as_str()) {
+            return Err(kerr(1, format!("the k8s-standin kubeadm cannot skip the {s:?} phase (it can skip {})", SKIPPABLE.join(", "))));
+        }
+    }
+    let skipped = |ph: &str| skip.iter().any(|s| s == ph || ph.starts_with(&format!("{s}/")));
     let mut ignore = p.list("ignore-preflight-errors");
     ignore.extend(nr.ignore_preflight_errors.clone().unwrap_or_default());
+    if skipped("preflight") {
+        ignore.push("all".into());
+    }
     let mut checks = Checks::new(ignore);
     checks.privileged();
     for port in [bind_port, 10259, 10257, 10250, 2379, 2380] {
@@ -200,7 +222,7 @@ pub fn run(ctx: &Ctx, p: &Parsed) -> R<()> {
     put("/api/v1/namespaces/kube-system/configmaps/kubelet-config", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubelet-config", "namespace": "kube-system"}, "data": {"kubelet": kubelet_yaml}}), "upload-config/kubelet")?;
 
     let key = cfg.init.certificate_key.clone().filter(|k| !k.is_empty());
-    let key = if p.bool("upload-certs") {
+    let key = if p.bool("upload-certs") && !skipped("upload-certs") {
         let key = key.unwrap_or_else(|| airgap::kube::pki::CertificateKey::generate().expect("randomness").expose_secret().to_string());
         upload_certs(ctx, &admin, &key)?;
         print_key(&key, p.bool("skip-certificate-key-print"));
@@ -228,9 +250,14 @@ pub fn run(ctx: &Ctx, p: &Parsed) -> R<()> {
     let info_yaml = serde_yaml_ng::to_string(&info).expect("yaml");
     put("/api/v1/namespaces/kube-public/configmaps/cluster-info", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cluster-info", "namespace": "kube-public"}, "data": {"kubeconfig": info_yaml}}), "bootstrap-token")?;
 
-    addons(&admin, &view, cfg.proxy.is_some() || cfg.cluster.proxy.as_ref().and_then(|p| p.disabled) != Some(true))?;
+    let dns = cfg.cluster.dns.as_ref().and_then(|d| d.disabled) != Some(true) && !skipped("addon/coredns");
+    let proxy = cfg.cluster.proxy.as_ref().and_then(|p| p.disabled) != Some(true) && !skipped("addon/kube-proxy");
+    addons(&admin, &view, dns, proxy)?;
     call(&admin, "POST", "/standin/v1/members", Some(&json!({"name": name, "address": std::net::SocketAddr::new(ip, bind_port).to_string()}))).map_err(|e| phase_err("etcd", e))?;
 
+    if skipped("show-join-command") {
+        return Ok(());
+    }
     let hash = pki::spki_pin(&ca.cert_pem)?;
     let token = if p.bool("skip-token-print") { "<value withheld>".to_string() } else { tokens[0].0.clone() };
     println!("\nYour Kubernetes control-plane has initialized successfully!\n\nTo start using your cluster, you need to run the following as a regular user:\n\n  mkdir -p $HOME/.kube\n  sudo cp -i /etc/kubernetes/admin.conf $HOME/.kube/config\n  sudo chown $(id -u):$(id -g) $HOME/.kube/config\n\nYou should now deploy a pod network to the cluster.\nRun \"kubectl apply -f [podnetwork].yaml\" with one of the options listed at:\n  https://kubernetes.io/docs/concepts/cluster-administration/addons/\n");
@@ -243,16 +270,18 @@ pub fn run(ctx: &Ctx, p: &Parsed) -> R<()> {
 }
 
 /// The CoreDNS Deployment and kube-proxy DaemonSet kubeadm's addon phase creates.
-fn addons(c: &Client, view: &ClusterView, proxy: bool) -> R<()> {
+fn addons(c: &Client, view: &ClusterView, dns: bool, proxy: bool) -> R<()> {
     let image = |n: &str| view.images.iter().find(|i| i.rsplit('/').next().is_some_and(|x| x.starts_with(&format!("{n}:")))).cloned().unwrap_or_default();
     let apply = |obj: Value| call(c, "POST", "/standin/v1/apply", Some(&json!({"object": obj}))).map(|_| ()).map_err(|e| phase_err("addon", e));
     let cp_toleration = json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"});
-    apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                 "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}}, "spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
-                     "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}, cp_toleration],
-                     "containers": [{"name": "coredns", "image": image("coredns")}]}}}}))?;
-    println!("[addons] Applied essential addon: CoreDNS");
+    if dns {
+        apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                     "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}}, "spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
+                         "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}, cp_toleration],
+                         "containers": [{"name": "coredns", "image": image("coredns")}]}}}}))?;
+        println!("[addons] Applied essential addon: CoreDNS");
+    }
     if proxy {
         apply(json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"k8s-app": "kube-proxy"}},
             "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},

@@ -68,7 +68,6 @@ fn discover(endpoint: &str, token: &str, pins: &[String], timeout: Duration) -> 
             }
             Ok(a) => return Some(a.body),
         }
-        eprintln!("I0000 token.go] [discovery] Retrying due to error: {last}");
         None
     })
     .ok_or_else(|| discovery_err(&last))?;
@@ -185,8 +184,15 @@ pub fn run(ctx: &Ctx, p: &Parsed) -> R<()> {
     }
     e.into_result()?;
 
+    let skip: Vec<String> = if p.has("skip-phases") { p.list("skip-phases") } else { j.skip_phases.clone().unwrap_or_default() };
+    if let Some(s) = skip.iter().find(|s| *s != "preflight") {
+        return Err(kerr(1, format!("the k8s-standin kubeadm join can skip only the preflight phase, not {s:?}")));
+    }
     let mut ignore = p.list("ignore-preflight-errors");
     ignore.extend(nr.ignore_preflight_errors.clone().unwrap_or_default());
+    if !skip.is_empty() {
+        ignore.push("all".into());
+    }
     let mut checks = Checks::new(ignore.clone());
     checks.privileged();
     checks.dir_available(ctx, cp::MANIFESTS);
