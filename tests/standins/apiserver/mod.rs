@@ -53,8 +53,11 @@ pub fn main(ctx: &Ctx, args: &[String]) -> R<()> {
     };
     let (cert, key, client_ca) = (read("tls-cert-file")?, read("tls-private-key-file")?, read("client-ca-file")?);
     let tls = pki::server_tls(&cert, &key, Some(&client_ca))?;
-    let listener = TcpListener::bind((addr.as_str(), port))
-        .map_err(|e| fail(format!("failed to create listener: failed to listen on {addr}:{port}: listen tcp {addr}:{port}: bind: {e}")))?;
+    // kube-apiserver's --bind-address defaults to 0.0.0.0; under a sandbox root several nodes share the
+    // machine, so each binds its own address
+    let bind = if ctx.sandboxed() { addr.clone() } else { "0.0.0.0".to_string() };
+    let listener = TcpListener::bind((bind.as_str(), port))
+        .map_err(|e| fail(format!("failed to create listener: failed to listen on {bind}:{port}: listen tcp {bind}:{port}: bind: {e}")))?;
     let handler: net::Handler = match f.str("upstream") {
         Some(up) => {
             let client = pki::client_tls(Some(&client_ca), Some((&read("proxy-client-cert-file")?, &read("proxy-client-key-file")?)))?;
