@@ -17,4 +17,5 @@ mod packages;
 mod plan;
 mod registry;
 mod ssh;
+mod standins;
 mod token;

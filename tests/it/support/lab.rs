@@ -70,6 +70,11 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The node's root file system as this machine sees it (its overlay's merged directory).
+    pub fn root(&self, node: &str) -> PathBuf {
+        self.dir.path().join("nodes").join(node).join("merged")
+    }
+
     pub fn address(&self, node: &str) -> String {
         let i = self.nodes.iter().position(|n| n == node).unwrap();
         format!("{}.{}", self.net, 11 + i)

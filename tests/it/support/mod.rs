@@ -8,6 +8,7 @@ pub mod fileserver;
 pub mod images;
 pub mod lab;
 pub mod registry;
+pub mod standins;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

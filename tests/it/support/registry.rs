@@ -1,7 +1,7 @@
 //! The reference registry (`docker-registry`, CNCF distribution) on loopback: plain HTTP, basic auth
 //! (htpasswd, over TLS as distribution requires), or TLS with a self-signed CA made by `openssl`.
 
-use super::{free_port, require_tool, run_ok, wait_for_port, ChildGuard};
+use super::{require_tool, run_ok, wait_for_port, ChildGuard};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -26,16 +26,23 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(mode: Mode) -> Registry {
+        Self::start_on(mode, "127.0.0.1")
+    }
+
+    /// A registry listening on `host` (an address of this machine, e.g. a lab's host leg).
+    pub fn start_on(mode: Mode, host: &str) -> Registry {
         require_tool("docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let mut reg = Registry { mode, addr: String::new(), dir, ca_cert: None, child: None };
-        reg.spawn(free_port());
+        let mut reg = Registry { mode, addr: format!("{host}:0"), dir, ca_cert: None, child: None };
+        let port = std::net::TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port();
+        reg.spawn(port);
         reg
     }
 
     fn spawn(&mut self, port: u16) {
         let d = self.dir.path();
-        let addr = format!("127.0.0.1:{port}");
+        let host = self.addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_else(|| "127.0.0.1".into());
+        let addr = format!("{host}:{port}");
         let mut cfg = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             d.join("data").display()
