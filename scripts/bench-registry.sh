@@ -44,7 +44,7 @@ while True:
     try:
         c = http.client.HTTPConnection(u.hostname, u.port, timeout=1); c.request("GET", u.path)
         if c.getresponse().status == 200: break
-    except OSError: time.sleep(0.001)
+    except OSError: time.sleep(0.001)  # poll until ready
 print(p.pid, round((time.monotonic() - t0) * 1000, 1))
 PY
 }
@@ -111,7 +111,7 @@ http:
   addr: 127.0.0.1:$dport
 YML
 docker-registry serve "$work/dist/config.yml" > "$work/dist/log" 2>&1 & pids+=($!)
-until curl -sf -o /dev/null "http://127.0.0.1:$dport/v2/"; do sleep 0.05; done
+until curl -sf -o /dev/null "http://127.0.0.1:$dport/v2/"; do sleep 0.05; done   # poll until ready
 echo "== pushing to docker-registry" >&2
 refs=$(python3 -c 'import json,sys; [print(m["annotations"]["org.opencontainers.image.ref.name"]) for m in json.load(open(sys.argv[1]))["manifests"]]' "$layout/index.json")
 path_of() { local r=$1 first=${1%%/*}; if [[ "$r" == */* && ( "$first" == *.* || "$first" == *:* ) ]]; then r=${r#*/}; fi; echo "$r"; }

@@ -31,7 +31,7 @@ die() { echo "error: $*" >&2; exit 1; }
 # The one poll loop of the lab: everything else waits on a condition through it.
 wait_for() {
   local n=$1 i; shift
-  for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
+  for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done   # the poll period
   "$@"
 }
 

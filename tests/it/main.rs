@@ -16,6 +16,7 @@ mod manifest;
 mod packages;
 mod plan;
 mod registry;
+mod scripts;
 mod shared_lab;
 mod ssh;
 mod standins;
