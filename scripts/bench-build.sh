@@ -35,7 +35,7 @@ http: {addr: $reg}
 YML
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 reg_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done   # poll until it listens
 
 # 2. A Kubernetes-sized image set: 12 two-platform images (linux/amd64 + linux/arm64), multi-layer, layer
 #    sizes spread like the real ones (a small base layer, a few mid-size, one big), summing to ~TOTAL_MIB.

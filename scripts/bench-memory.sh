@@ -29,7 +29,7 @@ measure() { # key, label, command...
 }
 ratio() { awk -v a="${WALL[$1]}" -v b="${WALL[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
 
-measure build "airgap writer ($size_mib MiB layer)" target/$profile/examples/bench_bundle "$work" "$size_mib" $split
+measure build "airgap writer ($size_mib MiB layer)" "target/$profile/examples/bench_bundle" "$work" "$size_mib" ${split:+"$split"}
 bundle=$(cat "$work/time.out")
 echo "bundle: $bundle ($(cat "$work"/out/bench-1.0.0.tar.zst* | wc -c) bytes with signature files)"
 measure verify "airgap verify" "$bin" --quiet verify "$bundle" --pubkey "$work/keys/airgap.pub"

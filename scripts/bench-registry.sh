@@ -44,7 +44,7 @@ while True:
     try:
         c = http.client.HTTPConnection(u.hostname, u.port, timeout=1); c.request("GET", u.path)
         if c.getresponse().status == 200: break
-    except OSError: time.sleep(0.001)
+    except OSError: time.sleep(0.001)  # poll until ready
 print(p.pid, round((time.monotonic() - t0) * 1000, 1))
 PY
 }
@@ -54,8 +54,12 @@ sampler() {  # sampler PID FILE: the peak RssAnon (kB) of PID, sampled every 50 
   while kill -0 "$1" 2>/dev/null; do
     v=$(status_kb "$1" RssAnon); v=${v:-0}
     if [ "$v" -gt "$max" ]; then max=$v; echo "$max" > "$2"; fi
-    sleep 0.05
+    sleep 0.05   # the sampling period
   done
+}
+sample_once() {  # sample_once PID FILE: one more sample now (the sampler may be between two)
+  local v; v=$(status_kb "$1" RssAnon); v=${v:-0}
+  if [ "$v" -gt "$(cat "$2" 2>/dev/null || echo 0)" ]; then echo "$v" > "$2"; fi
 }
 
 # --- the image set: names and sizes shaped like a Kubernetes 1.30 install (single platform) ---
@@ -77,6 +81,7 @@ declare -a IMAGES=(
 echo "== making ${#IMAGES[@]} images" >&2
 seed=1
 for spec in "${IMAGES[@]}"; do
+  # shellcheck disable=SC2086 # the spec is a list of words
   set -- $spec
   sizes=$(echo "$2" | tr , '\n' | awk -v s="$SCALE" '{printf "%s%d", (NR>1?",":""), $1/s}')
   bash scripts/lib/make-image.sh "$layout" "$1" linux/amd64 "$sizes" "$seed" >/dev/null
@@ -106,7 +111,7 @@ http:
   addr: 127.0.0.1:$dport
 YML
 docker-registry serve "$work/dist/config.yml" > "$work/dist/log" 2>&1 & pids+=($!)
-until curl -sf -o /dev/null "http://127.0.0.1:$dport/v2/"; do sleep 0.05; done
+until curl -sf -o /dev/null "http://127.0.0.1:$dport/v2/"; do sleep 0.05; done   # poll until ready
 echo "== pushing to docker-registry" >&2
 refs=$(python3 -c 'import json,sys; [print(m["annotations"]["org.opencontainers.image.ref.name"]) for m in json.load(open(sys.argv[1]))["manifests"]]' "$layout/index.json")
 path_of() { local r=$1 first=${1%%/*}; if [[ "$r" == */* && ( "$first" == *.* || "$first" == *:* ) ]]; then r=${r#*/}; fi; echo "$r"; }
@@ -126,9 +131,9 @@ load_ms=$(( $(now_ms) - t0 ))
 # --- start both, time-to-ready ---
 aport=$(free_port)
 read -r apid a_ready < <(start_timed "$work/airgap.log" "http://127.0.0.1:$aport/v2/" "$AIRGAP" -q serve --store "$work/store" --listen "127.0.0.1:$aport")
-pids+=($apid)
+pids+=("$apid")
 read -r dpid d_ready < <(start_timed "$work/dist/log" "http://127.0.0.1:$dport/v2/" docker-registry serve "$work/dist/config.yml")
-pids+=($dpid)
+pids+=("$dpid")
 sampler "$apid" "$work/airgap.anon" & pids+=($!)
 sampler "$dpid" "$work/dist.anon" & pids+=($!)
 
@@ -165,7 +170,6 @@ curl_config() {  # curl_config PORT -> a curl config fetching every path once
 curl_config "$aport" > "$work/airgap.curl"
 curl_config "$dport" > "$work/dist.curl"
 nreq=$(wc -l < "$work/paths")
-bytes_per_client=$(awk '$1=="B"' "$work/paths" | wc -l)
 
 storm() {  # storm CONFIG -> ms for CLIENTS concurrent clients x ROUNDS
   local t0; t0=$(now_ms)
@@ -179,7 +183,7 @@ curl -sS --fail -K "$work/airgap.curl"; curl -sS --fail -K "$work/dist.curl"
 echo "== pull storm: $CLIENTS clients x $ROUNDS rounds x $nreq requests ($((total / 1000000)) MB per client pass)" >&2
 a_ms=$(storm "$work/airgap.curl")
 d_ms=$(storm "$work/dist.curl")
-sleep 0.1
+sample_once "$apid" "$work/airgap.anon"; sample_once "$dpid" "$work/dist.anon"
 a_hwm=$(status_kb "$apid" VmHWM); a_anon=$(cat "$work/airgap.anon")
 d_hwm=$(status_kb "$dpid" VmHWM); d_anon=$(cat "$work/dist.anon")
 gb=$(python3 -c "print(round($total * $CLIENTS * $ROUNDS / 1e9, 2))")
@@ -207,7 +211,7 @@ for m in json.load(open(l+"/index.json"))["manifests"]:
     port=$aport; pid=$apid; [ $who = dist ] && { port=$dport; pid=$dpid; }
     t0=$(now_ms)
     seq "$CLIENTS" | xargs -P "$CLIENTS" -I{} curl -sS --fail -o /dev/null "http://127.0.0.1:$port/v2/big/blob/blobs/$bigd"
-    sleep 0.1
-    echo "  1 GiB blob x $CLIENTS clients: $who $(( $(now_ms) - t0 )) ms, VmHWM $(( $(status_kb $pid VmHWM) / 1024 )) MB, peak RssAnon $(( $(cat "$work/$who.anon") / 1024 )) MB"
+    sample_once "$pid" "$work/$who.anon"
+    echo "  1 GiB blob x $CLIENTS clients: $who $(( $(now_ms) - t0 )) ms, VmHWM $(( $(status_kb "$pid" VmHWM) / 1024 )) MB, peak RssAnon $(( $(cat "$work/$who.anon") / 1024 )) MB"
   done
 fi

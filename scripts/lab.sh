@@ -3,7 +3,9 @@
 # minimal Debian rootfs, each in its own network namespace on one bridge, with its own hostname, sshd and
 # overlay filesystem. The deploy machine (this host) reaches them over SSH through a root-namespace veth leg.
 #
-# Usage: scripts/lab.sh up [N] | down | status | ssh NODE [CMD...] | exec NODE CMD... | rootfs | inventory
+# Usage: scripts/lab.sh up [N] | down | reset | status | ssh NODE [CMD...] | exec NODE CMD... | rootfs | inventory [N]
+#   reset: every node back to the state `up` leaves it in (powered off, overlay upper dir cleared, network
+#   namespace made again, booted, sshd answering); what the tests do between two tests on one lab.
 #
 # Environment (so that tests can run their own lab next to a person's):
 #   LAB_ID    short id used in netns, bridge, veth and cgroup names (default: agl; at most 6 characters)
@@ -25,6 +27,13 @@ CG=airgap-lab-$LAB_ID
 
 log() { echo "lab[$LAB_ID]: $*" >&2; }
 die() { echo "error: $*" >&2; exit 1; }
+# wait_for TENTHS CMD...: poll CMD every 0.1 s until it succeeds, at most TENTHS tenths of a second (then fail).
+# The one poll loop of the lab: everything else waits on a condition through it.
+wait_for() {
+  local n=$1 i; shift
+  for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done   # the poll period
+  "$@"
+}
 
 node_names() {  # node_names N -> master1..3 worker1..
   local n=$1 i
@@ -32,7 +41,7 @@ node_names() {  # node_names N -> master1..3 worker1..
     if [ "$i" -le 3 ]; then echo "master$i"; else echo "worker$((i - 3))"; fi
   done
 }
-lab_nodes() { [ -f "$LAB_DIR/nodes.list" ] && cat "$LAB_DIR/nodes.list" || true; }
+lab_nodes() { if [ -f "$LAB_DIR/nodes.list" ]; then cat "$LAB_DIR/nodes.list"; fi; }
 node_index() { grep -nx "$1" "$LAB_DIR/nodes.list" | cut -d: -f1; }
 node_addr() { echo "$LAB_NET.$((10 + $(node_index "$1")))"; }
 netns_of() { echo "$LAB_ID-$1"; }
@@ -80,7 +89,7 @@ rootfs() {
 cg_dirs() { for h in systemd unified; do [ -d "/sys/fs/cgroup/$h" ] && echo "/sys/fs/cgroup/$h/$CG/$1"; done; true; }
 
 net_up() {
-  local names=("$@") br="$LAB_ID-br" i=0 n ns
+  local br="$LAB_ID-br" i=0 n
   ip netns add "$br"
   ip -n "$br" link set lo up
   ip -n "$br" link add br0 type bridge
@@ -89,15 +98,18 @@ net_up() {
   ip -n "$br" link set p0 master br0 up
   ip addr add "$LAB_NET.1/24" dev "$LAB_ID-host"
   ip link set "$LAB_ID-host" up
-  for n in "${names[@]}"; do
-    i=$((i + 1)); ns=$(netns_of "$n")
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip -n "$br" link add "p$i" type veth peer name eth0 netns "$ns"
-    ip -n "$br" link set "p$i" master br0 up
-    ip -n "$ns" addr add "$LAB_NET.$((10 + i))/24" dev eth0
-    ip -n "$ns" link set eth0 up
-  done
+  for n in "$@"; do i=$((i + 1)); net_node "$n" "$i"; done
+}
+
+net_node() {  # net_node NAME INDEX: the node's own network namespace, eth0 on the bridge as port pINDEX
+  local n=$1 i=$2 br="$LAB_ID-br" ns
+  ns=$(netns_of "$n")
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$br" link add "p$i" type veth peer name eth0 netns "$ns"
+  ip -n "$br" link set "p$i" master br0 up
+  ip -n "$ns" addr add "$LAB_NET.$((10 + i))/24" dev eth0
+  ip -n "$ns" link set eth0 up
 }
 
 node_up() {
@@ -112,6 +124,7 @@ node_up() {
   # /proc/sys/net is the node's own (its netns): writable, as on a real host (SYSTEMD_NSPAWN_API_VFS_WRITABLE).
   # Each node starts from its own cgroup: nspawn --keep-unit puts payload/ and supervisor/ under its caller's.
   local dirs; dirs=$(cg_dirs "$n" | tr '\n' ' ')
+  # shellcheck disable=SC2016 # $$, $! and $? are the wrapper's own
   setsid bash -c '
     for d in '"$dirs"'; do mkdir -p "$d"; echo $$ > "$d/cgroup.procs"; done
     while :; do
@@ -130,49 +143,47 @@ leader() {  # PID of the node's init (the nspawn child)
   ps -o pid= --ppid "$p" | tr -d ' ' | head -1
 }
 
-wait_ready() {
-  local n=$1 p addr t
-  addr=$(node_addr "$n")
-  for t in $(seq 300); do
-    p=$(leader "$n" 2>/dev/null || true)
-    if [ -n "$p" ] && nsenter -t "$p" -a systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded' \
-      && ssh_node "$n" true 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "node $n ($addr) did not come up within 30 s: see $LAB_DIR/nodes/$n/console.log"
+node_ready() {  # the node's systemd has finished booting and its sshd lets us in
+  local p
+  p=$(leader "$1" 2>/dev/null || true)
+  [ -n "$p" ] && nsenter -t "$p" -a systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded' \
+    && ssh_node "$1" true 2>/dev/null
 }
 
-ssh_opts() {
-  echo -i "$LAB_DIR/id_lab" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o LogLevel=ERROR -o ConnectTimeout=5
+wait_ready() {
+  wait_for 600 node_ready "$1" \
+    || die "node $1 ($(node_addr "$1")) did not come up within 60 s: see $LAB_DIR/nodes/$1/console.log"
 }
-ssh_node() { local n=$1; shift; ssh $(ssh_opts) "root@$(node_addr "$n")" "$@"; }
+
+SSH_OPTS=(-i "$LAB_DIR/id_lab" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+  -o LogLevel=ERROR -o ConnectTimeout=5)
+# shellcheck disable=SC2029 # the command runs on the node, as given
+ssh_node() { local n=$1; shift; ssh "${SSH_OPTS[@]}" "root@$(node_addr "$n")" "$@"; }
 
 node_signal() {  # ask a node to power off: the wrapper first (no restart loop), then nspawn (orderly poweroff)
   local B=$LAB_DIR/nodes/$1 w s
   w=$(cat "$B/wrapper.pid" 2>/dev/null || true)
   s=$(cat "$B/nspawn.pid" 2>/dev/null || true)
-  [ -n "$w" ] && kill -TERM "$w" 2>/dev/null || true
-  [ -n "$s" ] && kill -TERM "$s" 2>/dev/null || true
+  if [ -n "$w" ]; then kill -TERM "$w" 2>/dev/null || true; fi
+  if [ -n "$s" ]; then kill -TERM "$s" 2>/dev/null || true; fi
+}
+
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+dead() { ! alive "$1"; }
+cg_procs() { local d; for d in $(cg_dirs "$1"); do [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done; true; }
+cg_empty() {  # no process left in the node's cgroups
+  [ -z "$(cg_procs "$1")" ]
 }
 
 node_reap() {  # wait for the node, then kill what is left by PID, unmount, remove its cgroups
-  local B=$LAB_DIR/nodes/$1 w s d
+  local B=$LAB_DIR/nodes/$1 w s d p
   w=$(cat "$B/wrapper.pid" 2>/dev/null || true)
   s=$(cat "$B/nspawn.pid" 2>/dev/null || true)
-  for _ in $(seq 100); do
-    { [ -n "$s" ] && kill -0 "$s" 2>/dev/null; } || break
-    sleep 0.1
-  done
-  [ -n "$s" ] && kill -KILL "$s" 2>/dev/null || true
-  [ -n "$w" ] && kill -KILL "$w" 2>/dev/null || true
-  for d in $(cg_dirs "$1"); do
-    [ -d "$d" ] || continue
-    for p in $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-  done
-  sleep 0.2
+  wait_for 100 dead "$s" || true   # an orderly poweroff, 10 s at most
+  if alive "$s"; then kill -KILL "$s" 2>/dev/null || true; fi
+  if alive "$w"; then kill -KILL "$w" 2>/dev/null || true; fi
+  for p in $(cg_procs "$1"); do kill -KILL "$p" 2>/dev/null || true; done
+  wait_for 50 cg_empty "$1" || log "$1: processes left in its cgroup after SIGKILL"
   mountpoint -q "$B/merged" && { umount "$B/merged" 2>/dev/null || umount -l "$B/merged"; }
   for d in $(cg_dirs "$1"); do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   rm -f "$B/wrapper.pid" "$B/nspawn.pid"
@@ -199,7 +210,7 @@ cmd_up() {
 }
 
 cmd_down() {
-  local x
+  local x left
   for x in $(lab_nodes); do node_signal "$x"; done   # all nodes power off together
   for x in $(lab_nodes); do node_reap "$x"; done
   for x in $(lab_nodes); do ip netns del "$(netns_of "$x")" 2>/dev/null || true; done
@@ -207,6 +218,34 @@ cmd_down() {
   ip netns del "$LAB_ID-br" 2>/dev/null || true
   for h in systemd unified; do rmdir "/sys/fs/cgroup/$h/$CG" 2>/dev/null || true; done
   rm -rf "$LAB_DIR/nodes" "$LAB_DIR/nodes.list"
+  # nothing of the lab may be left: name what is
+  left=$(ip netns list | awk -v p="$LAB_ID-" 'index($1, p) == 1 {print $1}' | tr '\n' ' ')
+  for h in systemd unified; do [ -d "/sys/fs/cgroup/$h/$CG" ] && left+="/sys/fs/cgroup/$h/$CG "; done
+  ip link show "$LAB_ID-host" >/dev/null 2>&1 && left+="$LAB_ID-host "
+  [ -z "$left" ] || die "lab $LAB_ID: left behind after down: $left"
+}
+
+# Every node back to a fresh boot: power off (all together), drop the overlay's upper dir (every file a test
+# wrote), make the network namespace again (addresses, VIPs, renamed or downed links, per-netns sysctls,
+# firewall rules), boot, wait for systemd and sshd. New host keys and machine ids, as after `up`.
+cmd_reset() {
+  local x i=0 t0
+  [ -f "$LAB_DIR/nodes.list" ] || die "lab $LAB_ID is not up ($LAB_DIR)"
+  t0=$(date +%s.%N)
+  mapfile -t names <"$LAB_DIR/nodes.list"
+  for x in "${names[@]}"; do node_signal "$x"; done
+  for x in "${names[@]}"; do node_reap "$x"; done
+  for x in "${names[@]}"; do
+    i=$((i + 1))
+    rm -rf --one-file-system "$LAB_DIR/nodes/$x/upper" "$LAB_DIR/nodes/$x/work"
+    ip netns del "$(netns_of "$x")" 2>/dev/null || true
+    ip -n "$LAB_ID-br" link del "p$i" 2>/dev/null || true   # a stray process may still hold the old netns
+    net_node "$x" "$i"
+  done
+  ip neigh flush dev "$LAB_ID-host" 2>/dev/null || true   # the VIPs' old MAC addresses
+  for x in "${names[@]}"; do node_up "$x"; done
+  for x in "${names[@]}"; do wait_ready "$x"; done
+  log "${#names[@]} nodes reset in $(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f') s"
 }
 
 cmd_status() {
@@ -221,8 +260,8 @@ cmd_status() {
 }
 
 # A ready-to-use inventory for this lab (thresholds lowered for the lab's small nodes).
-cmd_inventory() {
-  local x i=0
+cmd_inventory() {  # cmd_inventory [N]: the first N nodes only
+  local x limit=${1:-0} i=0
   cat <<EOF
 cluster:
   name: lab-$LAB_ID
@@ -233,6 +272,8 @@ ssh:
 nodes:
 EOF
   for x in $(lab_nodes); do
+    i=$((i + 1))
+    [ "$limit" -gt 0 ] && [ "$i" -gt "$limit" ] && break
     printf '  - name: %s\n    address: %s\n    role: %s\n' "$x" "$(node_addr "$x")" "${x%%[0-9]*}"
   done
   cat <<EOF
@@ -249,11 +290,12 @@ case ${1:-} in
   down) cmd_down ;;
   status) cmd_status ;;
   rootfs) rootfs ;;
-  inventory) cmd_inventory ;;
-  ssh) [ $# -ge 2 ] || die "usage: $0 ssh NODE [CMD...]"; n=$2; shift 2; exec ssh $(ssh_opts) -t "root@$(node_addr "$n")" "$@" ;;
+  inventory) cmd_inventory "${2:-0}" ;;
+  reset) cmd_reset ;;
+  ssh) [ $# -ge 2 ] || die "usage: $0 ssh NODE [CMD...]"; n=$2; shift 2; exec ssh "${SSH_OPTS[@]}" -t "root@$(node_addr "$n")" "$@" ;;
   exec) [ $# -ge 3 ] || die "usage: $0 exec NODE CMD..."; n=$2; shift 2; p=$(leader "$n") || die "node $n is not running"
         exec nsenter -t "$p" -a "$@" ;;
   stop-node) node_stop "$2" ;;
   start-node) node_up "$2"; wait_ready "$2" ;;
-  *) echo "usage: $0 up [N] | down | status | ssh NODE [CMD...] | exec NODE CMD... | stop-node NODE | start-node NODE | rootfs | inventory" >&2; exit 2 ;;
+  *) echo "usage: $0 up [N] | down | reset | status | ssh NODE [CMD...] | exec NODE CMD... | stop-node NODE | start-node NODE | rootfs | inventory" >&2; exit 2 ;;
 esac

@@ -16,6 +16,8 @@ PACKAGES=(
   systemd-container debootstrap openssh-server openssh-client iproute2 procps psmisc util-linux
   # harness helpers
   python3
+  # the scripts are checked by shellcheck (tests/it/scripts.rs)
+  shellcheck
 )
 
 missing=()

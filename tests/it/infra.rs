@@ -10,7 +10,9 @@
 //! changes nothing.
 
 use crate::support::registry::{Mode, Registry};
-use crate::support::{airgap_bin, images, require_tool, run_ok};
+use crate::support::{airgap_bin, images, require_tool, run_ok, try_wait_until, wait_until};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::net::TcpStream;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,16 +28,9 @@ struct Lab {
 }
 
 impl Lab {
-    fn up() -> Lab {
-        let n = std::process::id() % 200;
-        let lab = Lab {
-            id: format!("ai{}", n % 100),
-            net: format!("10.{}.{}", 120 + n / 100, n % 100 + 1),
-            dir: PathBuf::from(format!("/var/tmp/airgap-lab-infra-{}", std::process::id())),
-        };
-        let out = lab.script(&["up", "5"]);
-        assert!(out.status.success(), "lab up failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        lab
+    /// This test's view of the shared lab (whose guard the test holds).
+    fn of(shared: &crate::support::lab::Lab) -> Lab {
+        Lab { id: shared.id.clone(), net: shared.net.clone(), dir: shared.dir.path().to_path_buf() }
     }
     fn script(&self, args: &[&str]) -> Output {
         Command::new("bash")
@@ -101,53 +96,52 @@ impl Lab {
         d
     }
     fn wait_holder(&self, vip: &str, node: &str, within: Duration) -> Duration {
-        let t0 = Instant::now();
-        while t0.elapsed() < within {
-            if self.holders(vip) == [node] {
-                return t0.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{vip} is on {:?}, not only on {node}, after {within:?}\n{}", self.holders(vip), self.diagnose(vip, 22));
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.script(&["down"]);
-        let _ = fs_err::remove_dir_all(&self.dir);
+        try_wait_until(within, || self.holders(vip) == [node]).unwrap_or_else(|| {
+            panic!("{vip} is on {:?}, not only on {node}, after {within:?}\n{}", self.holders(vip), self.diagnose(vip, 22))
+        })
     }
 }
 
 /// Probe `check` every 50 ms in a thread until stopped; returns the longest run of failures.
 struct Probe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// Successful probes in a row, so far.
+    streak: Arc<AtomicUsize>,
     handle: std::thread::JoinHandle<(Duration, usize, usize)>,
 }
 
 impl Probe {
     fn start(check: impl Fn() -> bool + Send + 'static) -> Probe {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
+        let (stop, streak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (s, k) = (stop.clone(), streak.clone());
         let handle = std::thread::spawn(move || {
             let (mut longest, mut ok, mut failed) = (Duration::ZERO, 0, 0);
             let mut last_ok = Instant::now();
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            while !s.load(Ordering::Relaxed) {
                 if check() {
                     ok += 1;
                     last_ok = Instant::now();
+                    k.fetch_add(1, Ordering::Relaxed);
                 } else {
                     failed += 1;
                     longest = longest.max(last_ok.elapsed());
+                    k.store(0, Ordering::Relaxed);
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(50)); // the probe's sampling period
             }
             (longest, ok, failed)
         });
-        Probe { stop, handle }
+        Probe { stop, streak, handle }
+    }
+    /// Wait until the probe has seen `n` successes in a row (a baseline before breaking something, or the
+    /// end of the outage as the probe sees it).
+    fn wait_streak(&self, n: usize, what: &str) {
+        wait_until(&format!("{n} successful probes in a row {what}"), Duration::from_secs(20), || {
+            self.streak.load(Ordering::Relaxed) >= n
+        });
     }
     fn finish(self) -> (Duration, usize, usize) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap()
     }
 }
@@ -220,11 +214,12 @@ fn pull_on_master3(lab: &Lab, reference: &str, ns: &str) -> String {
 
 #[test]
 fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
-    let _slot = crate::support::lab_slot();
+    if !crate::support::lab::should_run() {
+        return;
+    }
     for t in ["systemd-nspawn", "debootstrap", "ssh", "skopeo", "docker-registry", "nsenter", "python3", "apt-get"] {
         require_tool(t);
     }
-    assert!(nix::unistd::geteuid().is_root(), "the lab needs root");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
 
@@ -238,8 +233,8 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
         refs.push((dest, made.digest.to_string()));
     }
 
-    let lab = Lab::up();
-    let rootfs = Path::new("/var/cache/airgap-lab/rootfs-bookworm");
+    // the bundle is made before the test takes the shared lab (other lab tests use it meanwhile)
+    let rootfs = &crate::support::lab::rootfs();
     for daemon in ["usr/sbin/keepalived", "usr/sbin/haproxy", "usr/sbin/nginx", "usr/bin/containerd"] {
         assert!(!rootfs.join(daemon).exists(), "the lab rootfs must not contain {daemon}");
     }
@@ -271,6 +266,8 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
         "--cache-dir", w.join("cache").to_str().unwrap(),
     ]));
     let bundle = w.join("out/infra-lab-1.0.0.tar.zst");
+    let Some(shared) = crate::support::lab::shared() else { return };
+    let lab = Lab::of(&shared);
 
     // the lab's inventory, with the interface keepalived needs
     let inv = String::from_utf8_lossy(&lab.script(&["inventory"]).stdout).replace("    role: master\n", "    role: master\n    interface: eth0\n").replace("    role: worker\n", "    role: worker\n    interface: eth0\n");
@@ -327,8 +324,7 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
     for (k, (what, break_it, fix_it)) in scenarios.iter().enumerate() {
         let v = wvip.clone();
         let probe = Probe::start(move || registry_answers(&v));
-        std::thread::sleep(Duration::from_millis(500));
-        let t = Instant::now();
+        probe.wait_streak(5, "before the break");
         if *break_it == "LINK-DOWN" {
             run_ok(Command::new("ip").args(["-n", &format!("{}-worker1", lab.id), "link", "set", "eth0", "down"]));
         } else {
@@ -336,28 +332,20 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
         }
         // the VIP answers from worker2 (worker1 may keep a dead copy only while its link is down)
         let moved = if *break_it == "LINK-DOWN" {
-            let t1 = Instant::now();
-            while !lab.holders(&wvip).contains(&"worker2") {
-                assert!(t1.elapsed() < Duration::from_secs(10), "the workers' VIP did not move");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            t1.elapsed()
+            wait_until("the workers' VIP on worker2", Duration::from_secs(10), || lab.holders(&wvip).contains(&"worker2"))
         } else if fix_it.is_empty() {
             // systemd restarts the killed keepalived; the VIP may come back: just require no double holder
             Duration::ZERO
         } else {
             lab.wait_holder(&wvip, "worker2", Duration::from_secs(10))
         };
-        let t1 = Instant::now();
-        while !registry_answers(&wvip) {
-            assert!(t1.elapsed() < Duration::from_secs(15), "the registry does not answer on {wvip} 15 s after {what}\n{}", lab.diagnose(&wvip, 5000));
-            std::thread::sleep(Duration::from_millis(50));
+        if try_wait_until(Duration::from_secs(15), || registry_answers(&wvip)).is_none() {
+            panic!("the registry does not answer on {wvip} 15 s after {what}\n{}", lab.diagnose(&wvip, 5000));
         }
-        std::thread::sleep(Duration::from_secs(1));
+        probe.wait_streak(10, &format!("after {what}"));
         let out = pull_on_master3(&lab, &app, &format!("w{k}"));
         assert!(out.contains(refs[1].1.as_str()), "pull after {what}: {out}");
         let (outage, oks, fails) = probe.finish();
-        let _ = t;
         report.push(format!("workers' VIP, {what}: VIP on worker2 after {moved:.2?}, longest /v2/ outage {outage:.2?} ({oks} ok, {fails} failed probes)"));
         if *fix_it == "LINK-UP" {
             run_ok(Command::new("ip").args(["-n", &format!("{}-worker1", lab.id), "link", "set", "eth0", "up"]));
@@ -371,11 +359,7 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
     // masters' VIP: stand-in apiservers, then haproxy stop, keepalived crash, link cut on master1
     let _fixtures: Vec<_> = ["master1", "master2", "master3"].iter().map(|m| stand_in_apiserver(&lab, m)).collect();
     let lb = format!("{mvip}:16443");
-    let t1 = Instant::now();
-    while apiserver_answer(&lb).is_none() {
-        assert!(t1.elapsed() < Duration::from_secs(10), "nothing answers through {lb}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&format!("an answer through {lb}"), Duration::from_secs(10), || apiserver_answer(&lb).is_some());
     let scenarios: [(&str, &str, &str); 3] = [
         ("haproxy stopped on master1", "systemctl stop haproxy", "systemctl start haproxy"),
         ("keepalived killed (SIGKILL) on master1", "systemctl kill -s KILL keepalived", ""),
@@ -384,13 +368,11 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
     for (what, break_it, fix_it) in scenarios {
         let l = lb.clone();
         let probe = Probe::start(move || apiserver_answer(&l).is_some());
-        std::thread::sleep(Duration::from_millis(500));
+        probe.wait_streak(5, "before the break");
         if break_it == "LINK-DOWN" {
             run_ok(Command::new("ip").args(["-n", &format!("{}-master1", lab.id), "link", "set", "eth0", "down"]));
-            let t1 = Instant::now();
-            while !lab.holders(&mvip).contains(&"master2") {
-                assert!(t1.elapsed() < Duration::from_secs(10), "the masters' VIP did not move\n{}", lab.diagnose(&mvip, 16443));
-                std::thread::sleep(Duration::from_millis(50));
+            if try_wait_until(Duration::from_secs(10), || lab.holders(&mvip).contains(&"master2")).is_none() {
+                panic!("the masters' VIP did not move\n{}", lab.diagnose(&mvip, 16443));
             }
         } else {
             lab.sh_ok("master1", break_it);
@@ -399,14 +381,16 @@ fn infra_steps_install_offline_and_both_vips_fail_over_in_the_lab() {
             }
         }
         // new connections succeed again (a crashed keepalived takes ~3.5 s to be noticed by the backups)
-        let t1 = Instant::now();
         let mut answer = None;
-        while answer.is_none() && t1.elapsed() < Duration::from_secs(15) {
+        if try_wait_until(Duration::from_secs(15), || {
             answer = apiserver_answer(&lb);
-            std::thread::sleep(Duration::from_millis(50));
+            answer.is_some()
+        })
+        .is_none()
+        {
+            panic!("no live master through {lb} within 15 s after {what}\n{}", lab.diagnose(&mvip, 16443));
         }
-        assert!(answer.is_some(), "no live master through {lb} within 15 s after {what}\n{}", lab.diagnose(&mvip, 16443));
-        std::thread::sleep(Duration::from_secs(1));
+        probe.wait_streak(10, &format!("after {what}"));
         let (outage, oks, fails) = probe.finish();
         report.push(format!("masters' VIP, {what}: new connections answered by {}, longest outage {outage:.2?} ({oks} ok, {fails} failed)", answer.unwrap()));
         if fix_it == "LINK-UP" {

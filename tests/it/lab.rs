@@ -1,8 +1,8 @@
 //! `airgap install` over real SSH against a lab of 5 systemd-nspawn nodes (master1-3, worker1-2) that boot
-//! their own systemd. One lab boot serves every scenario, in order (each scenario leaves the lab converged).
+//! their own systemd: the shared lab (`support::lab`), every scenario in order (each leaves the lab converged).
 
-use super::support::airgap;
-use super::support::lab::Lab;
+use super::support::lab::{self, Lab};
+use super::support::{airgap, wait_until};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -153,9 +153,8 @@ fn assert_converged(lab: &Lab, bundle: &Path, hash_binary: bool) {
 
 #[test]
 fn install_over_ssh_on_a_five_node_lab() {
-    let _slot = crate::support::lab_slot();
     let t0 = std::time::Instant::now();
-    let Some(lab) = Lab::up(5) else { return };
+    let Some(lab) = lab::shared() else { return };
     let mut last = std::time::Instant::now();
     let mut phase = |name: &str| {
         eprintln!("  {name}: {:.1} s", last.elapsed().as_secs_f64());
@@ -267,26 +266,20 @@ fn install_over_ssh_on_a_five_node_lab() {
         c.arg("--state-dir").arg(&site.state).arg("--log-dir").arg(&site.logs);
         c.stderr(std::process::Stdio::null()).spawn().unwrap()
     };
-    let started = std::time::Instant::now();
-    let killed_in_distribute = loop {
-        let copying = std::fs::read_dir(&site.logs).unwrap().flatten().any(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|l| l.contains("distribute: copying /opt/airgap/bundles"))
-        });
-        if copying {
-            std::thread::sleep(std::time::Duration::from_millis(150));
-            child.kill().unwrap();
-            break true;
-        }
-        if child.try_wait().unwrap().is_some() || started.elapsed().as_secs() > 120 {
-            break false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    // killed once a worker holds part of the new bundle (a partial file with bytes in it)
+    let partial = |node: &str| {
+        std::fs::read_dir(lab.root(node).join("opt/airgap/bundles")).into_iter().flatten().flatten().any(|e| {
+            e.file_name().to_string_lossy().contains("airgap-partial") && e.metadata().is_ok_and(|m| m.len() > 0)
+        })
     };
+    let mut finished_early = false;
+    wait_until("a partial copy of the bundle on a worker", std::time::Duration::from_secs(120), || {
+        finished_early = child.try_wait().unwrap().is_some();
+        finished_early || partial("worker1") || partial("worker2")
+    });
+    assert!(!finished_early, "install finished before it could be killed in distribute");
+    child.kill().unwrap();
     let _ = child.wait();
-    assert!(
-        killed_in_distribute,
-        "install finished before it could be killed in distribute"
-    );
     let journal: serde_json::Value = serde_json::from_slice(&site.journal()).expect("journal consistent after SIGKILL");
     assert_eq!(journal["steps"]["os-prepare"]["master1"]["status"], "done");
     let err = ok(&site.install(&["--only", STEPS]));
@@ -353,15 +346,9 @@ fn install_over_ssh_on_a_five_node_lab() {
         "master1",
         "systemd-run --unit=occupy-6443 /usr/sbin/sshd -D -p 6443 -o PidFile=none",
     );
-    for _ in 0..50 {
-        if lab
-            .exec("master1", "cat /proc/net/tcp /proc/net/tcp6")
-            .contains(":192B ")
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until("sshd on master1:6443", std::time::Duration::from_secs(5), || {
+        lab.exec("master1", "cat /proc/net/tcp /proc/net/tcp6").contains(":192B ")
+    });
     lab.exec("master3", "rm /etc/sysctl.d/99-airgap.conf");
     let o = strict.install(&["--only", STEPS]);
     assert_eq!(o.status.code(), Some(1));
@@ -389,8 +376,6 @@ fn install_over_ssh_on_a_five_node_lab() {
     lab.exec("master1", "systemctl stop occupy-6443");
 
     phase("preflight problems");
-    lab.down();
-    phase("lab down");
     eprintln!("lab test total: {:.1} s", t0.elapsed().as_secs_f64());
 }
 

@@ -16,6 +16,8 @@ mod manifest;
 mod packages;
 mod plan;
 mod registry;
+mod scripts;
+mod shared_lab;
 mod ssh;
 mod standins;
 mod token;

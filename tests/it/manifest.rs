@@ -123,5 +123,6 @@ fn sample_manifests_parse() {
     assert_eq!(m.packages[2].path, "packages/el7/keepalived-1.3.5-19.el7.x86_64.rpm");
     let text = fs_err::read_to_string(root.join("manifests/demo.yaml")).unwrap().replace("@REGISTRY@", "127.0.0.1:5000").replace("@FILES@", "http://127.0.0.1:8000");
     let m = airgap::build::manifest::parse(&text, "demo.yaml").unwrap();
-    assert_eq!(m.files[0].url, "http://127.0.0.1:8000/kubectl-amd64");
+    assert_eq!(m.files[0].url, "http://127.0.0.1:8000/containerd-static-linux-amd64.tar.gz");
+    assert_eq!(m.files.iter().filter(|f| f.install.is_some()).count(), 3, "containerd, runc, cni-plugins");
 }

@@ -1,7 +1,7 @@
 //! The kubeadm/kubelet/kubectl stand-ins (tests/standins) enforce the real tools' contract: each refusal
 //! the install could run into, with the real tool's wording, and the happy path with configurations
 //! rendered by airgap's own renderer (src/kube/kubeadm_config). Nodes are directories on this machine
-//! with their own loopback address (fast); `standins_on_a_two_node_lab` runs them over a real network.
+//! with their own loopback address (fast); `standins_on_a_two_node_lab` runs them over a real network (two nodes of the shared lab).
 
 use crate::support::registry::{Mode, Registry};
 use crate::support::standins::{json, loopback_net, out, push_images, stderr, Node, Vip};
@@ -110,12 +110,8 @@ fn refused(o: &std::process::Output, code: i32, wording: &str) {
 
 /// Poll `f` (every 100 ms, up to 10 s) until it is true: a joined kubelet registers its node right after
 /// the TLS bootstrap that `kubeadm join` waits for, not before.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !f() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(10), "timed out waiting for {what}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    crate::support::wait_until(what, std::time::Duration::from_secs(10), f);
 }
 
 fn ready(node: &Value) -> (String, String) {
@@ -459,9 +455,8 @@ fn install_standins(lab: &crate::support::lab::Lab, node: &str) {
 
 #[test]
 fn standins_on_a_two_node_lab() {
-    let _slot = crate::support::lab_slot();
     let t0 = std::time::Instant::now();
-    let Some(lab) = crate::support::lab::Lab::up(2) else { return };
+    let Some(lab) = crate::support::lab::shared() else { return };
     let reg = Registry::start_on(Mode::Plain, &format!("{}.1", lab.net));
     let (m1, w) = ("master1", "master2");
     let ca = CertificateAuthority::generate(KeyAlgorithm::Rsa2048).unwrap();
@@ -522,15 +517,12 @@ fn standins_on_a_two_node_lab() {
     let t = std::time::Instant::now();
     lab.stop_node(m1);
     lab.start_node(m1);
-    let start = std::time::Instant::now();
-    while lab.script(&["exec", m1, "sh", "-c", &format!("kubectl --kubeconfig {ADMIN} get node {w}")]).status.code() != Some(0) {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the cluster did not come back after master1 rebooted");
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    crate::support::wait_until("the cluster back after master1 rebooted", std::time::Duration::from_secs(60), || {
+        lab.script(&["exec", m1, "sh", "-c", &format!("kubectl --kubeconfig {ADMIN} get node {w}")]).status.success()
+    });
     eprintln!("master1 reboot to a working apiserver: {:.1} s", t.elapsed().as_secs_f64());
     // reset takes the worker back out
     lab.exec(w, "kubeadm reset -f");
     assert!(!lab.root(w).join("etc/kubernetes/kubelet.conf").exists());
-    lab.down();
     eprintln!("standins lab: {:.1} s", t0.elapsed().as_secs_f64());
 }

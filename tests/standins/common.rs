@@ -253,7 +253,7 @@ pub fn poll<T>(timeout: std::time::Duration, every: std::time::Duration, mut f: 
         if start.elapsed() >= timeout {
             return None;
         }
-        std::thread::sleep(every);
+        std::thread::sleep(every); // the poll period of a condition with a timeout
     }
 }
 

@@ -131,7 +131,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> R<()> {
             Ok(a) => eprintln!("E0000 kubelet_node_status.go] \"Unable to register node with API server\" err=\"{}\" node=\"{name}\"", a.message()),
             Err(e) => eprintln!("E0000 kubelet_node_status.go] \"Unable to register node with API server\" err=\"{e}\" node=\"{name}\""),
         }
-        std::thread::sleep(if registered { period } else { Duration::from_secs(1) });
+        std::thread::sleep(if registered { period } else { Duration::from_secs(1) }); // kubelet's node status period
     }
 }
 
@@ -156,7 +156,7 @@ fn tls_bootstrap(ctx: &Ctx, boot: &str, kubeconfig: &str, name: &str) -> R<()> {
                     eprintln!("E0000 bootstrap.go] \"Unhandled Error\" err=\"cannot create certificate signing request: {why}\"");
                     warned = true;
                 }
-                std::thread::sleep(Duration::from_secs(2));
+                std::thread::sleep(Duration::from_secs(2)); // kubelet's CSR retry period
             }
         }
     };

@@ -233,11 +233,9 @@ fn serve_chooses_the_host_by_ns_reloads_the_catalog_and_logs_json() {
 
     // A load into the served store is picked up without a restart.
     airgap::registry::store::load_layout(&store, &ly).unwrap();
-    let start = std::time::Instant::now();
-    while !get("/v2/shared/app/manifests/only-two").starts_with("200") {
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "the served catalog was not reloaded");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    crate::support::wait_until("the served catalog reloaded", std::time::Duration::from_secs(5), || {
+        get("/v2/shared/app/manifests/only-two").starts_with("200")
+    });
     assert_eq!(get("/v2/shared/app/manifests/1?ns=one.example.test"), format!("200 {}", x.digest));
     assert_eq!(get("/v2/shared/app/manifests/1?ns=two.example.test"), format!("200 {}", y.digest));
     // Without ns: the most recently loaded host.

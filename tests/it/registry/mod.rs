@@ -70,16 +70,7 @@ impl Served {
 
     /// Wait (at most `timeout`) until the log has a line containing `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
-        let start = std::time::Instant::now();
-        loop {
-            if self.log().contains(needle) {
-                return true;
-            }
-            if start.elapsed() > timeout {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::support::try_wait_until(timeout, || self.log().contains(needle)).is_some()
     }
 
     pub fn log(&self) -> String {

@@ -121,13 +121,7 @@ impl Hostile {
 
     /// Wait until the server has closed at least `n` connections, at most until `deadline`. False on timeout.
     pub fn wait_closed(&self, n: usize, deadline: Instant) -> bool {
-        while self.closed() < n {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(TICK);
-        }
-        true
+        super::try_wait_until(deadline.saturating_duration_since(Instant::now()), || self.closed() >= n).is_some()
     }
 
     /// Stop watching; what happened to every connection (they are closed now).

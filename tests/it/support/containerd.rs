@@ -4,7 +4,7 @@
 use super::{require_tool, run_ok, ChildGuard};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Containerd {
     pub dir: tempfile::TempDir,
@@ -40,15 +40,10 @@ impl Containerd {
             .spawn()
             .expect("failed to start containerd");
         let c = Containerd { socket, _child: ChildGuard(child), dir };
-        let start = Instant::now();
-        loop {
-            let ok = Command::new("ctr").arg("--address").arg(&c.socket).arg("version").output().map(|o| o.status.success()).unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "containerd did not start:\n{}", c.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let up = super::try_wait_until(Duration::from_secs(20), || {
+            Command::new("ctr").arg("--address").arg(&c.socket).arg("version").output().is_ok_and(|o| o.status.success())
+        });
+        assert!(up.is_some(), "containerd did not start:\n{}", c.log());
         c
     }
 

@@ -40,14 +40,7 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 
 /// Wait until a TCP port accepts connections.
 pub fn wait_for_port(addr: &str, timeout: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on {addr} after {timeout:?}");
+    wait_until(&format!("something to listen on {addr}"), timeout, || std::net::TcpStream::connect(addr).is_ok());
 }
 
 /// Whether a program is on PATH (tests needing it fail loudly with an install hint otherwise).
@@ -84,10 +77,29 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The lab tests boot a 5-node systemd-nspawn lab each, share the cached debootstrap rootfs, and measure
-/// failover times: one lab at a time, so that two labs never race to build the rootfs nor share the machine's
-/// cores while timing a failover. Hold the guard for the whole test.
+/// Kept so that lab tests written before the lab was shared compile: `lab::shared()` / `Lab::up(n)` serialise
+/// the lab tests themselves now. Never taken while holding the lab (the order is: this slot, then the lab).
 pub fn lab_slot() -> std::sync::MutexGuard<'static, ()> {
     static SLOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SLOT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Wait until `cond` holds, polling every 20 ms, failing with `what` after `limit`;
+/// returns how long it took. The tests' one way to wait: on a condition, never for a fixed time.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    try_wait_until(limit, &mut cond).unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// As [`wait_until`], but `None` on timeout (the caller says what went wrong).
+pub fn try_wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    loop {
+        if cond() {
+            return Some(t.elapsed());
+        }
+        if t.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20)); // the poll period
+    }
 }
