@@ -226,7 +226,7 @@ cmd_inventory() {
   cat <<EOF
 cluster:
   name: lab-$LAB_ID
-  kubernetes_version: 1.31.4
+  kubernetes_version: 1.36.3
 ssh:
   user: root
   key_file: $LAB_DIR/id_lab

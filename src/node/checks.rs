@@ -60,6 +60,45 @@ pub fn check_http(url: &str, timeout: Duration) -> Result<u16> {
     }
 }
 
+/// The media types a manifest HEAD accepts (an index or a single manifest, OCI or Docker).
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// The manifest of `image` (`HOST:PORT/PATH:TAG` or `HOST:PORT/PATH@sha256:...`) answers 200 to a HEAD over
+/// plain HTTP (what a pull through the site registry asks first).
+pub fn check_manifest(image: &str, timeout: Duration) -> Result<()> {
+    let (host, rest) = image.split_once('/').with_context(|| format!("{image}: expected HOST:PORT/PATH:TAG"))?;
+    let (path, reference) = match rest.split_once('@') {
+        Some((p, d)) => (p.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map_or(p, |(p, _)| p), d),
+        None => rest
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .with_context(|| format!("{image}: no tag or digest"))?,
+    };
+    let hostport = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let sa = resolve(&hostport)?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("{image}: nothing accepts connections on {hostport}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let req = format!(
+        "HEAD /v2/{path}/manifests/{reference} HTTP/1.0\r\nHost: {host}\r\nAccept: {MANIFEST_TYPES}\r\nUser-Agent: airgap-check\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).with_context(|| format!("{image}: failed to ask {hostport}"))?;
+    let mut head = Vec::new();
+    let _ = s.take(4096).read_to_end(&mut head);
+    let line = String::from_utf8_lossy(&head);
+    let code: u16 = line
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{image}: {hostport} did not answer HTTP"))?;
+    match code {
+        200 => Ok(()),
+        404 => bail!("{image}: not in the registry (HTTP 404)"),
+        c => bail!("{image}: the registry answered HTTP {c}"),
+    }
+}
+
 /// Run `check` until it succeeds or `wait` passes (then its last error).
 pub fn wait_for(wait: Duration, mut check: impl FnMut() -> Result<()>) -> Result<()> {
     let start = Instant::now();
