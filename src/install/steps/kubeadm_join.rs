@@ -84,7 +84,7 @@ impl Step for KubeadmJoin {
     }
     fn cluster_actions(&self, ctx: &Ctx, pending: Option<&[&Node]>) -> Result<Vec<(String, Vec<Action>)>> {
         let Some(first) = k::first_master(ctx) else { return Ok(Vec::new()) };
-        let id = k::token_id(ctx)?;
+        let id = k::token_id(ctx);
         let mut v = vec![Action::Command {
             argv: k::kubeadm(&["token", "create", "--config", INIT_CONFIG_PATH]),
             check: Some(k::kubectl(ADMIN_CONF, &["-n", "kube-system", "get", "secret", &format!("bootstrap-token-{id}"), "-o", "name"])),
