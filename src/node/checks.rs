@@ -116,6 +116,40 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
+    /// A registry that answers HEAD of `present` manifests 200, anything else 404, and records the requests.
+    fn fake_registry(present: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let mut buf = [0u8; 2048];
+                let n = c.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let code = if req.starts_with(&format!("HEAD {present} ")) { "200 OK" } else { "404 Not Found" };
+                let _ = c.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+                let _ = tx.send(req);
+            }
+        });
+        (addr, rx)
+    }
+
+    #[test]
+    fn manifests_are_asked_for_by_tag_or_digest_with_every_media_type() {
+        let (addr, rx) = fake_registry("/v2/coredns/coredns/manifests/v1.14.2");
+        let t = Duration::from_secs(5);
+        check_manifest(&format!("{addr}/coredns/coredns:v1.14.2"), t).unwrap();
+        let req = rx.recv().unwrap();
+        assert!(req.contains("application/vnd.oci.image.index.v1+json") && req.contains("application/vnd.docker.distribution.manifest.v2+json"), "{req}");
+        let e = check_manifest(&format!("{addr}/etcd:3.6.8-0"), t).unwrap_err();
+        assert_eq!(format!("{e:#}"), format!("{addr}/etcd:3.6.8-0: not in the registry (HTTP 404)"));
+        let _ = check_manifest(&format!("{addr}/ingress-nginx/controller:v1.14.1@sha256:abcd"), t);
+        assert!(rx.recv().unwrap().starts_with("HEAD /v2/etcd/manifests/3.6.8-0 "));
+        assert!(rx.recv().unwrap().starts_with("HEAD /v2/ingress-nginx/controller/manifests/sha256:abcd "));
+        assert!(check_manifest("no-tag-here", t).is_err());
+    }
+
     #[test]
     fn tcp_and_http_checks_see_real_listeners() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -22,7 +22,9 @@ struct Site {
     inventory: PathBuf,
     state: PathBuf,
     logs: PathBuf,
-    _registry: Registry,
+    registry: Registry,
+    /// The one kubeadm image [`site`] leaves out of the registry (pushed by [`Site::push_missing`]).
+    missing: String,
     _vip: Vip,
     bridge_addrs: Vec<(String, String)>,
     _work: tempfile::TempDir,
@@ -37,6 +39,9 @@ impl Drop for Site {
 }
 
 impl Site {
+    fn push_missing(&self) {
+        push_images(&self.registry, std::slice::from_ref(&self.missing));
+    }
     fn install(&self, args: &[&str]) -> Output {
         let mut c = airgap();
         c.args(["install", "--inventory"]).arg(&self.inventory).arg("--state-dir").arg(&self.state).arg("--log-dir").arg(&self.logs).args(args);
@@ -72,7 +77,9 @@ fn site(lab: &Lab) -> Site {
     }
     let registry = Registry::start_at(Mode::Plain, &workers_vip, 5000);
     let version: airgap::kube::Version = "v1.36.3".parse().unwrap();
-    push_images(&registry, &airgap::kube::images::images_for(&version).unwrap().at_site(&registry.addr));
+    let mut images = airgap::kube::images::images_for(&version).unwrap().at_site(&registry.addr);
+    let missing = images.pop().unwrap();
+    push_images(&registry, &images);
     let vip = Vip::start(&format!("{masters_vip}:16443"), &format!("{}:6443", lab.address("master1")));
     let bin = fs_err::read(standin_bin()).unwrap();
     for node in &lab.nodes {
@@ -93,7 +100,8 @@ fn site(lab: &Lab) -> Site {
         inventory,
         state: work.path().join("state"),
         logs: work.path().join("logs"),
-        _registry: registry,
+        registry,
+        missing,
         _vip: vip,
         bridge_addrs,
         _work: work,
@@ -133,6 +141,14 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     let site = site(&lab);
     let setup = t0.elapsed();
 
+    // 0. an image missing from the site registry stops the install before anything of Kubernetes changed
+    let o = site.install(&["--only", "kubelet,kubeadm-init"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success() && err.contains(&site.missing) && err.contains("not in the registry"), "{err}");
+    assert!(calls(&lab, "master1", "kubeadm").iter().all(|a| a[1] != "init"), "kubeadm init ran");
+    assert!(!lab.root("master1").join("etc/kubernetes/pki/ca.key").exists(), "the CA key was written");
+    site.push_missing();
+
     // 1. install stopped after init (as a kill between init and the joins leaves it)
     let t = std::time::Instant::now();
     ok(&site.install(&["--only", "kubelet,kubeadm-init"]));
@@ -163,7 +179,10 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     let rest = t.elapsed();
     let m1 = calls(&lab, "master1", "kubeadm");
     assert_eq!(count(&m1, &["init", "--config"]), 1, "no second init: {m1:?}");
-    assert_eq!(count(&m1, &["init", "phase", "upload-certs"]), 1, "{m1:?}");
+    let uploads: Vec<&Vec<String>> = m1.iter().filter(|a| a[1..3] == ["init", "phase"]).collect();
+    assert_eq!(uploads.len(), 1, "{m1:?}");
+    assert_eq!(uploads[0][1..], ["init", "phase", "upload-certs", "--upload-certs", "--config", "/etc/kubernetes/airgap/kubeadm-init.yaml", "--skip-certificate-key-print"]);
+    assert!(m1.iter().any(|a| a[1..] == ["version", "-o", "short"]), "{m1:?}");
     for n in ["master2", "master3", "worker1", "worker2"] {
         let c = calls(&lab, n, "kubeadm");
         assert_eq!(c.iter().filter(|a| a[1] == "join").map(|a| a[1..].to_vec()).collect::<Vec<_>>(), [["join", "--config", "/etc/kubernetes/airgap/kubeadm-join.yaml"]], "{n}");
