@@ -265,7 +265,7 @@ cmd_inventory() {  # cmd_inventory [N]: the first N nodes only
   cat <<EOF
 cluster:
   name: lab-$LAB_ID
-  kubernetes_version: 1.31.4
+  kubernetes_version: 1.36.3
 ssh:
   user: root
   key_file: $LAB_DIR/id_lab

@@ -239,6 +239,19 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         .filter_map(|c| c.facts.as_ref().map(|f| (c.node.name.clone(), Target::from_facts(f, c.node.address))))
         .collect();
     let warn = |w: &str| progress.warn(w);
+    // the cluster's secrets: made once (state dir, 0600) before the first Kubernetes step, reused after
+    let secrets = if args.dry_run || !crate::install::kubeadm::needs_secrets(&steps) {
+        crate::install::secrets::ClusterSecrets::load(&state_dir)
+    } else {
+        crate::install::secrets::ClusterSecrets::load_or_create(&state_dir).map(Some)
+    };
+    let secrets = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            progress.finish();
+            return Err(e);
+        }
+    };
     let ctx = Ctx {
         inv: &inv,
         bundle: bundle.as_deref(),
@@ -247,6 +260,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         kit: kit.as_ref(),
         targets: &targets,
         warn: &warn,
+        secrets: secrets.as_ref(),
     };
     let result = engine::run(&ctx, &steps, &conns, &journal, &progress, args.dry_run);
     for c in &conns {

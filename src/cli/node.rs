@@ -93,6 +93,13 @@ pub enum NodeCommand {
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
     },
+    /// Exit 0 when every image (`HOST:PORT/PATH:TAG` or `...@sha256:...`) resolves in its registry (a HEAD of
+    /// its manifest over plain HTTP answers 200); else the missing ones on stderr, exit 1.
+    CheckImages {
+        images: Vec<String>,
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
     /// Install OS packages (and the dependencies the node lacks) offline from the bundle's packages.
     Packages {
         /// Package names, comma-separated; `a|b` takes the first alternative the OS has.
@@ -263,6 +270,16 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             let t = std::time::Duration::from_millis(timeout_ms);
             if let Err(e) = checks::wait_for(std::time::Duration::from_secs(wait_secs), || checks::check_http(&url, t).map(|_| ())) {
                 differs(&format!("{e:#}"));
+            }
+        }
+        NodeCommand::CheckImages { images, timeout_ms } => {
+            let t = std::time::Duration::from_millis(timeout_ms);
+            let missing: Vec<String> = images
+                .iter()
+                .filter_map(|i| checks::check_manifest(i, t).err().map(|e| format!("{e:#}")))
+                .collect();
+            if !missing.is_empty() {
+                anyhow::bail!("{} of {} images do not resolve:\n  {}", missing.len(), images.len(), missing.join("\n  "));
             }
         }
         NodeCommand::Packages { install, dir, check } => {

@@ -33,6 +33,8 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;
     let warn = |_: &str| {};
+    // the secrets the first install made (plan makes none: placeholders then); shown as <secret> either way
+    let secrets = crate::install::secrets::ClusterSecrets::load(&state_dir)?;
     let ctx = Ctx {
         inv: &inv,
         bundle: bundle.as_deref(),
@@ -41,6 +43,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
         kit: kit.as_ref(),
         targets: &Default::default(),
         warn: &warn,
+        secrets: secrets.as_ref(),
     };
     if args.json {
         print_json(&plan_text::plan_json(&ctx, &steps)?)

@@ -29,6 +29,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     let inv = Inventory::load(&args.site.inventory)?;
     let journal = Journal::open(&args.site.state_dir(&inv), &inv.cluster.name)?;
     let warn = |_: &str| {};
+    let secrets = crate::install::secrets::ClusterSecrets::load(&args.site.state_dir(&inv))?;
     let ctx = Ctx {
         inv: &inv,
         bundle: None,
@@ -37,6 +38,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
         kit: None,
         targets: &Default::default(),
         warn: &warn,
+        secrets: secrets.as_ref(),
     };
     let mut rows = Vec::new();
     for s in install::steps::all() {

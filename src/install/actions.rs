@@ -71,6 +71,10 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
             let sha = Digest::of_bytes(content.as_bytes());
             check_file(t, path, &sha, *mode, block.as_deref())
         }
+        Action::SecretFile { path, mode, sha256, .. } => match sha256 {
+            Some(sha) => check_file(t, path, sha, *mode, None),
+            None => Ok(Some(format!("{path}: the cluster secrets are not made yet (the first install makes them)"))),
+        },
         Action::Copy {
             remote, sha256, mode, ..
         } => {
@@ -134,6 +138,21 @@ pub fn apply_all(actions: &[Action], t: &dyn Transport, progress: &dyn Fn(&str))
                 progress(&format!("writing {path}"));
                 let cmd = write_file_cmd(path, *mode, content, block.as_deref());
                 let out = t.run(&cmd, Stdin::Bytes(content.as_bytes()))?;
+                if !out.success() {
+                    bail!("failed to write {path} on {}: {}", t.node(), out.reason());
+                }
+                if out.stdout_str().trim() == "written" {
+                    changed.push(format!("wrote {path}"));
+                }
+            }
+            Action::SecretFile { path, mode, content, .. } => {
+                let Some(content) = content else {
+                    bail!("bug: no secrets for {path} (the install makes them before the Kubernetes steps)")
+                };
+                progress(&format!("writing {path} (secret)"));
+                // the content travels on stdin; the command line carries only its sha256
+                let cmd = write_file_cmd(path, *mode, content.expose(), None);
+                let out = t.run(&cmd, Stdin::Bytes(content.expose().as_bytes()))?;
                 if !out.success() {
                     bail!("failed to write {path} on {}: {}", t.node(), out.reason());
                 }

@@ -231,23 +231,57 @@ pub fn run(
                 return Err(e);
             }
         }
-        // 3. apply + verify, in parallel
-        let results: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
+        // 2b. work on other nodes for the pending ones (kubeadm-join: token and certificates on master1)
+        if !pending.is_empty() {
+            let nodes: Vec<&Node> = pending.iter().map(|(c, _, _)| c.node).collect();
+            if let Err(e) = cluster_work(ctx, step.as_ref(), &nodes, conns, progress) {
+                let msg = Failure::of(&e).text();
+                for (c, hash, _) in &pending {
+                    journal.record(name, &c.node.name, Status::Failed, hash, &msg)?;
+                    progress.outcome(&c.node.name, &format!("{name}: FAILED"));
+                }
+                progress.finish();
+                return Err(e);
+            }
+        }
+        // 3. apply + verify: the one-at-a-time nodes in order (the first failure stops them), then the others
+        //    in parallel
+        let one = |c: &NodeConn, why: &str| -> Result<Vec<String>> {
+            let n = &c.node.name;
+            let t = Logged {
+                inner: c.t.as_ref(),
+                progress,
+            };
+            progress.log(&format!("[{n}] {name}: applying ({why})"));
+            let report = |m: &str| progress.set(n, &format!("{name}: {m}"));
+            let changed = step.apply(ctx, c.node, &t, &report)?;
+            report("verifying");
+            step.verify(ctx, c.node, &t)?;
+            Ok(changed)
+        };
+        let serial = |c: &NodeConn| step.apply_order(ctx, c.node) == super::ApplyOrder::OneAtATime;
+        let mut results: Vec<Option<Result<Vec<String>>>> = pending.iter().map(|_| None).collect();
+        let mut stopped = false;
+        for (i, (c, _, why)) in pending.iter().enumerate().filter(|(_, (c, _, _))| serial(c)) {
+            if stopped {
+                results[i] = Some(Err(anyhow::anyhow!("not attempted: the node before it failed (one at a time)")));
+                continue;
+            }
+            let r = one(c, why);
+            stopped = r.is_err();
+            results[i] = Some(r);
+        }
+        let parallel: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
             let hs: Vec<_> = pending
                 .iter()
+                .filter(|(c, _, _)| !serial(c))
                 .map(|(c, _, why)| {
+                    let one = &one;
                     s.spawn(move || {
-                        let n = &c.node.name;
-                        let t = Logged {
-                            inner: c.t.as_ref(),
-                            progress,
-                        };
-                        progress.log(&format!("[{n}] {name}: applying ({why})"));
-                        let report = |m: &str| progress.set(n, &format!("{name}: {m}"));
-                        let changed = step.apply(ctx, c.node, &t, &report)?;
-                        report("verifying");
-                        step.verify(ctx, c.node, &t)?;
-                        Ok(changed)
+                        if stopped {
+                            return Err(anyhow::anyhow!("not attempted: a node applied one at a time before it failed"));
+                        }
+                        one(c, why)
                     })
                 })
                 .collect();
@@ -255,6 +289,11 @@ pub fn run(
                 .map(|h| h.join().unwrap_or_else(|_| bail!("bug: a worker thread panicked")))
                 .collect()
         });
+        let mut parallel = parallel.into_iter();
+        let results: Vec<Result<Vec<String>>> = results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| parallel.next().unwrap_or_else(|| bail!("bug: a result is missing"))))
+            .collect();
         for ((c, hash, _), r) in pending.iter().zip(results) {
             let n = &c.node.name;
             match r {
@@ -282,6 +321,30 @@ pub fn run(
     }
     progress.finish();
     Ok(summary)
+}
+
+/// The step's work on other nodes than the pending ones (see [`super::Step::cluster_actions`]), applied
+/// on those nodes before the pending nodes are.
+fn cluster_work(ctx: &Ctx, step: &dyn Step, pending: &[&Node], conns: &[NodeConn], progress: &Progress) -> Result<()> {
+    for (node, actions) in step.cluster_actions(ctx, Some(pending))? {
+        let Some(c) = conns.iter().find(|c| c.node.name == node) else {
+            bail!("bug: {} names {node}, which is not in the inventory", step.name())
+        };
+        if let Some(why) = &c.unreachable {
+            bail!("{} needs {node} first, and it was not reached: {}", step.name(), why.message());
+        }
+        let t = Logged {
+            inner: c.t.as_ref(),
+            progress,
+        };
+        let report = |m: &str| progress.set(&node, &format!("{}: {m}", step.name()));
+        let changed = super::actions::apply_all(&actions, &t, &report)
+            .map_err(|e| e.context(format!("{}: the work on {node} before the other nodes failed", step.name())))?;
+        for c in changed {
+            progress.log(&format!("[{node}] {}: {c}", step.name()));
+        }
+    }
+    Ok(())
 }
 
 fn decide(

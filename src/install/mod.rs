@@ -33,8 +33,10 @@ pub mod engine;
 pub mod facts;
 pub mod journal;
 pub mod kit;
+pub mod kubeadm;
 pub mod plan_text;
 pub mod progress;
+pub mod secrets;
 pub mod services;
 pub mod software;
 pub mod ssh;
@@ -71,6 +73,21 @@ pub enum Action {
         check: Option<Vec<String>>,
         why: String,
     },
+    /// A file holding secrets (bootstrap token, certificate key, CA key): sent over SSH stdin like a
+    /// [`Action::File`], written with `mode` (0600), but `plan`, `--dry-run`, the log and the journal see only
+    /// `shown` (the same file with every secret as `<secret>`) and the sha256 of the real content.
+    SecretFile {
+        path: String,
+        #[serde(serialize_with = "octal")]
+        mode: u32,
+        shown: String,
+        /// The real content; `None` when the cluster secrets are not made yet (`plan`, `status`).
+        #[serde(skip)]
+        content: Option<SecretText>,
+        /// sha256 of the real content (in the inputs hash: new secrets re-run the step).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha256: Option<Digest>,
+    },
     /// A local file copied to the node, verified by sha256 on arrival, skipped when already there.
     Copy {
         local: String,
@@ -81,6 +98,34 @@ pub enum Action {
         sha256: Option<Digest>,
         size: Option<u64>,
     },
+}
+
+/// Text holding secrets: its Debug shows only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(s: String) -> SecretText {
+        SecretText(s)
+    }
+    /// The text, to send to the node over stdin. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<secret: {} bytes>", self.0.len())
+    }
+}
+
+impl Action {
+    /// A file holding secrets: `content` for the node, `shown` (secrets as `<secret>`) for people.
+    pub fn secret_file(path: &str, mode: u32, content: Option<String>, shown: String) -> Action {
+        let sha256 = content.as_ref().map(|c| Digest::of_bytes(c.as_bytes()));
+        Action::SecretFile { path: path.into(), mode, shown, content: content.map(SecretText), sha256 }
+    }
 }
 
 /// File modes in JSON as people write them: "0644".
@@ -127,6 +172,19 @@ pub struct Ctx<'a> {
     pub targets: &'a std::collections::BTreeMap<String, facts::Target>,
     /// Warnings found by a step (printed on stderr and logged).
     pub warn: &'a (dyn Fn(&str) + Sync),
+    /// The cluster's secrets from the state dir (`None` before the first install made them: `plan` then shows
+    /// placeholders).
+    pub secrets: Option<&'a secrets::ClusterSecrets>,
+}
+
+/// How the engine applies a step on its pending nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOrder {
+    /// With the other parallel nodes, at the same time (the default).
+    Parallel,
+    /// One at a time, in inventory order, before the parallel nodes; the first failure stops the step
+    /// (kubeadm-join's control-plane members: etcd grows one member at a time).
+    OneAtATime,
 }
 
 /// One installation step. See the module documentation for how to add one.
@@ -165,6 +223,18 @@ pub trait Step: Send + Sync {
     /// that are not done yet. An error stops the step on every node.
     fn before(&self, _ctx: &Ctx, _pending: &[(&Node, &dyn Transport)]) -> Result<()> {
         Ok(())
+    }
+
+    /// How `node` is applied among the step's pending nodes.
+    fn apply_order(&self, _ctx: &Ctx, _node: &Node) -> ApplyOrder {
+        ApplyOrder::Parallel
+    }
+
+    /// Work on nodes the step does not run on, done before the per-node work when some node is pending
+    /// (kubeadm-join: the bootstrap token and the uploaded certificates on the first master), by node name.
+    /// `pending`: the nodes about to be applied; `None` = everything (what `plan` shows).
+    fn cluster_actions(&self, _ctx: &Ctx, _pending: Option<&[&Node]>) -> Result<Vec<(String, Vec<Action>)>> {
+        Ok(Vec::new())
     }
 
     /// What differs on the node from the desired state (empty: already there).

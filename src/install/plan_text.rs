@@ -20,6 +20,9 @@ pub struct PlanJson<'a> {
 pub struct StepJson {
     pub name: &'static str,
     pub summary: &'static str,
+    /// Work on other nodes before the per-node work (kubeadm-join: on the first master).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<NodeJson>,
     pub nodes: Vec<NodeJson>,
 }
 
@@ -43,9 +46,16 @@ pub fn plan_json<'a>(ctx: &'a Ctx, steps: &[Box<dyn Step>]) -> Result<PlanJson<'
                 actions: s.plan(ctx, n)?,
             });
         }
+        let mut before = Vec::new();
+        for (name, actions) in s.cluster_actions(ctx, None)? {
+            if let Some(n) = ctx.inv.nodes.iter().find(|n| n.name == name) {
+                before.push(NodeJson { node: n.name.clone(), address: n.address.to_string(), role: n.role.to_string(), actions });
+            }
+        }
         out.push(StepJson {
             name: s.name(),
             summary: s.summary(),
+            before,
             nodes,
         });
     }
@@ -81,6 +91,12 @@ pub fn plan_text(ctx: &Ctx, steps: &[Box<dyn Step>]) -> Result<String> {
     );
     for (i, step) in steps.iter().enumerate() {
         let _ = writeln!(s, "\n## {}. {}: {}", i + 1, step.name(), step.summary());
+        for (name, actions) in step.cluster_actions(ctx, None)? {
+            let _ = writeln!(s, "\n### {name}, before the other nodes (when one is pending)");
+            for a in actions {
+                s.push_str(&action_text(&a));
+            }
+        }
         for n in inv.nodes.iter().filter(|n| step.runs_on(ctx, n)) {
             let _ = writeln!(s, "\n### {} ({}, {})", n.name, n.address, n.role);
             for a in step.plan(ctx, n)? {
@@ -116,6 +132,15 @@ pub fn action_text(a: &Action) -> String {
                 "{what}\n$ {} {}",
                 shell_join(&write_file_cmd(path, *mode, content, block.as_deref())),
                 heredoc(content)
+            )
+        }
+        Action::SecretFile { path, mode, shown, sha256, .. } => {
+            let sha = sha256.as_ref().map_or("<sha256 of the file>".to_string(), |d| d.hex().to_string());
+            let argv = super::node_cmd(&["write-file", "--path", path, "--mode", &format!("{mode:o}"), "--sha256", &sha]);
+            format!(
+                "# file {path} (mode {mode:o}) holds secrets: shown with <secret>, sent over SSH stdin\n$ {} {}",
+                shell_join(&argv),
+                heredoc(shown)
             )
         }
         Action::Command { argv, check, why } => {

@@ -60,6 +60,45 @@ pub fn check_http(url: &str, timeout: Duration) -> Result<u16> {
     }
 }
 
+/// The media types a manifest HEAD accepts (an index or a single manifest, OCI or Docker).
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// The manifest of `image` (`HOST:PORT/PATH:TAG` or `HOST:PORT/PATH@sha256:...`) answers 200 to a HEAD over
+/// plain HTTP (what a pull through the site registry asks first).
+pub fn check_manifest(image: &str, timeout: Duration) -> Result<()> {
+    let (host, rest) = image.split_once('/').with_context(|| format!("{image}: expected HOST:PORT/PATH:TAG"))?;
+    let (path, reference) = match rest.split_once('@') {
+        Some((p, d)) => (p.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map_or(p, |(p, _)| p), d),
+        None => rest
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .with_context(|| format!("{image}: no tag or digest"))?,
+    };
+    let hostport = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let sa = resolve(&hostport)?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("{image}: nothing accepts connections on {hostport}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let req = format!(
+        "HEAD /v2/{path}/manifests/{reference} HTTP/1.0\r\nHost: {host}\r\nAccept: {MANIFEST_TYPES}\r\nUser-Agent: airgap-check\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).with_context(|| format!("{image}: failed to ask {hostport}"))?;
+    let mut head = Vec::new();
+    let _ = s.take(4096).read_to_end(&mut head);
+    let line = String::from_utf8_lossy(&head);
+    let code: u16 = line
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{image}: {hostport} did not answer HTTP"))?;
+    match code {
+        200 => Ok(()),
+        404 => bail!("{image}: not in the registry (HTTP 404)"),
+        c => bail!("{image}: the registry answered HTTP {c}"),
+    }
+}
+
 /// Run `check` until it succeeds or `wait` passes (then its last error).
 pub fn wait_for(wait: Duration, mut check: impl FnMut() -> Result<()>) -> Result<()> {
     let start = Instant::now();
@@ -76,6 +115,40 @@ pub fn wait_for(wait: Duration, mut check: impl FnMut() -> Result<()>) -> Result
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    /// A registry that answers HEAD of `present` manifests 200, anything else 404, and records the requests.
+    fn fake_registry(present: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let mut buf = [0u8; 2048];
+                let n = c.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let code = if req.starts_with(&format!("HEAD {present} ")) { "200 OK" } else { "404 Not Found" };
+                let _ = c.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+                let _ = tx.send(req);
+            }
+        });
+        (addr, rx)
+    }
+
+    #[test]
+    fn manifests_are_asked_for_by_tag_or_digest_with_every_media_type() {
+        let (addr, rx) = fake_registry("/v2/coredns/coredns/manifests/v1.14.2");
+        let t = Duration::from_secs(5);
+        check_manifest(&format!("{addr}/coredns/coredns:v1.14.2"), t).unwrap();
+        let req = rx.recv().unwrap();
+        assert!(req.contains("application/vnd.oci.image.index.v1+json") && req.contains("application/vnd.docker.distribution.manifest.v2+json"), "{req}");
+        let e = check_manifest(&format!("{addr}/etcd:3.6.8-0"), t).unwrap_err();
+        assert_eq!(format!("{e:#}"), format!("{addr}/etcd:3.6.8-0: not in the registry (HTTP 404)"));
+        let _ = check_manifest(&format!("{addr}/ingress-nginx/controller:v1.14.1@sha256:abcd"), t);
+        assert!(rx.recv().unwrap().starts_with("HEAD /v2/etcd/manifests/3.6.8-0 "));
+        assert!(rx.recv().unwrap().starts_with("HEAD /v2/ingress-nginx/controller/manifests/sha256:abcd "));
+        assert!(check_manifest("no-tag-here", t).is_err());
+    }
 
     #[test]
     fn tcp_and_http_checks_see_real_listeners() {

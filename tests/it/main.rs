@@ -10,6 +10,7 @@ mod harness;
 mod hostile;
 mod infra;
 mod inventory;
+mod kube;
 mod lab;
 mod layout;
 mod manifest;

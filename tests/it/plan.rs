@@ -145,3 +145,30 @@ fn plan_rejects_an_unknown_step() {
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
 }
+
+/// With the cluster secrets made (as the first install makes them in the state dir), the plan of the
+/// Kubernetes steps shows the files holding them with `<secret>`, the CA pin (public), and no value.
+#[test]
+fn plan_masks_the_cluster_secrets() {
+    let state = tempfile::tempdir().unwrap();
+    let secrets = airgap::install::secrets::ClusterSecrets::load_or_create(state.path()).unwrap();
+    for json in [false, true] {
+        let mut c = airgap();
+        c.args(["plan", "--only", "kubelet,kubeadm-init,kubeadm-join", "--inventory"])
+            .arg(repo().join("manifests/site.example.yaml"))
+            .arg("--state-dir")
+            .arg(state.path());
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for v in secrets.values() {
+            assert!(!text.contains(&v), "the plan shows a secret:\n{text}");
+        }
+        assert!(text.contains("<secret>"), "{text}");
+        assert!(text.contains(&secrets.ca.cert_hash().unwrap().to_string()), "{text}");
+        assert!(json || text.contains("--skip-token-print --skip-certificate-key-print"), "{text}");
+    }
+}

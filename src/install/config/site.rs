@@ -92,7 +92,7 @@ mod tests {
         .into();
         let warnings = std::sync::Mutex::new(Vec::<String>::new());
         let warn = |w: &str| warnings.lock().unwrap().push(w.to_string());
-        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &targets, warn: &warn };
+        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &targets, warn: &warn, secrets: None };
         let site = Site::of(&ctx).unwrap();
         let files = |node: &str, role| render::keepalived(&site, node, role);
         let content = |fs: &[crate::install::config::FileSpec], path: &str| fs.iter().find(|f| f.path == path).unwrap().content.clone();

@@ -1,10 +1,14 @@
 //! The installation steps, one file per step, in the order they run: [`preflight`], [`os_prepare`],
-//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`]. Each implements
+//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`], [`kubelet`], [`kubeadm_init`],
+//! [`kubeadm_join`] (the Kubernetes steps share `install::kubeadm`). Each implements
 //! [`Step`]: it describes a node's desired state as actions built with the shared builders
 //! (`install::copies`, `software`, `services`) and the files rendered by `install::config`.
 
 pub mod apiserver_lb;
 pub mod distribute;
+pub mod kubeadm_init;
+pub mod kubeadm_join;
+pub mod kubelet;
 pub mod nginx;
 pub mod os_prepare;
 pub mod preflight;
@@ -24,6 +28,9 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(registry::Registry),
         Box::new(apiserver_lb::ApiserverLb),
         Box::new(nginx::Nginx),
+        Box::new(kubelet::Kubelet),
+        Box::new(kubeadm_init::KubeadmInit),
+        Box::new(kubeadm_join::KubeadmJoin),
     ]
 }
 

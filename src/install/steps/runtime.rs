@@ -101,7 +101,7 @@ mod tests {
         plan.iter()
             .map(|a| match a {
                 Action::Command { argv, .. } => argv[2..].join(" "),
-                Action::File { path, .. } => format!("file {path}"),
+                Action::File { path, .. } | Action::SecretFile { path, .. } => format!("file {path}"),
                 Action::Copy { remote, .. } => format!("copy {remote}"),
             })
             .collect()
@@ -131,7 +131,7 @@ mod tests {
         let targets = [("master1".to_string(), target("linux/amd64")), ("master2".to_string(), target("linux/arm64"))].into();
         let warnings = std::sync::Mutex::new(Vec::new());
         let warn = |w: &str| warnings.lock().unwrap().push(w.to_string());
-        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn };
+        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn, secrets: None };
         let node = |n: &str| inv.nodes.iter().find(|x| x.name == n).unwrap();
 
         let m1 = argvs(&Runtime.plan(&ctx, node("master1")).unwrap());

@@ -39,6 +39,15 @@ impl Registry {
         reg
     }
 
+    /// A registry on `host:port` (e.g. the workers' VIP `:5000` of a lab, an address of this machine).
+    pub fn start_at(mode: Mode, host: &str, port: u16) -> Registry {
+        require_tool("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry { mode, addr: format!("{host}:{port}"), dir, ca_cert: None, child: None };
+        reg.spawn(port);
+        reg
+    }
+
     fn spawn(&mut self, port: u16) {
         let d = self.dir.path();
         let host = self.addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_else(|| "127.0.0.1".into());

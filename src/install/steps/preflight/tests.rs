@@ -17,7 +17,7 @@ pub(super) fn healthy(inv: &Inventory) -> BTreeMap<String, (Facts, i64)> {
 /// The problems (node, message) preflight reports for these facts.
 pub(super) fn problems(inv: &Inventory, facts: &BTreeMap<String, (Facts, i64)>) -> Vec<(String, String)> {
     let warn = |_: &str| {};
-    let ctx = Ctx { inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &Default::default(), warn: &warn };
+    let ctx = Ctx { inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &Default::default(), warn: &warn, secrets: None };
     let mut r = Report::new(&inv.preflight.ignore);
     evaluate(&ctx, facts, &mut r);
     r.problems
@@ -168,7 +168,7 @@ mod disk {
         let target = Target { family: crate::node::OsFamily::Debian, os_tags: vec!["debian-12".into()], platform: "linux/amd64".into(), interface: None };
         let targets = inv.nodes.iter().map(|n| (n.name.clone(), target.clone())).collect();
         let warn = |_: &str| {};
-        let ctx = Ctx { inv: &inv, bundle: Some(&bundle), binary: Some(&binary), pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn };
+        let ctx = Ctx { inv: &inv, bundle: Some(&bundle), binary: Some(&binary), pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn, secrets: None };
         let mut facts = healthy(&inv);
         facts.get_mut(node).unwrap().0.disks = disks;
         let mut r = Report::new(&inv.preflight.ignore);
@@ -224,7 +224,7 @@ mod disk {
         let target = Target { family: crate::node::OsFamily::Debian, os_tags: vec!["debian-12".into()], platform: "linux/amd64".into(), interface: None };
         let targets = [("worker1".to_string(), target)].into();
         let warn = |_: &str| {};
-        let ctx = Ctx { inv: &inv, bundle: Some(&bundle), binary: Some(&binary), pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn };
+        let ctx = Ctx { inv: &inv, bundle: Some(&bundle), binary: Some(&binary), pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn, secrets: None };
         let landings = landings(&ctx, node);
         assert_eq!(
             landings.iter().map(|l| (l.spec(), l.files.len())).collect::<Vec<_>>(),
