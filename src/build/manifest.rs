@@ -5,6 +5,9 @@
 //! name: k8s-ha
 //! version: 1.31.4-1
 //! platforms: [linux/amd64, linux/arm64]      # optional, default [linux/amd64]
+//! kubernetes:                                 # optional: the Kubernetes release the bundle is for
+//!   version: v1.36.3                          # recorded in the signed root document; kubeadm's images
+//!                                             # for it must be among `images:` (the closure check)
 //! images:
 //!   - registry.k8s.io/kube-apiserver:v1.31.4
 //! files:
@@ -29,8 +32,15 @@
 //! `install: COMPONENT` (containerd, runc, cni-plugins, crictl, kubeadm, kubelet, kubectl) marks the file the
 //! installer puts on the nodes as that component (see `node::components` for each layout); one file per
 //! component and platform, and a component given for one platform must be given for all.
+//!
+//! `manifest: ROLE` marks a Kubernetes manifest (one file for every platform): `flannel` (applied by the
+//! flannel step), `ingress` (the ingress-nginx step), `storage`, or `other` (applied by no step). At most one
+//! file per role but `other`. Every image a bundled manifest references must be among `images:`
+//! (`build::closure`).
 
+use crate::bundle::format::ManifestRole;
 use crate::digest::Digest;
+use crate::kube::Version;
 use crate::error::HintExt;
 use crate::fsutil::safe_relative_path;
 use crate::node::components::Component;
@@ -50,11 +60,19 @@ struct RawManifest {
     #[serde(default)]
     platforms: Option<Vec<String>>,
     #[serde(default)]
+    kubernetes: Option<RawKubernetes>,
+    #[serde(default)]
     images: Vec<String>,
     #[serde(default)]
     files: Vec<RawFile>,
     #[serde(default)]
     packages: Vec<RawPackage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetes {
+    version: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +92,8 @@ struct RawFile {
     install: Option<String>,
     #[serde(default)]
     platform: Option<String>,
+    #[serde(default)]
+    manifest: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,13 +109,25 @@ struct RawPackage {
 /// A checked manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
+    /// The manifest's file name, as errors name it.
+    pub file: String,
     pub name: String,
     pub version: String,
     pub platforms: Vec<Platform>,
+    /// The Kubernetes release the bundle is for (`kubernetes: { version: v1.36.3 }`).
+    pub kubernetes: Option<KubernetesSpec>,
     pub images: Vec<ImageRef>,
     /// Files with per-platform forms expanded, in manifest order.
     pub files: Vec<FileSpec>,
     pub packages: Vec<PackageSpec>,
+}
+
+/// The manifest's `kubernetes:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesSpec {
+    pub version: Version,
+    /// The line of `version:` in the manifest (the closure check names it).
+    pub line: usize,
 }
 
 /// Where a file's sha256 comes from.
@@ -118,6 +150,10 @@ pub struct FileSpec {
     /// The platform this file is for (`linux/amd64`): set for per-platform forms and by `platform:`;
     /// `None`: every platform.
     pub platform: Option<String>,
+    /// A Kubernetes manifest (`manifest: flannel`...): its images are checked against `images:` at build time.
+    pub manifest: Option<ManifestRole>,
+    /// The line of the entry's `url:` in the manifest.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +210,20 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
         return Err(at(line_of(&["platforms"]), "no platforms: list at least one, e.g. [linux/amd64]".into()));
     }
 
+    let kubernetes = match &raw.kubernetes {
+        None => None,
+        Some(k) => {
+            let line = line_of(&["kubernetes", "version"]);
+            let version: Version = k.version.parse().map_err(|e: crate::kube::Error| at(line, e.to_string()))?;
+            if !k.version.starts_with('v') {
+                return Err(at(line, format!("write the Kubernetes version as its release tag: {version}")));
+            }
+            // the bundle must carry kubeadm's images for this release: the table must know them
+            crate::kube::images::images_for(&version).map_err(|e| at(line, e.to_string()))?;
+            Some(KubernetesSpec { version, line })
+        }
+    };
+
     let mut images: Vec<ImageRef> = Vec::new();
     for (i, s) in raw.images.iter().enumerate() {
         let line = line_of(&["images", &i.to_string()]);
@@ -221,6 +271,23 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
                 Some(plat)
             }
         };
+        let manifest = match &f.manifest {
+            None => None,
+            Some(name) => {
+                let role = ManifestRole::parse(name).ok_or_else(|| {
+                    at(line("manifest"), format!("unknown manifest role {name:?}: use {} (other: applied by no step, images still checked)", ManifestRole::ALL.map(|r| r.name()).join(", ")))
+                })?;
+                if per_platform || has_placeholder(&f.path) || f.install.is_some() {
+                    return Err(at(line("manifest"), "a Kubernetes manifest is one file for every platform: no {arch}-style placeholder, no `install:`".into()));
+                }
+                if role != ManifestRole::Other {
+                    if let Some(o) = files.iter().find(|o: &&FileSpec| o.manifest == Some(role)) {
+                        return Err(at(line("manifest"), format!("the {role} manifest is already {:?}: one manifest per role (use `other` for more objects)", o.path)));
+                    }
+                }
+                Some(role)
+            }
+        };
         let targets: Vec<Option<&Platform>> =
             if per_platform || has_placeholder(&f.path) { platforms.iter().map(Some).collect() } else { vec![None] };
         for plat in targets {
@@ -261,7 +328,7 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
                     return Err(at(line("install"), format!("{c} is already installed from {:?}{}: one file per component and platform", o.path, o.platform.as_deref().map(|p| format!(" ({p})")).unwrap_or_default())));
                 }
             }
-            files.push(FileSpec { url, checksum, path, mode, install, platform });
+            files.push(FileSpec { url, checksum, path, mode, install, platform, manifest, line: line("url") });
         }
     }
 
@@ -303,7 +370,7 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
         packages.push(PackageSpec { os: p.os.clone(), name, url: p.url.clone(), sha256, path });
     }
 
-    Ok(Manifest { name: raw.name, version: raw.version, platforms, images, files, packages })
+    Ok(Manifest { file: file.to_string(), name: raw.name, version: raw.version, platforms, kubernetes, images, files, packages })
 }
 
 /// serde_yaml_ng appends " at line L column C" to its messages; we print the location first instead.
@@ -395,6 +462,29 @@ mod tests {
         assert!(e.contains("m.yaml:8") && e.contains("unknown component \"docker\"") && e.contains("cni-plugins"), "{e}");
         let e = err(format!("{head}{}", runc("amd64").replace("platform: linux/amd64", "platform: linux/s390x")));
         assert!(e.contains("platform linux/s390x is not in the bundle's platforms"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_section_and_manifest_roles() {
+        let head = "name: a\nversion: '1'\nkubernetes:\n  version: v1.36.3\nfiles:\n";
+        let file = |role: &str, path: &str| format!("  - url: http://h/{path}\n    sha256: {H}\n    path: {path}\n    manifest: {role}\n");
+        let m = parse(&format!("{head}{}{}", file("flannel", "f.yml"), file("other", "o.yml")), "m.yaml").unwrap();
+        assert_eq!(m.kubernetes, Some(KubernetesSpec { version: Version::new(1, 36, 3), line: 4 }));
+        assert_eq!(m.files[0].manifest, Some(ManifestRole::Flannel));
+        assert_eq!((m.files[1].manifest, m.files[1].line), (Some(ManifestRole::Other), 10));
+        let err = |text: String| format!("{:#}", parse(&text, "m.yaml").unwrap_err());
+        let e = err(head.replace("v1.36.3", "v1.99.0"));
+        assert!(e.starts_with("m.yaml:4: ") && e.contains("not supported by airgap's table of kubeadm images"), "{e}");
+        let e = err(head.replace("v1.36.3", "1.36.3"));
+        assert!(e.starts_with("m.yaml:4: ") && e.contains("release tag: v1.36.3"), "{e}");
+        let e = err(head.replace("v1.36.3", "latest"));
+        assert!(e.starts_with("m.yaml:4: ") && e.contains("not a Kubernetes version"), "{e}");
+        let e = err(format!("{head}{}{}", file("flannel", "f.yml"), file("flannel", "g.yml")));
+        assert!(e.starts_with("m.yaml:13: ") && e.contains("the flannel manifest is already \"f.yml\""), "{e}");
+        let e = err(format!("{head}{}", file("cni", "f.yml")));
+        assert!(e.starts_with("m.yaml:9: ") && e.contains("unknown manifest role \"cni\"") && e.contains("flannel, ingress, storage, other"), "{e}");
+        let e = err(format!("{head}  - url: http://h/{{arch}}/f.yml\n    sha256_url: http://h/{{arch}}/f.sha256\n    path: \"{{arch}}/f.yml\"\n    manifest: ingress\n"));
+        assert!(e.contains("one file for every platform"), "{e}");
     }
 
     #[test]

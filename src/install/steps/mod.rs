@@ -1,10 +1,13 @@
 //! The installation steps, one file per step, in the order they run: [`preflight`], [`os_prepare`],
-//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`]. Each implements
+//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`], (kubelet, kubeadm-init,
+//! kubeadm-join), [`flannel`], [`ingress`] (`ingress-nginx`). Each implements
 //! [`Step`]: it describes a node's desired state as actions built with the shared builders
 //! (`install::copies`, `software`, `services`) and the files rendered by `install::config`.
 
 pub mod apiserver_lb;
 pub mod distribute;
+pub mod flannel;
+pub mod ingress;
 pub mod nginx;
 pub mod os_prepare;
 pub mod preflight;
@@ -24,6 +27,9 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(registry::Registry),
         Box::new(apiserver_lb::ApiserverLb),
         Box::new(nginx::Nginx),
+        // kubelet, kubeadm-init, kubeadm-join go here (branch k8s; the lead merges the order)
+        Box::new(flannel::Flannel),
+        Box::new(ingress::IngressNginx),
     ]
 }
 
