@@ -20,10 +20,16 @@
 //!     path: bin/{arch}/kubectl
 //! packages:
 //!   - os: debian-12
-//!     url: http://<mirror>/pool/main/k/keepalived/keepalived_2.2.7-1+b2_amd64.deb
+//!     url: debian/pool/main/k/keepalived/keepalived_2.2.8-1_amd64.deb   # relative: to the mirror
 //!     sha256: <64 hex>
 //!     name: keepalived
+//! include:                                    # fragments holding `packages:` (scripts/deb-closure.sh)
+//!   - packages/debian-12.yaml                 # relative to the manifest's directory
 //! ```
+//!
+//! A package `url` without a scheme is relative to the root of the distribution mirror chosen at build time
+//! (`airgap build --mirror OS=URL`, default: the packaging machine's apt/dnf configuration; `build::mirror`),
+//! so a manifest names no mirror host and works against a customer's internal mirror.
 //!
 //! Per-platform files: `{os}`, `{arch}`, `{variant}` and `{platform}` (`linux-arm-v7`) in `url`, `sha256_url`
 //! and `path` expand once per requested platform; `path` must then contain a placeholder too, so every
@@ -65,6 +71,16 @@ struct RawManifest {
     images: Vec<String>,
     #[serde(default)]
     files: Vec<RawFile>,
+    #[serde(default)]
+    packages: Vec<RawPackage>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+/// A manifest fragment (`include:`), as `scripts/deb-closure.sh` / `rpm-closure.sh` print them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFragment {
     #[serde(default)]
     packages: Vec<RawPackage>,
 }
@@ -170,19 +186,30 @@ fn has_placeholder(s: &str) -> bool {
     ["{os}", "{arch}", "{variant}", "{platform}"].iter().any(|p| s.contains(p))
 }
 
-/// Read and check a manifest file.
+/// Read and check a manifest file (its `include:` fragments are read relative to its directory).
 pub fn load(path: &Path) -> Result<Manifest> {
     let text = fs_err::read_to_string(path).context("failed to read the manifest")?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    parse(&text, &name).with_context(|| format!("invalid manifest {}", path.display()))
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_in(&text, &name, Some(&dir)).with_context(|| format!("invalid manifest {}", path.display()))
 }
 
-/// Parse and check a manifest's text; `file` names it in errors (`file:line:column: ...`).
+/// Parse and check a manifest's text; `file` names it in errors (`file:line:column: ...`). `include:` needs
+/// [`load`] (or [`parse_in`] with the manifest's directory).
 pub fn parse(text: &str, file: &str) -> Result<Manifest> {
-    let raw: RawManifest = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+    parse_in(text, file, None)
+}
+
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T> {
+    serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
         Some(loc) => anyhow!("{file}:{}:{}: {}", loc.line(), loc.column(), strip_location(&e.to_string())),
         None => anyhow!("{file}: {e}"),
-    })?;
+    })
+}
+
+/// [`parse`], with `include:` paths read relative to `dir`.
+pub fn parse_in(text: &str, file: &str, dir: Option<&Path>) -> Result<Manifest> {
+    let raw: RawManifest = from_yaml(text, file)?;
     let lines = LineIndex::new(text);
     // the line of a field (`["files", "3", "url"]`), or of its nearest enclosing one; 1 when none is found
     let line_of = |path: &[&str]| lines.line_of(path).unwrap_or(1);
@@ -350,24 +377,16 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
     }
 
     let mut packages = Vec::new();
-    for (i, p) in raw.packages.iter().enumerate() {
-        let line = |field: &str| line_of(&["packages", &i.to_string(), field]);
-        let os_ok = !p.os.is_empty() && p.os.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !p.os.starts_with('.');
-        if !os_ok {
-            return Err(at(line("os"), format!("bad os tag {:?}: use e.g. debian-12, ubuntu-22.04, el7, el9", p.os)));
-        }
-        check_url(&p.url).map_err(|e| at(line("url"), e.to_string()))?;
-        let sha256 = parse_hex(&p.sha256).map_err(|e| at(line("sha256"), e.to_string()))?;
-        let file_name = url_file_name(&p.url).ok_or_else(|| at(line("url"), format!("url {} does not end in a file name", p.url)))?;
-        let path = safe_relative_path(&format!("packages/{}/{file_name}", p.os)).map_err(|e| at(line("url"), format!("unsafe package file name: {e:#}")))?;
-        if !seen_paths.insert(path.clone()) {
-            return Err(at(line("url"), format!("duplicate path {path:?}: another package for {} has the same file name", p.os)));
-        }
-        let name = match &p.name {
-            Some(n) => n.clone(),
-            None => guess_package_name(&file_name),
+    check_packages(&raw.packages, text, file, &mut seen_paths, &mut packages)?;
+    for (i, inc) in raw.include.iter().enumerate() {
+        let line = line_of(&["include", &i.to_string()]);
+        let Some(dir) = dir else {
+            return Err(at(line, format!("include {inc:?}: fragments are read relative to the manifest file (airgap build MANIFEST)")));
         };
-        packages.push(PackageSpec { os: p.os.clone(), name, url: p.url.clone(), sha256, path });
+        let rel = safe_relative_path(inc).map_err(|e| at(line, format!("include {inc:?}: {e:#}: give a path relative to the manifest's directory")))?;
+        let frag_text = fs_err::read_to_string(dir.join(&rel)).map_err(|e| at(line, format!("include {inc:?}: {e}")))?;
+        let frag: RawFragment = from_yaml(&frag_text, &rel).map_err(|e| at(line, format!("include: {e:#}")))?;
+        check_packages(&frag.packages, &frag_text, &rel, &mut seen_paths, &mut packages).map_err(|e| at(line, format!("include: {e:#}")))?;
     }
 
     Ok(Manifest { file: file.to_string(), name: raw.name, version: raw.version, platforms, kubernetes, images, files, packages })
@@ -386,6 +405,55 @@ fn parse_hex(h: &str) -> Result<Digest> {
     Digest::from_hex(&h.to_ascii_lowercase()).map_err(|_| anyhow!("malformed sha256 {h:?}: expected 64 hex characters"))
 }
 
+/// The `packages:` entries of a manifest or fragment `file` (text `text`), appended to `out`.
+fn check_packages(raw: &[RawPackage], text: &str, file: &str, seen_paths: &mut BTreeSet<String>, out: &mut Vec<PackageSpec>) -> Result<()> {
+    let lines = LineIndex::new(text);
+    let at = |line: usize, msg: String| anyhow!("{file}:{line}: {msg}");
+    for (i, p) in raw.iter().enumerate() {
+        let line = |field: &str| lines.line_of(&["packages", &i.to_string(), field]).unwrap_or(1);
+        let os_ok = !p.os.is_empty() && p.os.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !p.os.starts_with('.');
+        if !os_ok {
+            return Err(at(line("os"), format!("bad os tag {:?}: use e.g. debian-12, ubuntu-22.04, el7, el9", p.os)));
+        }
+        if is_mirror_relative(&p.url) {
+            check_relative(&p.url).map_err(|e| at(line("url"), e.to_string()))?;
+        } else {
+            check_url(&p.url).map_err(|e| at(line("url"), e.to_string()))?;
+        }
+        let sha256 = parse_hex(&p.sha256).map_err(|e| at(line("sha256"), e.to_string()))?;
+        let file_name = url_file_name(&p.url).ok_or_else(|| at(line("url"), format!("url {} does not end in a file name", p.url)))?;
+        let path = safe_relative_path(&format!("packages/{}/{file_name}", p.os)).map_err(|e| at(line("url"), format!("unsafe package file name: {e:#}")))?;
+        if !seen_paths.insert(path.clone()) {
+            return Err(at(line("url"), format!("duplicate path {path:?}: another package for {} has the same file name", p.os)));
+        }
+        let name = match &p.name {
+            Some(n) => n.clone(),
+            None => guess_package_name(&file_name),
+        };
+        out.push(PackageSpec { os: p.os.clone(), name, url: p.url.clone(), sha256, path });
+    }
+    Ok(())
+}
+
+/// A package url without a scheme is relative to the distribution mirror chosen at build time
+/// (`build::mirror`).
+pub fn is_mirror_relative(u: &str) -> bool {
+    !u.contains("://")
+}
+
+fn check_relative(u: &str) -> Result<()> {
+    let ok = !u.is_empty()
+        && !u.starts_with('/')
+        && !u.contains(char::is_whitespace)
+        && !u.contains(['?', '#', '\\'])
+        && u.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("bad url {u:?}: a package url is http(s)://... or a path relative to the distribution mirror, like debian/pool/main/k/keepalived/keepalived_2.2.8-1_amd64.deb"))
+    }
+}
+
 fn check_url(u: &str) -> Result<()> {
     let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
     match rest {
@@ -394,11 +462,14 @@ fn check_url(u: &str) -> Result<()> {
     }
 }
 
-/// The last path segment of a URL (query and fragment removed), percent-decoding not applied.
+/// The last path segment of a URL or mirror-relative path (query and fragment removed), percent-decoding not
+/// applied.
 pub fn url_file_name(u: &str) -> Option<String> {
     let no_query = u.split(['?', '#']).next()?;
-    let after_scheme = no_query.split_once("://")?.1;
-    let (_, path) = after_scheme.split_once('/')?;
+    let path = match no_query.split_once("://") {
+        Some((_, after_scheme)) => after_scheme.split_once('/')?.1,
+        None => no_query,
+    };
     let name = path.rsplit('/').next()?;
     (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
 }
@@ -418,80 +489,4 @@ fn guess_package_name(file: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const H: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
-
-    #[test]
-    fn expands_per_platform_files() {
-        let text = format!("name: a\nversion: '1'\nplatforms: [linux/amd64, linux/arm/v7]\nfiles:\n  - url: http://h/{{arch}}/k\n    sha256_url: http://h/{{arch}}/k.sha256\n    path: bin/{{platform}}/k\n    executable: true\n  - url: http://h/x\n    sha256: {H}\n    path: x\n");
-        let m = parse(&text, "m.yaml").unwrap();
-        assert_eq!(m.files.len(), 3);
-        assert_eq!(m.files[1].path, "bin/linux-arm-v7/k");
-        assert_eq!(m.files[1].checksum, Checksum::Url("http://h/arm/k.sha256".into()));
-        assert_eq!(m.files[0].mode, 0o755);
-        assert_eq!(m.files[2].mode, 0o644);
-    }
-
-    #[test]
-    fn install_marks_components_per_platform() {
-        let head = "name: a\nversion: '1'\nplatforms: [linux/amd64, linux/arm64]\nfiles:\n";
-        let cd = "  - url: http://h/containerd-{arch}.tgz\n    sha256_url: http://h/c-{arch}.sha256\n    path: a/{arch}/c.tgz\n    install: containerd\n";
-        let runc = |arch: &str| format!("  - url: http://h/runc.{arch}\n    sha256: {H}\n    path: bin/{arch}/runc\n    platform: linux/{arch}\n    install: runc\n");
-        let m = parse(&format!("{head}{cd}{}{}", runc("amd64"), runc("arm64")), "m.yaml").unwrap();
-        let got: Vec<(Option<Component>, Option<&str>)> = m.files.iter().map(|f| (f.install, f.platform.as_deref())).collect();
-        assert_eq!(
-            got,
-            [
-                (Some(Component::Containerd), Some("linux/amd64")),
-                (Some(Component::Containerd), Some("linux/arm64")),
-                (Some(Component::Runc), Some("linux/amd64")),
-                (Some(Component::Runc), Some("linux/arm64")),
-            ]
-        );
-        let err = |text: String| format!("{:#}", parse(&text, "m.yaml").unwrap_err());
-        // runc only for amd64: arm64 nodes would have none
-        let e = err(format!("{head}{}", runc("amd64")));
-        assert!(e.contains("m.yaml:9") && e.contains("runc has no file for linux/arm64"), "{e}");
-        // the same component twice for one platform
-        let e = err(format!("{head}{}{}", runc("amd64"), runc("amd64").replace("bin/amd64", "bin/x")));
-        assert!(e.contains("runc is already installed from \"bin/amd64/runc\" (linux/amd64)"), "{e}");
-        // unknown component, unknown platform
-        let e = err(format!("{head}  - url: http://h/d\n    sha256: {H}\n    path: d\n    install: docker\n"));
-        assert!(e.contains("m.yaml:8") && e.contains("unknown component \"docker\"") && e.contains("cni-plugins"), "{e}");
-        let e = err(format!("{head}{}", runc("amd64").replace("platform: linux/amd64", "platform: linux/s390x")));
-        assert!(e.contains("platform linux/s390x is not in the bundle's platforms"), "{e}");
-    }
-
-    #[test]
-    fn kubernetes_section_and_manifest_roles() {
-        let head = "name: a\nversion: '1'\nkubernetes:\n  version: v1.36.3\nfiles:\n";
-        let file = |role: &str, path: &str| format!("  - url: http://h/{path}\n    sha256: {H}\n    path: {path}\n    manifest: {role}\n");
-        let m = parse(&format!("{head}{}{}", file("flannel", "f.yml"), file("other", "o.yml")), "m.yaml").unwrap();
-        assert_eq!(m.kubernetes, Some(KubernetesSpec { version: Version::new(1, 36, 3), line: 4 }));
-        assert_eq!(m.files[0].manifest, Some(ManifestRole::Flannel));
-        assert_eq!((m.files[1].manifest, m.files[1].line), (Some(ManifestRole::Other), 10));
-        let err = |text: String| format!("{:#}", parse(&text, "m.yaml").unwrap_err());
-        let e = err(head.replace("v1.36.3", "v1.99.0"));
-        assert!(e.starts_with("m.yaml:4: ") && e.contains("not supported by airgap's table of kubeadm images"), "{e}");
-        let e = err(head.replace("v1.36.3", "1.36.3"));
-        assert!(e.starts_with("m.yaml:4: ") && e.contains("release tag: v1.36.3"), "{e}");
-        let e = err(head.replace("v1.36.3", "latest"));
-        assert!(e.starts_with("m.yaml:4: ") && e.contains("not a Kubernetes version"), "{e}");
-        let e = err(format!("{head}{}{}", file("flannel", "f.yml"), file("flannel", "g.yml")));
-        assert!(e.starts_with("m.yaml:13: ") && e.contains("the flannel manifest is already \"f.yml\""), "{e}");
-        let e = err(format!("{head}{}", file("cni", "f.yml")));
-        assert!(e.starts_with("m.yaml:9: ") && e.contains("unknown manifest role \"cni\"") && e.contains("flannel, ingress, storage, other"), "{e}");
-        let e = err(format!("{head}  - url: http://h/{{arch}}/f.yml\n    sha256_url: http://h/{{arch}}/f.sha256\n    path: \"{{arch}}/f.yml\"\n    manifest: ingress\n"));
-        assert!(e.contains("one file for every platform"), "{e}");
-    }
-
-    #[test]
-    fn package_names_and_paths() {
-        assert_eq!(guess_package_name("keepalived_2.2.7-1+b2_amd64.deb"), "keepalived");
-        assert_eq!(guess_package_name("haproxy-1.5.18-9.el7.x86_64.rpm"), "haproxy");
-        assert_eq!(url_file_name("http://m/pool/a_1.deb?x=1"), Some("a_1.deb".into()));
-        assert_eq!(url_file_name("http://m/pool/"), None);
-    }
-}
+mod tests;
