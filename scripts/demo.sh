@@ -55,7 +55,7 @@ wait_port "$files_port"
 
 step "2. airgap keygen + airgap build"
 [ -f "$work/keys/airgap.key" ] || "$airgap" keygen --out-dir "$work/keys"
-sed -e "s|@REGISTRY@|127.0.0.1:$reg_port|g" -e "s|@FILES@|http://127.0.0.1:$files_port|g" manifests/demo.yaml > "$work/demo.yaml"
+sed -e "s|@REGISTRY@|127.0.0.1:$reg_port|g" -e "s|@FILES@|http://127.0.0.1:$files_port|g" scripts/demo-manifest.yaml > "$work/demo.yaml"
 rm -f bundles/demo-0.1.0-1.*
 "$airgap" build "$work/demo.yaml" --out bundles --key "$work/keys/airgap.key" \
   --insecure-registry "127.0.0.1:$reg_port" --cache-dir "$work/cache"

@@ -71,13 +71,13 @@ pub fn required_text(ctx: &Ctx, role: ManifestRole, step: &str) -> Result<(Strin
         .hint("run install with the distribute step (it verifies the bundle and extracts its files here)")
 }
 
-/// The file + `kubectl apply` actions for an edited manifest (`content` `None`: a placeholder saying what it
-/// will be, for `plan`).
-pub fn apply_actions(file: &str, content: String) -> Vec<Action> {
+/// The file + `kubectl apply` actions for an edited manifest (`content`: a placeholder saying what it will be,
+/// for `plan` without the bundle's files); `then`: what the step waits for after the apply.
+pub fn apply_actions(file: &str, content: String, then: &str) -> Vec<Action> {
     let path = format!("{MANIFESTS_DIR}/{file}");
     vec![
         Action::File { path: path.clone(), mode: 0o644, content, block: None },
-        Action::Command { argv: argv(&["apply", "-f", &path]), check: None, why: format!("kubectl apply -f {path}") },
+        Action::Command { argv: argv(&["apply", "-f", &path]), check: None, why: format!("kubectl apply -f {path}, then wait (up to {} s) until {then}", WAIT.as_secs()) },
     ]
 }
 

@@ -62,7 +62,7 @@ impl Step for Flannel {
                 if ifaces.is_empty() { String::new() } else { format!(", flanneld --iface={}", ifaces.join(" --iface=")) }
             ),
         };
-        Ok(kubectl::apply_actions(FILE, content))
+        Ok(kubectl::apply_actions(FILE, content, "every node of the inventory is Ready"))
     }
     /// The manifest on the node, then every node Ready.
     fn check(&self, ctx: &Ctx, node: &Node, t: &dyn Transport) -> Result<Vec<String>> {

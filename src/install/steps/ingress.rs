@@ -55,7 +55,7 @@ impl Step for IngressNginx {
             Some(p) => p.text,
             None => "<the bundle's ingress manifest (manifest: ingress), its controller as a DaemonSet on the masters: hostNetwork, dnsPolicy ClusterFirstWithHostNet, nodeSelector node-role.kubernetes.io/control-plane, tolerating that taint>".into(),
         };
-        Ok(kubectl::apply_actions(FILE, content))
+        Ok(kubectl::apply_actions(FILE, content, "the controller DaemonSet has a ready pod on every master"))
     }
     /// The manifest on the node, then the controller's DaemonSet ready on every master.
     fn check(&self, ctx: &Ctx, node: &Node, t: &dyn Transport) -> Result<Vec<String>> {
