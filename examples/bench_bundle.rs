@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             name: "bench".into(),
             version: "1.0.0".into(),
             platforms: vec!["linux/amd64".into()],
+            kubernetes: None,
             images: vec![ImageEntry {
                 reference: "bench.local/big:1".into(),
                 digest: m.clone(),

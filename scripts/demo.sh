@@ -108,7 +108,7 @@ fig[closure]=$(since "$t")
 
 step "3. airgap keygen + airgap build"
 {
-  sed -e "s|@REGISTRY@|$upstream|g" -e "s|@FILES@|http://127.0.0.1:$files_port|g" manifests/demo.yaml
+  sed -e "s|@REGISTRY@|$upstream|g" -e "s|@FILES@|http://127.0.0.1:$files_port|g" scripts/demo-manifest.yaml
   cat "$work/packages.yaml"
 } > "$work/demo.yaml"
 [ -f "$work/keys/airgap.key" ] || "$airgap" keygen --out-dir "$work/keys"

@@ -2,7 +2,7 @@
 //! lacks (bounded parallelism, retries, streaming hashes), and assemble the [`BundleContent`] for the writer
 //! plus the [`Lock`] that pins a later rebuild.
 
-use crate::bundle::format::{FileEntry, ImageEntry, PackageEntry, RootDoc, REF_NAME_ANNOTATION, SCHEMA};
+use crate::bundle::format::{FileEntry, ImageEntry, KubernetesEntry, PackageEntry, RootDoc, REF_NAME_ANNOTATION, SCHEMA};
 use crate::bundle::write::{BlobSource, BundleContent, FileSource};
 use crate::transfer::cache::Cache;
 use crate::digest::Digest;
@@ -45,7 +45,32 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
     let http = super::files::Downloader::new(&opts.ca_pems, opts.retry)?;
     let locked = opts.lock.as_ref();
 
-    // 1. Resolve images (top-level and per-platform manifests) and checksum URLs.
+    // 0. The files' sha256 (checksum URLs resolved), then the closure check: the Kubernetes manifests are
+    // downloaded first (they are small) and every image they or kubeadm need must be listed, before any
+    // image is resolved.
+    let mut file_digests: Vec<Digest> = Vec::new();
+    for f in &m.files {
+        let d = match (&f.checksum, locked.and_then(|l| l.file_digest(&f.url))) {
+            (Checksum::Fixed(d), _) => d.clone(),
+            (Checksum::Url(_), Some(d)) => d,
+            (Checksum::Url(_), None) if locked.is_some() => {
+                return Err(anyhow!("the lock file has no sha256 for {}", f.url))
+                    .hint("rebuild without --lock to resolve it (and write a new lock file)");
+            }
+            (Checksum::Url(u), None) => http.checksum(u).await.with_context(|| format!("failed to resolve the sha256 of {}", f.url))?,
+        };
+        file_digests.push(d);
+    }
+
+    let mut manifests = Vec::new();
+    for (f, d) in m.files.iter().zip(&file_digests).filter(|(f, _)| f.manifest.is_some()) {
+        http.file(&f.url, d, &cache, None).await?;
+        let text = fs_err::read_to_string(cache.path(d)).with_context(|| format!("the Kubernetes manifest {} is not text", f.url))?;
+        manifests.push((f, text));
+    }
+    super::closure::check(m, &m.file, &manifests)?;
+
+    // 1. Resolve images (top-level and per-platform manifests).
     let spinner = out.bar(m.images.len() as u64, "{spinner} resolving images {pos}/{len} {wide_msg}");
     let resolved: Vec<Resolved> = futures::stream::iter(m.images.iter())
         .map(|img| {
@@ -68,20 +93,6 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         .try_collect()
         .await?;
     spinner.finish_and_clear();
-
-    let mut file_digests: Vec<Digest> = Vec::new();
-    for f in &m.files {
-        let d = match (&f.checksum, locked.and_then(|l| l.file_digest(&f.url))) {
-            (Checksum::Fixed(d), _) => d.clone(),
-            (Checksum::Url(_), Some(d)) => d,
-            (Checksum::Url(_), None) if locked.is_some() => {
-                return Err(anyhow!("the lock file has no sha256 for {}", f.url))
-                    .hint("rebuild without --lock to resolve it (and write a new lock file)");
-            }
-            (Checksum::Url(u), None) => http.checksum(u).await.with_context(|| format!("failed to resolve the sha256 of {}", f.url))?,
-        };
-        file_digests.push(d);
-    }
 
     // 2. Plan downloads: each blob and file once, skipping what the cache has.
     let mut blob_jobs: BTreeMap<Digest, (u64, usize)> = BTreeMap::new();
@@ -175,6 +186,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
             mode: f.mode,
             install: f.install,
             platform: f.platform.clone(),
+            manifest: f.manifest,
         });
         file_sources.push(FileSource { path: f.path.clone(), sha256: d.clone(), size, mode: f.mode, source: cache.path(d) });
     }
@@ -190,6 +202,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         name: m.name.clone(),
         version: m.version.clone(),
         platforms: m.platforms.iter().map(|p| p.to_string()).collect(),
+        kubernetes: m.kubernetes.as_ref().map(|k| KubernetesEntry { version: k.version.to_string() }),
         images,
         files: file_entries,
         packages,

@@ -5,6 +5,9 @@
 //! name: k8s-ha
 //! version: 1.31.4-1
 //! platforms: [linux/amd64, linux/arm64]      # optional, default [linux/amd64]
+//! kubernetes:                                 # optional: the Kubernetes release the bundle is for
+//!   version: v1.36.3                          # recorded in the signed root document; kubeadm's images
+//!                                             # for it must be among `images:` (the closure check)
 //! images:
 //!   - registry.k8s.io/kube-apiserver:v1.31.4
 //! files:
@@ -17,10 +20,16 @@
 //!     path: bin/{arch}/kubectl
 //! packages:
 //!   - os: debian-12
-//!     url: http://<mirror>/pool/main/k/keepalived/keepalived_2.2.7-1+b2_amd64.deb
+//!     url: debian/pool/main/k/keepalived/keepalived_2.2.8-1_amd64.deb   # relative: to the mirror
 //!     sha256: <64 hex>
 //!     name: keepalived
+//! include:                                    # fragments holding `packages:` (scripts/deb-closure.sh)
+//!   - packages/debian-12.yaml                 # relative to the manifest's directory
 //! ```
+//!
+//! A package `url` without a scheme is relative to the root of the distribution mirror chosen at build time
+//! (`airgap build --mirror OS=URL`, default: the packaging machine's apt/dnf configuration; `build::mirror`),
+//! so a manifest names no mirror host and works against a customer's internal mirror.
 //!
 //! Per-platform files: `{os}`, `{arch}`, `{variant}` and `{platform}` (`linux-arm-v7`) in `url`, `sha256_url`
 //! and `path` expand once per requested platform; `path` must then contain a placeholder too, so every
@@ -29,8 +38,15 @@
 //! `install: COMPONENT` (containerd, runc, cni-plugins, crictl, kubeadm, kubelet, kubectl) marks the file the
 //! installer puts on the nodes as that component (see `node::components` for each layout); one file per
 //! component and platform, and a component given for one platform must be given for all.
+//!
+//! `manifest: ROLE` marks a Kubernetes manifest (one file for every platform): `flannel` (applied by the
+//! flannel step), `ingress` (the ingress-nginx step), `storage`, or `other` (applied by no step). At most one
+//! file per role but `other`. Every image a bundled manifest references must be among `images:`
+//! (`build::closure`).
 
+use crate::bundle::format::ManifestRole;
 use crate::digest::Digest;
+use crate::kube::Version;
 use crate::error::HintExt;
 use crate::fsutil::safe_relative_path;
 use crate::node::components::Component;
@@ -50,11 +66,29 @@ struct RawManifest {
     #[serde(default)]
     platforms: Option<Vec<String>>,
     #[serde(default)]
+    kubernetes: Option<RawKubernetes>,
+    #[serde(default)]
     images: Vec<String>,
     #[serde(default)]
     files: Vec<RawFile>,
     #[serde(default)]
     packages: Vec<RawPackage>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+/// A manifest fragment (`include:`), as `scripts/deb-closure.sh` / `rpm-closure.sh` print them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFragment {
+    #[serde(default)]
+    packages: Vec<RawPackage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetes {
+    version: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +108,8 @@ struct RawFile {
     install: Option<String>,
     #[serde(default)]
     platform: Option<String>,
+    #[serde(default)]
+    manifest: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,13 +125,25 @@ struct RawPackage {
 /// A checked manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
+    /// The manifest's file name, as errors name it.
+    pub file: String,
     pub name: String,
     pub version: String,
     pub platforms: Vec<Platform>,
+    /// The Kubernetes release the bundle is for (`kubernetes: { version: v1.36.3 }`).
+    pub kubernetes: Option<KubernetesSpec>,
     pub images: Vec<ImageRef>,
     /// Files with per-platform forms expanded, in manifest order.
     pub files: Vec<FileSpec>,
     pub packages: Vec<PackageSpec>,
+}
+
+/// The manifest's `kubernetes:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesSpec {
+    pub version: Version,
+    /// The line of `version:` in the manifest (the closure check names it).
+    pub line: usize,
 }
 
 /// Where a file's sha256 comes from.
@@ -118,6 +166,10 @@ pub struct FileSpec {
     /// The platform this file is for (`linux/amd64`): set for per-platform forms and by `platform:`;
     /// `None`: every platform.
     pub platform: Option<String>,
+    /// A Kubernetes manifest (`manifest: flannel`...): its images are checked against `images:` at build time.
+    pub manifest: Option<ManifestRole>,
+    /// The line of the entry's `url:` in the manifest.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,19 +186,30 @@ fn has_placeholder(s: &str) -> bool {
     ["{os}", "{arch}", "{variant}", "{platform}"].iter().any(|p| s.contains(p))
 }
 
-/// Read and check a manifest file.
+/// Read and check a manifest file (its `include:` fragments are read relative to its directory).
 pub fn load(path: &Path) -> Result<Manifest> {
     let text = fs_err::read_to_string(path).context("failed to read the manifest")?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    parse(&text, &name).with_context(|| format!("invalid manifest {}", path.display()))
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_in(&text, &name, Some(&dir)).with_context(|| format!("invalid manifest {}", path.display()))
 }
 
-/// Parse and check a manifest's text; `file` names it in errors (`file:line:column: ...`).
+/// Parse and check a manifest's text; `file` names it in errors (`file:line:column: ...`). `include:` needs
+/// [`load`] (or [`parse_in`] with the manifest's directory).
 pub fn parse(text: &str, file: &str) -> Result<Manifest> {
-    let raw: RawManifest = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+    parse_in(text, file, None)
+}
+
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T> {
+    serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
         Some(loc) => anyhow!("{file}:{}:{}: {}", loc.line(), loc.column(), strip_location(&e.to_string())),
         None => anyhow!("{file}: {e}"),
-    })?;
+    })
+}
+
+/// [`parse`], with `include:` paths read relative to `dir`.
+pub fn parse_in(text: &str, file: &str, dir: Option<&Path>) -> Result<Manifest> {
+    let raw: RawManifest = from_yaml(text, file)?;
     let lines = LineIndex::new(text);
     // the line of a field (`["files", "3", "url"]`), or of its nearest enclosing one; 1 when none is found
     let line_of = |path: &[&str]| lines.line_of(path).unwrap_or(1);
@@ -173,6 +236,20 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
     if platforms.is_empty() {
         return Err(at(line_of(&["platforms"]), "no platforms: list at least one, e.g. [linux/amd64]".into()));
     }
+
+    let kubernetes = match &raw.kubernetes {
+        None => None,
+        Some(k) => {
+            let line = line_of(&["kubernetes", "version"]);
+            let version: Version = k.version.parse().map_err(|e: crate::kube::Error| at(line, e.to_string()))?;
+            if !k.version.starts_with('v') {
+                return Err(at(line, format!("write the Kubernetes version as its release tag: {version}")));
+            }
+            // the bundle must carry kubeadm's images for this release: the table must know them
+            crate::kube::images::images_for(&version).map_err(|e| at(line, e.to_string()))?;
+            Some(KubernetesSpec { version, line })
+        }
+    };
 
     let mut images: Vec<ImageRef> = Vec::new();
     for (i, s) in raw.images.iter().enumerate() {
@@ -221,6 +298,23 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
                 Some(plat)
             }
         };
+        let manifest = match &f.manifest {
+            None => None,
+            Some(name) => {
+                let role = ManifestRole::parse(name).ok_or_else(|| {
+                    at(line("manifest"), format!("unknown manifest role {name:?}: use {} (other: applied by no step, images still checked)", ManifestRole::ALL.map(|r| r.name()).join(", ")))
+                })?;
+                if per_platform || has_placeholder(&f.path) || f.install.is_some() {
+                    return Err(at(line("manifest"), "a Kubernetes manifest is one file for every platform: no {arch}-style placeholder, no `install:`".into()));
+                }
+                if role != ManifestRole::Other {
+                    if let Some(o) = files.iter().find(|o: &&FileSpec| o.manifest == Some(role)) {
+                        return Err(at(line("manifest"), format!("the {role} manifest is already {:?}: one manifest per role (use `other` for more objects)", o.path)));
+                    }
+                }
+                Some(role)
+            }
+        };
         let targets: Vec<Option<&Platform>> =
             if per_platform || has_placeholder(&f.path) { platforms.iter().map(Some).collect() } else { vec![None] };
         for plat in targets {
@@ -261,7 +355,7 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
                     return Err(at(line("install"), format!("{c} is already installed from {:?}{}: one file per component and platform", o.path, o.platform.as_deref().map(|p| format!(" ({p})")).unwrap_or_default())));
                 }
             }
-            files.push(FileSpec { url, checksum, path, mode, install, platform });
+            files.push(FileSpec { url, checksum, path, mode, install, platform, manifest, line: line("url") });
         }
     }
 
@@ -283,27 +377,19 @@ pub fn parse(text: &str, file: &str) -> Result<Manifest> {
     }
 
     let mut packages = Vec::new();
-    for (i, p) in raw.packages.iter().enumerate() {
-        let line = |field: &str| line_of(&["packages", &i.to_string(), field]);
-        let os_ok = !p.os.is_empty() && p.os.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !p.os.starts_with('.');
-        if !os_ok {
-            return Err(at(line("os"), format!("bad os tag {:?}: use e.g. debian-12, ubuntu-22.04, el7, el9", p.os)));
-        }
-        check_url(&p.url).map_err(|e| at(line("url"), e.to_string()))?;
-        let sha256 = parse_hex(&p.sha256).map_err(|e| at(line("sha256"), e.to_string()))?;
-        let file_name = url_file_name(&p.url).ok_or_else(|| at(line("url"), format!("url {} does not end in a file name", p.url)))?;
-        let path = safe_relative_path(&format!("packages/{}/{file_name}", p.os)).map_err(|e| at(line("url"), format!("unsafe package file name: {e:#}")))?;
-        if !seen_paths.insert(path.clone()) {
-            return Err(at(line("url"), format!("duplicate path {path:?}: another package for {} has the same file name", p.os)));
-        }
-        let name = match &p.name {
-            Some(n) => n.clone(),
-            None => guess_package_name(&file_name),
+    check_packages(&raw.packages, text, file, &mut seen_paths, &mut packages)?;
+    for (i, inc) in raw.include.iter().enumerate() {
+        let line = line_of(&["include", &i.to_string()]);
+        let Some(dir) = dir else {
+            return Err(at(line, format!("include {inc:?}: fragments are read relative to the manifest file (airgap build MANIFEST)")));
         };
-        packages.push(PackageSpec { os: p.os.clone(), name, url: p.url.clone(), sha256, path });
+        let rel = safe_relative_path(inc).map_err(|e| at(line, format!("include {inc:?}: {e:#}: give a path relative to the manifest's directory")))?;
+        let frag_text = fs_err::read_to_string(dir.join(&rel)).map_err(|e| at(line, format!("include {inc:?}: {e}")))?;
+        let frag: RawFragment = from_yaml(&frag_text, &rel).map_err(|e| at(line, format!("include: {e:#}")))?;
+        check_packages(&frag.packages, &frag_text, &rel, &mut seen_paths, &mut packages).map_err(|e| at(line, format!("include: {e:#}")))?;
     }
 
-    Ok(Manifest { name: raw.name, version: raw.version, platforms, images, files, packages })
+    Ok(Manifest { file: file.to_string(), name: raw.name, version: raw.version, platforms, kubernetes, images, files, packages })
 }
 
 /// serde_yaml_ng appends " at line L column C" to its messages; we print the location first instead.
@@ -319,6 +405,55 @@ fn parse_hex(h: &str) -> Result<Digest> {
     Digest::from_hex(&h.to_ascii_lowercase()).map_err(|_| anyhow!("malformed sha256 {h:?}: expected 64 hex characters"))
 }
 
+/// The `packages:` entries of a manifest or fragment `file` (text `text`), appended to `out`.
+fn check_packages(raw: &[RawPackage], text: &str, file: &str, seen_paths: &mut BTreeSet<String>, out: &mut Vec<PackageSpec>) -> Result<()> {
+    let lines = LineIndex::new(text);
+    let at = |line: usize, msg: String| anyhow!("{file}:{line}: {msg}");
+    for (i, p) in raw.iter().enumerate() {
+        let line = |field: &str| lines.line_of(&["packages", &i.to_string(), field]).unwrap_or(1);
+        let os_ok = !p.os.is_empty() && p.os.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) && !p.os.starts_with('.');
+        if !os_ok {
+            return Err(at(line("os"), format!("bad os tag {:?}: use e.g. debian-12, ubuntu-22.04, el7, el9", p.os)));
+        }
+        if is_mirror_relative(&p.url) {
+            check_relative(&p.url).map_err(|e| at(line("url"), e.to_string()))?;
+        } else {
+            check_url(&p.url).map_err(|e| at(line("url"), e.to_string()))?;
+        }
+        let sha256 = parse_hex(&p.sha256).map_err(|e| at(line("sha256"), e.to_string()))?;
+        let file_name = url_file_name(&p.url).ok_or_else(|| at(line("url"), format!("url {} does not end in a file name", p.url)))?;
+        let path = safe_relative_path(&format!("packages/{}/{file_name}", p.os)).map_err(|e| at(line("url"), format!("unsafe package file name: {e:#}")))?;
+        if !seen_paths.insert(path.clone()) {
+            return Err(at(line("url"), format!("duplicate path {path:?}: another package for {} has the same file name", p.os)));
+        }
+        let name = match &p.name {
+            Some(n) => n.clone(),
+            None => guess_package_name(&file_name),
+        };
+        out.push(PackageSpec { os: p.os.clone(), name, url: p.url.clone(), sha256, path });
+    }
+    Ok(())
+}
+
+/// A package url without a scheme is relative to the distribution mirror chosen at build time
+/// (`build::mirror`).
+pub fn is_mirror_relative(u: &str) -> bool {
+    !u.contains("://")
+}
+
+fn check_relative(u: &str) -> Result<()> {
+    let ok = !u.is_empty()
+        && !u.starts_with('/')
+        && !u.contains(char::is_whitespace)
+        && !u.contains(['?', '#', '\\'])
+        && u.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("bad url {u:?}: a package url is http(s)://... or a path relative to the distribution mirror, like debian/pool/main/k/keepalived/keepalived_2.2.8-1_amd64.deb"))
+    }
+}
+
 fn check_url(u: &str) -> Result<()> {
     let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
     match rest {
@@ -327,11 +462,14 @@ fn check_url(u: &str) -> Result<()> {
     }
 }
 
-/// The last path segment of a URL (query and fragment removed), percent-decoding not applied.
+/// The last path segment of a URL or mirror-relative path (query and fragment removed), percent-decoding not
+/// applied.
 pub fn url_file_name(u: &str) -> Option<String> {
     let no_query = u.split(['?', '#']).next()?;
-    let after_scheme = no_query.split_once("://")?.1;
-    let (_, path) = after_scheme.split_once('/')?;
+    let path = match no_query.split_once("://") {
+        Some((_, after_scheme)) => after_scheme.split_once('/')?.1,
+        None => no_query,
+    };
     let name = path.rsplit('/').next()?;
     (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
 }
@@ -351,57 +489,4 @@ fn guess_package_name(file: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const H: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
-
-    #[test]
-    fn expands_per_platform_files() {
-        let text = format!("name: a\nversion: '1'\nplatforms: [linux/amd64, linux/arm/v7]\nfiles:\n  - url: http://h/{{arch}}/k\n    sha256_url: http://h/{{arch}}/k.sha256\n    path: bin/{{platform}}/k\n    executable: true\n  - url: http://h/x\n    sha256: {H}\n    path: x\n");
-        let m = parse(&text, "m.yaml").unwrap();
-        assert_eq!(m.files.len(), 3);
-        assert_eq!(m.files[1].path, "bin/linux-arm-v7/k");
-        assert_eq!(m.files[1].checksum, Checksum::Url("http://h/arm/k.sha256".into()));
-        assert_eq!(m.files[0].mode, 0o755);
-        assert_eq!(m.files[2].mode, 0o644);
-    }
-
-    #[test]
-    fn install_marks_components_per_platform() {
-        let head = "name: a\nversion: '1'\nplatforms: [linux/amd64, linux/arm64]\nfiles:\n";
-        let cd = "  - url: http://h/containerd-{arch}.tgz\n    sha256_url: http://h/c-{arch}.sha256\n    path: a/{arch}/c.tgz\n    install: containerd\n";
-        let runc = |arch: &str| format!("  - url: http://h/runc.{arch}\n    sha256: {H}\n    path: bin/{arch}/runc\n    platform: linux/{arch}\n    install: runc\n");
-        let m = parse(&format!("{head}{cd}{}{}", runc("amd64"), runc("arm64")), "m.yaml").unwrap();
-        let got: Vec<(Option<Component>, Option<&str>)> = m.files.iter().map(|f| (f.install, f.platform.as_deref())).collect();
-        assert_eq!(
-            got,
-            [
-                (Some(Component::Containerd), Some("linux/amd64")),
-                (Some(Component::Containerd), Some("linux/arm64")),
-                (Some(Component::Runc), Some("linux/amd64")),
-                (Some(Component::Runc), Some("linux/arm64")),
-            ]
-        );
-        let err = |text: String| format!("{:#}", parse(&text, "m.yaml").unwrap_err());
-        // runc only for amd64: arm64 nodes would have none
-        let e = err(format!("{head}{}", runc("amd64")));
-        assert!(e.contains("m.yaml:9") && e.contains("runc has no file for linux/arm64"), "{e}");
-        // the same component twice for one platform
-        let e = err(format!("{head}{}{}", runc("amd64"), runc("amd64").replace("bin/amd64", "bin/x")));
-        assert!(e.contains("runc is already installed from \"bin/amd64/runc\" (linux/amd64)"), "{e}");
-        // unknown component, unknown platform
-        let e = err(format!("{head}  - url: http://h/d\n    sha256: {H}\n    path: d\n    install: docker\n"));
-        assert!(e.contains("m.yaml:8") && e.contains("unknown component \"docker\"") && e.contains("cni-plugins"), "{e}");
-        let e = err(format!("{head}{}", runc("amd64").replace("platform: linux/amd64", "platform: linux/s390x")));
-        assert!(e.contains("platform linux/s390x is not in the bundle's platforms"), "{e}");
-    }
-
-    #[test]
-    fn package_names_and_paths() {
-        assert_eq!(guess_package_name("keepalived_2.2.7-1+b2_amd64.deb"), "keepalived");
-        assert_eq!(guess_package_name("haproxy-1.5.18-9.el7.x86_64.rpm"), "haproxy");
-        assert_eq!(url_file_name("http://m/pool/a_1.deb?x=1"), Some("a_1.deb".into()));
-        assert_eq!(url_file_name("http://m/pool/"), None);
-    }
-}
+mod tests;

@@ -33,6 +33,10 @@ pub struct RootDoc {
     pub version: String,
     /// Platforms requested in the manifest, e.g. `linux/amd64`.
     pub platforms: Vec<String>,
+    /// The Kubernetes release the bundle is for (the manifest's `kubernetes:` section); absent in bundles
+    /// that carry no Kubernetes (their root document stays byte-identical to older ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesEntry>,
     pub images: Vec<ImageEntry>,
     pub files: Vec<FileEntry>,
     /// OS packages carried in the bundle (their bytes are under `files/packages/<os>/`).
@@ -76,6 +80,55 @@ pub struct FileEntry {
     /// The platform the file is for (`linux/amd64`); absent: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// A Kubernetes manifest, and which step applies it (`flannel`, `ingress`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestRole>,
+}
+
+/// The Kubernetes release of a bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesEntry {
+    /// `vMAJOR.MINOR.PATCH`, e.g. `v1.36.3`.
+    pub version: String,
+}
+
+/// What a bundled Kubernetes manifest is for: the step that applies it finds it by this role, so another
+/// controller's manifest can stand in for the default one. Every role's images are checked at build time.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestRole {
+    /// The pod network (step `flannel`): net-conf.json `Network` and `--iface` are set from the inventory.
+    Flannel,
+    /// The ingress controller (step `ingress-nginx`): made a DaemonSet on the masters.
+    Ingress,
+    /// The storage provisioner (applied by the storage step).
+    Storage,
+    /// Applied by no step (the user's own objects); still image-checked at build time.
+    Other,
+}
+
+impl ManifestRole {
+    pub const ALL: [ManifestRole; 4] = [ManifestRole::Flannel, ManifestRole::Ingress, ManifestRole::Storage, ManifestRole::Other];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ManifestRole::Flannel => "flannel",
+            ManifestRole::Ingress => "ingress",
+            ManifestRole::Storage => "storage",
+            ManifestRole::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ManifestRole> {
+        Self::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+impl std::fmt::Display for ManifestRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,6 +169,12 @@ pub fn validate(root: &RootDoc) -> Vec<String> {
             bad(format!("platforms[{i}]"), "is not a platform like linux/amd64", pl);
         }
     }
+    if let Some(k) = &root.kubernetes {
+        let parsed = k.version.parse::<crate::kube::Version>();
+        if !k.version.starts_with('v') || parsed.is_err() {
+            bad("kubernetes.version".into(), "is not a Kubernetes release like v1.36.3", &k.version);
+        }
+    }
     let mut refs = std::collections::BTreeSet::new();
     for (i, im) in root.images.iter().enumerate() {
         let f = |x: &str| format!("images[{i}].{x}");
@@ -153,6 +212,11 @@ pub fn validate(root: &RootDoc) -> Vec<String> {
         if let Some(pl) = &fe.platform {
             if !is_platform(pl) {
                 bad(f("platform"), "is not a platform like linux/amd64", pl);
+            }
+        }
+        if let Some(role) = fe.manifest {
+            if role != ManifestRole::Other && root.files[..i].iter().any(|o| o.manifest == Some(role)) {
+                bad(f("manifest"), "is a second manifest of this role", role.name());
             }
         }
     }
@@ -246,6 +310,7 @@ mod tests {
             name: "k8s-ha".into(),
             version: "1.35.1-1".into(),
             platforms: vec!["linux/amd64".into()],
+            kubernetes: Some(KubernetesEntry { version: "v1.36.3".into() }),
             images: vec![ImageEntry {
                 reference: "registry.k8s.io/pause:3.10.1".into(),
                 digest: Digest::of_bytes(b"x"),
@@ -261,6 +326,7 @@ mod tests {
                 mode: 0o755,
                 install: None,
                 platform: Some("linux/amd64".into()),
+                manifest: None,
             }],
             packages: vec![PackageEntry {
                 os: "debian-12".into(),
@@ -286,6 +352,15 @@ mod tests {
             ("name", Box::new(|r| r.name = "../../etc".into())),
             ("version", Box::new(|r| r.version = "/x".into())),
             ("platforms[0]", Box::new(|r| r.platforms[0] = "linux/../amd64".into())),
+            ("kubernetes.version", Box::new(|r| r.kubernetes = Some(KubernetesEntry { version: "1.36.3; rm -rf /".into() }))),
+            ("kubernetes.version", Box::new(|r| r.kubernetes = Some(KubernetesEntry { version: "1.36.3".into() }))),
+            ("files[1].manifest", Box::new(|r| {
+                let mut f = r.files[0].clone();
+                f.manifest = Some(ManifestRole::Flannel);
+                r.files[0].manifest = Some(ManifestRole::Flannel);
+                f.path = "m/b.yaml".into();
+                r.files.push(f);
+            })),
             ("images[0].reference", Box::new(|r| r.images[0].reference = "bad ref\n".into())),
             ("images[0].media_type", Box::new(|r| r.images[0].media_type = "\u{1b}[31m".into())),
             ("files[0].path", Box::new(|r| r.files[0].path = "/etc/shadow".into())),
@@ -308,6 +383,19 @@ mod tests {
             let problems = validate(&r);
             assert!(problems.iter().any(|p| p.starts_with(field)), "{field}: {problems:?}");
         }
+    }
+
+    #[test]
+    fn a_root_document_without_kubernetes_or_manifests_serializes_as_before() {
+        let mut r = good();
+        r.kubernetes = None;
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("kubernetes") && !json.contains("manifest"), "{json}");
+        r.kubernetes = Some(KubernetesEntry { version: "v1.36.3".into() });
+        r.files[0].manifest = Some(ManifestRole::Ingress);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""kubernetes":{"version":"v1.36.3"}"#) && json.contains(r#""manifest":"ingress""#), "{json}");
+        assert_eq!(serde_json::from_str::<RootDoc>(&json).unwrap(), r);
     }
 
     #[test]

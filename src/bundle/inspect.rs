@@ -20,6 +20,9 @@ pub struct Summary {
     pub name: String,
     pub version: String,
     pub platforms: Vec<String>,
+    /// The Kubernetes release the bundle is for, when it says (`v1.36.3`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
     pub images: Vec<ImageEntry>,
     pub files: Vec<FileEntry>,
     pub packages: Vec<PackageEntry>,
@@ -80,6 +83,7 @@ pub fn summarize(source: &BundleSource, pk: &minisign::PublicKey) -> Result<Summ
         name: root.name,
         version: root.version,
         platforms: root.platforms,
+        kubernetes: root.kubernetes.map(|k| k.version),
         images: root.images,
         files: root.files,
         packages: root.packages,
@@ -101,6 +105,9 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(o, "name:      {}", s.name);
     let _ = writeln!(o, "version:   {}", s.version);
     let _ = writeln!(o, "platforms: {}", s.platforms.join(", "));
+    if let Some(k) = &s.kubernetes {
+        let _ = writeln!(o, "kubernetes: {k}");
+    }
     match &s.signature {
         Some(sig) => {
             let _ = writeln!(o, "signed by: key {} ({})", sig.key_id, sig.trusted_comment.escape_debug());
@@ -123,7 +130,8 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(o, "\nfiles ({}, {}):", s.totals.files, human_bytes(s.totals.file_bytes));
     for f in &s.files {
-        let _ = writeln!(o, "  {:<40} {:>10}  {:o}  sha256:{}", f.path, human_bytes(f.size), f.mode, f.sha256);
+        let role = f.manifest.map(|r| format!("  (manifest: {r})")).unwrap_or_default();
+        let _ = writeln!(o, "  {:<40} {:>10}  {:o}  sha256:{}{role}", f.path, human_bytes(f.size), f.mode, f.sha256);
     }
     if !s.packages.is_empty() {
         let _ = writeln!(o, "\npackages ({}, {}):", s.totals.packages, human_bytes(s.totals.package_bytes));

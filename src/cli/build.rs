@@ -48,6 +48,10 @@ pub struct Args {
     /// Attempts per download on transient failures (HTTP 429/5xx, resets, timeouts), with exponential backoff.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// The distribution mirror for the packages of OS whose urls are relative (repeatable), e.g.
+    /// `debian-12=http://mirror.example/`; default: this machine's apt/dnf mirror, for its own distribution.
+    #[arg(long = "mirror", value_name = "OS=URL")]
+    pub mirrors: Vec<String>,
 }
 
 /// `~/x` → `$HOME/x`.
@@ -61,7 +65,9 @@ pub fn expand_tilde(p: &str) -> PathBuf {
 
 pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let manifest = crate::build::manifest::load(&args.manifest)?;
+    let mut manifest = crate::build::manifest::load(&args.manifest)?;
+    let mirrors = args.mirrors.iter().map(|m| crate::build::mirror::parse_flag(m)).collect::<anyhow::Result<_>>()?;
+    crate::build::mirror::resolve(&mut manifest, &mirrors, &crate::build::mirror::machine_default)?;
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }

@@ -165,6 +165,9 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let state_dir = args.site.state_dir(&inv);
     // the bundle's signed head verifies before anything else is done with it
     let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?;
+    if let Some((kit, _)) = &kit {
+        kit.check_kubernetes_version(&inv.cluster.kubernetes_version)?;
+    }
     let wants_bundle =
         steps.iter().any(|s| s.name() == "distribute") && inv.nodes.iter().any(|n| distribute::needs_bundle(&inv, n));
     let bundle = match (&args.site.bundle, wants_bundle) {
@@ -185,7 +188,9 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     // the nodes' packages and binaries come from the whole bundle, verified here and extracted once
     let kit = match kit {
         Some((kit, pk)) => {
-            if steps.iter().any(|s| s.name() == "distribute") && kit.has_node_files() && !args.dry_run {
+            // distribute copies the kit's files; flannel and ingress-nginx apply its Kubernetes manifests
+            let uses_files = steps.iter().any(|s| matches!(s.name(), "distribute" | "flannel" | "ingress-nginx"));
+            if uses_files && kit.has_node_files() && !args.dry_run {
                 if !kit.is_complete() {
                     let b = args.site.bundle.as_deref().unwrap_or(std::path::Path::new("the bundle"));
                     out.info(format!("verifying {} and extracting the nodes' packages and binaries", b.display()));

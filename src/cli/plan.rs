@@ -29,6 +29,9 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     // is shown before its signed head verified
     let state_dir = args.site.state_dir(&inv);
     let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?.map(|(k, _)| k);
+    if let Some(kit) = &kit {
+        kit.check_kubernetes_version(&inv.cluster.kubernetes_version)?;
+    }
     let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;

@@ -124,9 +124,10 @@ impl Kit {
         self.root.sizes.iter().filter(|(p, _)| p.starts_with("files/")).map(|(_, s)| s).sum()
     }
 
-    /// Does the bundle carry anything for the nodes besides images (OS packages, components)?
+    /// Does the bundle carry anything for the nodes besides images (OS packages, components, Kubernetes
+    /// manifests)?
     pub fn has_node_files(&self) -> bool {
-        !self.root.packages.is_empty() || self.root.files.iter().any(|f| f.install.is_some())
+        !self.root.packages.is_empty() || self.root.files.iter().any(|f| f.install.is_some() || f.manifest.is_some())
     }
 
     /// The local path of a bundle file (`path` under `files/`).
@@ -146,6 +147,22 @@ impl Kit {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// The Kubernetes release the bundle is for, when its root document says.
+    pub fn kubernetes_version(&self) -> Option<&str> {
+        self.root.kubernetes.as_ref().map(|k| k.version.as_str())
+    }
+
+    /// The inventory's `cluster.kubernetes_version` must be the bundle's release (a bundle that names none is
+    /// not checked here: the Kubernetes steps check kubeadm's own version on the node).
+    pub fn check_kubernetes_version(&self, inventory_version: &str) -> Result<()> {
+        check_versions(inventory_version, self.kubernetes_version())
+    }
+
+    /// The bundled Kubernetes manifest of this role (`manifest: flannel`...).
+    pub fn manifest(&self, role: crate::bundle::format::ManifestRole) -> Option<&FileEntry> {
+        self.root.files.iter().find(|f| f.manifest == Some(role))
     }
 
     /// Does the bundle carry this component (for any platform)?
@@ -170,6 +187,18 @@ impl Kit {
     }
 }
 
+
+fn check_versions(inventory: &str, bundle: Option<&str>) -> Result<()> {
+    let Some(bundle) = bundle else { return Ok(()) };
+    let parse = |s: &str| s.parse::<crate::kube::Version>().ok();
+    if parse(inventory).is_some() && parse(inventory) == parse(bundle) {
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(
+        "the inventory's cluster.kubernetes_version {inventory} is not the bundle's Kubernetes {bundle}: the bundle carries kubeadm, kubelet, kubectl and the images of {bundle} only"
+    ))
+    .hint(format!("set `kubernetes_version: {bundle}` under `cluster:` in the inventory, or pass the bundle built for {inventory}"))
+}
 
 /// The deploy machine's disk check for a kit of `need` bytes under `dir`, where `free` bytes are free.
 fn check_space(dir: &Path, need: u64, free: u64) -> Result<()> {
@@ -228,6 +257,16 @@ mod tests {
             "not enough disk space on this machine for the bundle's files for the nodes: /var/lib/airgap/plant-a/kit needs 3221225472 bytes (3.0 GiB), 1073741824 bytes (1.0 GiB) are free"
         );
         assert!(crate::error::hints(&err)[0].contains("--state-dir"));
+    }
+
+    #[test]
+    fn the_inventory_names_the_bundles_kubernetes() {
+        check_versions("1.36.3", Some("v1.36.3")).unwrap();
+        check_versions("v1.36.3", Some("v1.36.3")).unwrap();
+        check_versions("1.31.4", None).unwrap();
+        let err = check_versions("1.35.2", Some("v1.36.3")).unwrap_err();
+        assert_eq!(err.to_string(), "the inventory's cluster.kubernetes_version 1.35.2 is not the bundle's Kubernetes v1.36.3: the bundle carries kubeadm, kubelet, kubectl and the images of v1.36.3 only");
+        assert!(crate::error::hints(&err)[0].contains("`kubernetes_version: v1.36.3` under `cluster:`"));
     }
 
     #[test]

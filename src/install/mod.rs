@@ -13,14 +13,15 @@
 //! - the machinery: [`engine`] (decide, apply, verify per node, in parallel), [`progress`] (progress lines
 //!   and the log), [`journal`], [`actions`] (check / apply of actions over a transport), [`plan_text`]
 //!   (`plan` and `--dry-run` output), [`ssh`] (the transport), [`facts`] (the nodes' facts fetched over it),
-//!   [`kit`] (the bundle's files for the nodes, extracted here from the verified bundle);
+//!   [`kit`] (the bundle's files for the nodes, extracted here from the verified bundle), [`kubectl`] (applying
+//!   the bundle's Kubernetes manifests from the first master and waiting for what they bring up);
 //! - the action builders the steps share: [`copies`] (bundle + public key), [`software`] (OS packages,
 //!   components), [`services`] (config files + systemd services);
 //! - [`steps`] (one file per step) and [`config`] (the site model and the config files rendered from it).
 //!
 //! Imports go one way: `install` uses `site` (the inventory), `node` (paths, facts, component names on the
-//! nodes), `bundle` and `sign` (the kit), `oci` (image references) and the base modules; nothing but `cli`
-//! uses `install`.
+//! nodes), `bundle` and `sign` (the kit), `oci` (image references), `kube` (the Kubernetes domain) and the
+//! base modules; nothing but `cli` uses `install`.
 //!
 //! Adding a step (kubeadm, flannel...): a file in [`steps`] implementing [`Step`] with `name`, `summary`,
 //! `runs_on` and `plan`; override `check`/`apply`/`verify` or `before` only for what files + commands +
@@ -34,6 +35,7 @@ pub mod facts;
 pub mod journal;
 pub mod kit;
 pub mod kubeadm;
+pub mod kubectl;
 pub mod plan_text;
 pub mod progress;
 pub mod secrets;

@@ -37,11 +37,18 @@ struct Pins {
 const MINIKUBE: &str = "kubeadm config images list of the released kubeadm, recorded in kubernetes/minikube \
                         pkg/minikube/constants/constants_kubeadm_images.go @ eb25dbc7";
 
+/// Patches released after minikube's record (mid-August 2026 on), from recorded runs of the released kubeadm.
+const OBSERVED: &str = "kubeadm config images list of the released kubeadm v1.36.5 (kubeadm_1.36.5-1.1 deb), recorded in two \
+                        independent public notes (Oct 2026); v1.36.4 lies between v1.36.3 and v1.36.5, which print the same \
+                        tags. v1.35.8 / v1.35.9: the etcd and CoreDNS tags kubeadm chose on running clusters of those releases";
+
 const TABLE: &[Pins] = &[
     // v1.35.0 .. v1.35.7: every patch printed the same three tags.
     Pins { minor: 35, patches: (0, 7), coredns: "v1.13.1", pause: "3.10.1", etcd: "3.6.6-0", source: MINIKUBE },
+    Pins { minor: 35, patches: (8, 9), coredns: "v1.13.1", pause: "3.10.1", etcd: "3.6.6-0", source: OBSERVED },
     // v1.36.0 .. v1.36.3
     Pins { minor: 36, patches: (0, 3), coredns: "v1.14.2", pause: "3.10.2", etcd: "3.6.8-0", source: MINIKUBE },
+    Pins { minor: 36, patches: (4, 5), coredns: "v1.14.2", pause: "3.10.2", etcd: "3.6.8-0", source: OBSERVED },
 ];
 
 /// What an image is for.
@@ -243,7 +250,7 @@ mod tests {
 
     #[test]
     fn v1_35_lines() {
-        for p in 0..=7 {
+        for p in 0..=9 {
             let set = images_for(&Version::new(1, 35, p)).unwrap();
             assert_eq!(set.get(Component::Etcd).tag, "3.6.6-0");
             assert_eq!(set.get(Component::CoreDns).tag, "v1.13.1");
@@ -308,10 +315,10 @@ mod tests {
 
     #[test]
     fn refuses_what_the_table_does_not_list() {
-        for s in ["v1.35.8", "v1.36.4", "v1.34.10", "v1.37.0", "v2.35.0"] {
+        for s in ["v1.35.10", "v1.36.6", "v1.34.10", "v1.37.0", "v2.35.0"] {
             let e = images_for(&v(s)).unwrap_err().to_string();
             assert!(e.contains(s), "{e}");
-            assert!(e.contains("v1.35.0-v1.35.7, v1.36.0-v1.36.3"), "{e}");
+            assert!(e.contains("v1.35.0-v1.35.7, v1.35.8-v1.35.9, v1.36.0-v1.36.3, v1.36.4-v1.36.5"), "{e}");
             assert!(e.contains("kubeadm config images list --kubernetes-version"), "{e}");
         }
     }

@@ -116,12 +116,12 @@ fn valid_manifest_gets_past_parsing() {
 fn sample_manifests_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let m = airgap::build::manifest::load(&root.join("manifests/k8s-ha.yaml")).unwrap();
-    assert_eq!(m.images.len(), 13);
-    assert_eq!(m.images[0].normalized(), "registry.k8s.io/kube-apiserver:v1.31.4");
-    assert_eq!(m.files.len(), 12, "6 per-platform files x 2 platforms");
-    assert_eq!(m.files[1].path, "bin/linux-arm64/kubeadm");
-    assert_eq!(m.packages[2].path, "packages/el7/keepalived-1.3.5-19.el7.x86_64.rpm");
-    let text = fs_err::read_to_string(root.join("manifests/demo.yaml")).unwrap().replace("@REGISTRY@", "127.0.0.1:5000").replace("@FILES@", "http://127.0.0.1:8000");
+    assert_eq!(m.images.len(), 12);
+    assert_eq!(m.images[0].normalized(), "registry.k8s.io/kube-apiserver:v1.36.5");
+    assert_eq!(m.files.len(), 9, "6 per-platform files + runc for linux/amd64 + 2 Kubernetes manifests");
+    assert_eq!(m.files[0].path, "bin/linux-amd64/kubeadm");
+    assert!(m.packages.iter().all(|p| p.os == "debian-12" && p.path.starts_with("packages/debian-12/")));
+    let text = fs_err::read_to_string(root.join("scripts/demo-manifest.yaml")).unwrap().replace("@REGISTRY@", "127.0.0.1:5000").replace("@FILES@", "http://127.0.0.1:8000");
     let m = airgap::build::manifest::parse(&text, "demo.yaml").unwrap();
     assert_eq!(m.files[0].url, "http://127.0.0.1:8000/containerd-static-linux-amd64.tar.gz");
     assert_eq!(m.files.iter().filter(|f| f.install.is_some()).count(), 3, "containerd, runc, cni-plugins");

@@ -102,7 +102,8 @@ fn rpm_closure_script_lists_what_the_base_lacks_and_build_takes_it() {
     assert_eq!(names, ["airgap-rt-a", "airgap-rt-c"], "{fragment}");
     for (name, file) in [("airgap-rt-a", "airgap-rt-a-1.0-1.noarch.rpm"), ("airgap-rt-c", "airgap-rt-c-1.0-1.noarch.rpm")] {
         let sha = crate::support::sha256sum(&repo.join(file));
-        let entry = format!("    name: {name}\n    url: {}\n    sha256: {sha}\n", server.url(file));
+        // relative to the mirror's root: the fragment names no mirror host
+        let entry = format!("    name: {name}\n    url: {file}\n    sha256: {sha}\n");
         assert!(fragment.contains(&entry), "{entry} not in\n{fragment}");
     }
 
@@ -112,7 +113,16 @@ fn rpm_closure_script_lists_what_the_base_lacks_and_build_takes_it() {
     let keys = t.path().join("keys");
     let kg = crate::support::airgap_bin();
     run_ok(Command::new(&kg).args(["keygen", "--out-dir"]).arg(&keys));
-    run_ok(Command::new(&kg).arg("build").arg(&manifest).arg("--out").arg(t.path().join("out")).arg("--key").arg(keys.join("airgap.key")).arg("--cache-dir").arg(t.path().join("cache")));
+    let build = |extra: &[&str]| {
+        Command::new(&kg).arg("build").arg(&manifest).arg("--out").arg(t.path().join("out")).arg("--key").arg(keys.join("airgap.key")).arg("--cache-dir").arg(t.path().join("cache")).args(extra).output().unwrap()
+    };
+    // no mirror for el9 on this (Debian) machine: named, with the flag that gives one
+    let no_mirror = build(&[]);
+    let stderr = String::from_utf8_lossy(&no_mirror.stderr);
+    assert!(!no_mirror.status.success() && stderr.contains("no mirror is known for el9") && stderr.contains("--mirror el9=URL"), "{stderr}");
+    let mirror = format!("el9={}", server.url(""));
+    let built = build(&["--mirror", &mirror]);
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let list = run_ok(Command::new("tar").args(["-I", "zstd", "-tf"]).arg(t.path().join("out/rpms-1.tar.zst")));
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("files/packages/el9/airgap-rt-a-1.0-1.noarch.rpm"), "{list}");

@@ -1,11 +1,14 @@
 //! The installation steps, one file per step, in the order they run: [`preflight`], [`os_prepare`],
 //! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`], [`kubelet`], [`kubeadm_init`],
-//! [`kubeadm_join`] (the Kubernetes steps share `install::kubeadm`). Each implements
+//! [`kubeadm_join`] (the Kubernetes steps share `install::kubeadm`), [`flannel`], [`ingress`] (`ingress-nginx`).
+//! Each implements
 //! [`Step`]: it describes a node's desired state as actions built with the shared builders
 //! (`install::copies`, `software`, `services`) and the files rendered by `install::config`.
 
 pub mod apiserver_lb;
 pub mod distribute;
+pub mod flannel;
+pub mod ingress;
 pub mod kubeadm_init;
 pub mod kubeadm_join;
 pub mod kubelet;
@@ -31,6 +34,8 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(kubelet::Kubelet),
         Box::new(kubeadm_init::KubeadmInit),
         Box::new(kubeadm_join::KubeadmJoin),
+        Box::new(flannel::Flannel),
+        Box::new(ingress::IngressNginx),
     ]
 }
 

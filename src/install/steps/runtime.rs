@@ -94,6 +94,7 @@ mod tests {
             mode: 0o644,
             install: Some(install),
             platform: Some(platform.into()),
+            manifest: None,
         }
     }
 
@@ -115,6 +116,7 @@ mod tests {
             name: "t".into(),
             version: "1".into(),
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            kubernetes: None,
             images: vec![],
             files: vec![
                 file("a/amd64/containerd.tgz", Component::Containerd, "linux/amd64", 'a'),

@@ -55,6 +55,7 @@ pub(super) fn bundle_from_layout(layout: &Path, name: &str, version: &str, out: 
         name: name.into(),
         version: version.into(),
         platforms: vec!["linux/amd64".into()],
+        kubernetes: None,
         images,
         files: vec![],
         packages: vec![],

@@ -113,7 +113,7 @@ impl Fixture {
                     size: data.len() as u64,
                 });
             } else {
-                file_entries.push(FileEntry { path, url, sha256: d.hex().into(), size: data.len() as u64, mode, install: None, platform: None });
+                file_entries.push(FileEntry { path, url, sha256: d.hex().into(), size: data.len() as u64, mode, install: None, platform: None, manifest: None });
             }
         }
         let root = RootDoc {
@@ -121,6 +121,7 @@ impl Fixture {
             name: "testbundle".into(),
             version: "1.0.0".into(),
             platforms: vec!["linux/amd64".into()],
+            kubernetes: None,
             images: vec![ImageEntry {
                 reference: "registry.local/pause:3.10".into(),
                 digest: m,

@@ -124,6 +124,7 @@ mod disk {
             name: "k8s".into(),
             version: "1".into(),
             platforms: vec!["linux/amd64".into()],
+            kubernetes: None,
             images: vec![],
             files: vec![FileEntry {
                 path: "runtime/containerd.tgz".into(),
@@ -133,6 +134,7 @@ mod disk {
                 mode: 0o644,
                 install: Some(Component::Containerd),
                 platform: None,
+                manifest: None,
             }],
             packages: vec![PackageEntry {
                 os: "debian-12".into(),
