@@ -133,7 +133,7 @@ mod tests {
         let target = Target { family: crate::node::OsFamily::Debian, os_tags: vec!["debian-12".into()], platform: "linux/amd64".into(), interface: None };
         let targets = inv.nodes.iter().map(|n| (n.name.clone(), target.clone())).collect();
         let warn = |_: &str| {};
-        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn };
+        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn, secrets: None };
         let node = |n: &str| inv.nodes.iter().find(|x| x.name == n).unwrap();
         let flannel_step = super::super::flannel::Flannel;
         for step in [&flannel_step as &dyn Step, &IngressNginx] {
