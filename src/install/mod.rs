@@ -12,7 +12,7 @@
 //! - this file: the [`Step`] trait, [`Action`], [`Ctx`], [`LocalFile`], [`node_cmd`];
 //! - the machinery: [`engine`] (decide, apply, verify per node, in parallel), [`progress`] (progress lines
 //!   and the log), [`journal`], [`actions`] (check / apply of actions over a transport), [`plan_text`]
-//!   (`plan` and `--dry-run` output), [`ssh`] (the transport), [`facts`] (the nodes' facts fetched over it),
+//!   (`plan` and `--dry-run` output), [`secret`] (files holding a secret: content on stdin only), [`ssh`] (the transport), [`facts`] (the nodes' facts fetched over it),
 //!   [`kit`] (the bundle's files for the nodes, extracted here from the verified bundle);
 //! - the action builders the steps share: [`copies`] (bundle + public key), [`software`] (OS packages,
 //!   components), [`services`] (config files + systemd services);
@@ -35,6 +35,7 @@ pub mod journal;
 pub mod kit;
 pub mod plan_text;
 pub mod progress;
+pub mod secret;
 pub mod services;
 pub mod software;
 pub mod ssh;

@@ -1,13 +1,16 @@
 //! The installation steps, one file per step, in the order they run: [`preflight`], [`os_prepare`],
-//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`]. Each implements
+//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`], ...,
+//! [`redis`], [`housekeeping`]. Each implements
 //! [`Step`]: it describes a node's desired state as actions built with the shared builders
 //! (`install::copies`, `software`, `services`) and the files rendered by `install::config`.
 
 pub mod apiserver_lb;
 pub mod distribute;
+pub mod housekeeping;
 pub mod nginx;
 pub mod os_prepare;
 pub mod preflight;
+pub mod redis;
 pub mod registry;
 pub mod runtime;
 
@@ -24,6 +27,8 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(registry::Registry),
         Box::new(apiserver_lb::ApiserverLb),
         Box::new(nginx::Nginx),
+        Box::new(redis::Redis),
+        Box::new(housekeeping::Housekeeping),
     ]
 }
 
