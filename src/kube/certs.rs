@@ -201,7 +201,7 @@ pub fn check_node(node: &str, read: &mut dyn FnMut(&str) -> Read, now: OffsetDat
                     row.not_after = Some(utc(c.not_after));
                     row.days_left = Some(days);
                     (row.status, row.detail) = if c.not_after <= now {
-                        (Status::Expired, format!("expired {} day(s) ago", -days))
+                        (Status::Expired, format!("expired {} day(s) ago", (now - c.not_after).whole_days()))
                     } else if c.not_before > now {
                         (Status::NotYetValid, format!("valid from {}", c.not_before))
                     } else if days < warn_days {

@@ -3,6 +3,7 @@
 mod support;
 
 mod build;
+mod certs;
 mod bundle;
 mod defaults;
 mod fault;
