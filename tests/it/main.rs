@@ -16,6 +16,7 @@ mod layout;
 mod manifest;
 mod packages;
 mod plan;
+mod redis;
 mod registry;
 mod ssh;
 mod standins;
