@@ -174,7 +174,7 @@ fn redis_cluster_and_housekeeping_in_the_lab_survive_a_master_loss_and_reboot() 
     for m in masters {
         let out = lab.exec(m, "stat -c '%a %U' /etc/airgap/redis/auth.conf; ps -eo args | grep [r]edis-server; systemctl is-active airgap-log-cleanup.timer airgap-log-cut.timer airgap-redis-failover; systemctl is-enabled redis-server || true");
         assert!(out.starts_with("600 root\n"), "{m}: {out}");
-        assert!(!out.contains(PW) && out.matches("redis-server ").count() == 2, "{m}: {out}");
+        assert!(!out.contains(PW) && out.lines().filter(|l| l.starts_with("/usr/bin/redis-server ")).count() == 2, "{m}: {out}");
         assert!(out.contains("active\nactive\nactive\ndisabled"), "{m}: {out}");
     }
     let plan = ok(&airgap(&["plan", "-i", site.to_str().unwrap()]));
@@ -184,7 +184,7 @@ fn redis_cluster_and_housekeeping_in_the_lab_survive_a_master_loss_and_reboot() 
     }
     assert!(!fs_err::read_to_string(state.join("journal.json")).unwrap().contains(PW));
     // every unit passes systemd-analyze verify on a node (keepalived with its delayed-start drop-in)
-    let verify = lab.script(&["exec", "master1", "systemd-analyze", "verify", "airgap-redis@7000.service", "airgap-redis-failover.service", "airgap-log-cleanup.service", "airgap-log-cleanup.timer", "airgap-log-cut.service", "airgap-log-cut.timer", "keepalived.service"]);
+    let verify = lab.script(&["exec", "master1", "systemd-analyze", "verify", "--man=no", "airgap-redis@7000.service", "airgap-redis-failover.service", "airgap-log-cleanup.service", "airgap-log-cleanup.timer", "airgap-log-cut.service", "airgap-log-cut.timer", "keepalived.service"]);
     assert!(verify.status.success(), "systemd-analyze verify: {}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
     // the log cleanup deletes what is old, keeps what is not
     lab.exec("master2", "mkdir -p /var/log/pods/ns_p_u/c && echo old > /var/log/pods/ns_p_u/c/0.log && touch -d '11 days ago' /var/log/pods/ns_p_u/c/0.log && echo new > /var/log/pods/ns_p_u/c/1.log && systemctl start airgap-log-cleanup.service");
