@@ -255,3 +255,50 @@ pub fn table(rows: &[Row]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::pki::{CertificateAuthority, KeyAlgorithm};
+
+    #[test]
+    fn each_file_is_judged_and_named() {
+        let ca = CertificateAuthority::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca_pem = ca.cert_pem().to_string();
+        let kubeconfig = |pem: &str| {
+            use base64::Engine;
+            format!("users:\n- name: x\n  user:\n    client-certificate-data: {}\n", base64::engine::general_purpose::STANDARD.encode(pem))
+        };
+        let mut read = |p: &str| -> Read {
+            Ok(match p {
+                "/etc/kubernetes/pki/ca.crt" => Some(ca_pem.clone().into_bytes()),
+                "/etc/kubernetes/pki/apiserver.crt" => Some(b"hello".to_vec()),
+                "/etc/kubernetes/admin.conf" => Some(kubeconfig(&ca_pem).into_bytes()),
+                "/etc/kubernetes/scheduler.conf" => Some(b"users: []\n".to_vec()),
+                "/etc/kubernetes/controller-manager.conf" => Some(b"users:\n- user:\n    client-certificate: /var/x.pem\n".to_vec()),
+                _ => None,
+            })
+        };
+        let now = OffsetDateTime::now_utc();
+        let rows = check_node("m1", &mut read, now, 30);
+        let get = |n: &str| rows.iter().find(|r| r.certificate == n).unwrap().clone();
+        assert_eq!(rows.len(), 14);
+        assert_eq!(get("ca").status, Status::Ok);
+        assert_eq!(get("ca").days_left, Some(3649));
+        assert_eq!((get("apiserver").status, get("apiserver").detail), (Status::Invalid, "no CERTIFICATE block in it".to_string()));
+        // a self-signed CA as admin.conf's client certificate: its issuer is the CA's subject
+        assert_eq!(get("admin.conf").status, Status::Ok);
+        assert_eq!(get("scheduler.conf").status, Status::Invalid);
+        assert_eq!((get("controller-manager.conf").status, get("controller-manager.conf").path), (Status::Missing, "/var/x.pem".to_string()));
+        assert_eq!(get("super-admin.conf").status, Status::Absent);
+        assert!(!Status::Absent.fails() && Status::Missing.fails());
+        assert_eq!(get("etcd-peer").detail, "/etc/kubernetes/pki/etcd/peer.crt does not exist");
+        let t = table(&rows);
+        assert!(t.starts_with("NODE  CERTIFICATE") && t.contains("NOT A CERTIFICATE: no CERTIFICATE block in it"), "{t}");
+        // after notAfter: expired; inside the window: soon
+        let later = now + time::Duration::days(3660);
+        assert_eq!(check_node("m1", &mut read, later, 30).iter().find(|r| r.certificate == "ca").unwrap().status, Status::Expired);
+        let soon = now + time::Duration::days(3640);
+        assert_eq!(check_node("m1", &mut read, soon, 30).iter().find(|r| r.certificate == "ca").unwrap().status, Status::ExpiresSoon);
+    }
+}

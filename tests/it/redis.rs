@@ -233,7 +233,8 @@ fn redis_cluster_and_housekeeping_in_the_lab_survive_a_master_loss_and_reboot() 
         std::thread::sleep(Duration::from_millis(200));
     }
     let ka = started_after_boot(&lab, "master1", "keepalived");
-    assert!(ka >= 15.0, "keepalived started {ka:.1}s after boot, before its 15 s delay");
+    // boot-delay counts from PID 1's start; systemd's own start timestamp (the reference here) is a little later
+    assert!(ka >= 14.0, "keepalived started {ka:.1}s after boot, before its 15 s delay");
     let mut cl = Cluster::new(addrs.clone());
     let lost: Vec<_> = acked.iter().filter(|(k, v)| cl.get(k).as_deref() != Some(v.as_str())).collect();
     assert!(lost.is_empty(), "acknowledged writes lost after the reboot: {lost:?}");
