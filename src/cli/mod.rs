@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod build;
+pub mod certs;
 pub mod gc;
 pub mod hostkey;
 pub mod images;
@@ -69,6 +70,8 @@ pub enum Command {
     Install(install::Args),
     /// Show each node's progress through the installation steps.
     Status(status::Args),
+    /// The Kubernetes certificates on the masters: `certs check` shows when each expires.
+    Certs(certs::Args),
     /// The nodes' SSH host keys: list them, forget a re-installed node's.
     Hostkey(hostkey::Args),
     /// Node-local work, run by `install` on each node over SSH.
@@ -113,6 +116,7 @@ fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Install(a) => install::run(a, out),
         Command::Status(a) => status::run(a, out),
         Command::Hostkey(a) => hostkey::run(a, out),
+        Command::Certs(a) => certs::run(a, out),
         Command::Node(a) => node::run(a, out),
     }
 }

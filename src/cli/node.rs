@@ -3,7 +3,7 @@
 
 use crate::digest::Digest;
 use crate::output::Output;
-use crate::node::{checks, components, docker, facts, files, packages, service, system};
+use crate::node::{checks, components, docker, facts, files, housekeeping, packages, redis, service, system};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::PathBuf;
@@ -47,6 +47,13 @@ pub enum NodeCommand {
         /// Manage only the lines between `# BEGIN BLOCK` and `# END BLOCK`.
         #[arg(long)]
         block: Option<String>,
+    },
+    /// Write stdin (a secret) to PATH, mode 0600, atomically, only when different (`--check`: compare).
+    SecretFile {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        check: bool,
     },
     /// Stream stdin into PATH; renamed into place only when its sha256 matches.
     Receive {
@@ -159,6 +166,60 @@ pub enum NodeCommand {
         #[arg(long)]
         pubkey: PathBuf,
     },
+    /// Create the Redis cluster of the pairs if there is none, bring it to that layout, wait until every
+    /// replica is in sync (`--check`: only look). The password comes from the auth file.
+    RedisCluster {
+        #[arg(long, default_value = redis::AUTH_FILE)]
+        auth_file: PathBuf,
+        /// PRIMARY=REPLICA (`ip:port=ip:port`), once per primary.
+        #[arg(long = "pair", required = true)]
+        pairs: Vec<redis::Pair>,
+        #[arg(long, default_value_t = 300)]
+        wait_secs: u64,
+        #[arg(long)]
+        check: bool,
+    },
+    /// After a reboot: this master's designated primary, back as a replica, takes over again once in sync.
+    RedisFailover {
+        #[arg(long, default_value = redis::AUTH_FILE)]
+        auth_file: PathBuf,
+        #[arg(long)]
+        pair: redis::Pair,
+        #[arg(long, default_value_t = 600)]
+        wait_secs: u64,
+    },
+    /// Delete container log files not modified for DAYS days under each --dir.
+    LogCleanup {
+        #[arg(long)]
+        days: u32,
+        #[arg(long = "dir", required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Cut container log files (`*.log`) bigger than MAX_MB: copy aside, truncate in place.
+    LogCut {
+        #[arg(long)]
+        max_mb: u64,
+        #[arg(long = "dir", required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Return once the machine has been up SECS seconds (keepalived's delayed start at boot).
+    BootDelay {
+        #[arg(long)]
+        secs: u64,
+    },
+    /// systemctl daemon-reload when UNIT's files (drop-ins included) changed since systemd loaded them.
+    DaemonReload {
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        check: bool,
+    },
+    /// Stop and disable UNIT (a package's default instance that airgap's own units replace).
+    UnitOff {
+        unit: String,
+        #[arg(long)]
+        check: bool,
+    },
     /// Apply a sysctl.d file (like `sysctl -p FILE`), or check that its values are in effect.
     Sysctl {
         #[arg(long)]
@@ -219,6 +280,19 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             );
             let written = files::write_file(&path, mode, &content, block.as_deref())?;
             println!("{}", if written { "written" } else { "unchanged" });
+        }
+        NodeCommand::SecretFile { path, check } => {
+            let mut content = Vec::new();
+            std::io::stdin().take(1 << 20).read_to_end(&mut content).context("failed to read the content from stdin")?;
+            anyhow::ensure!(!content.is_empty(), "no content on stdin for {}", path.display());
+            if check {
+                if let files::FileState::Differs(why) = files::check_file(&path, &Digest::of_bytes(&content), Some(0o600), None)? {
+                    differs(&why);
+                }
+            } else {
+                let written = files::write_file(&path, 0o600, &content, None)?;
+                println!("{}", if written { "written" } else { "unchanged" });
+            }
         }
         NodeCommand::Receive { path, mode, sha256 } => {
             files::receive(&path, mode, &digest(&sha256)?, std::io::stdin().lock())?;
@@ -341,6 +415,56 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 .unwrap_or(false);
             if !loaded {
                 differs(&format!("the registry store {} does not hold bundle {}-{}", store.display(), root.name, root.version));
+            }
+        }
+        NodeCommand::RedisCluster { auth_file, pairs, wait_secs, check } => {
+            let pw = redis::read_password(&auth_file)?;
+            if check {
+                let why = redis::check(&pairs, &pw);
+                if !why.is_empty() {
+                    differs(&why.join("; "));
+                }
+            } else {
+                for d in redis::ensure(&pairs, &pw, std::time::Duration::from_secs(wait_secs))? {
+                    println!("{d}");
+                }
+            }
+        }
+        NodeCommand::RedisFailover { auth_file, pair, wait_secs } => {
+            let pw = redis::read_password(&auth_file)?;
+            println!("{}", redis::failover(&pair, &pw, std::time::Duration::from_secs(wait_secs))?);
+        }
+        NodeCommand::LogCleanup { days, dirs } => {
+            let removed = housekeeping::cleanup(&dirs, days, std::time::SystemTime::now())?;
+            for p in &removed {
+                println!("deleted {}", p.display());
+            }
+            println!("{} log file(s) older than {days} days deleted", removed.len());
+        }
+        NodeCommand::LogCut { max_mb, dirs } => {
+            let copies = housekeeping::cut(&dirs, max_mb.saturating_mul(1 << 20), time::OffsetDateTime::now_utc())?;
+            for p in &copies {
+                println!("cut into {}", p.display());
+            }
+        }
+        NodeCommand::BootDelay { secs } => {
+            let waited = housekeeping::boot_delay(secs)?;
+            println!("waited {waited:.0}s (up {secs}s after boot)");
+        }
+        NodeCommand::DaemonReload { unit, check } => {
+            if let Some(why) = housekeeping::needs_reload(&unit)? {
+                if check {
+                    differs(&why);
+                }
+                housekeeping::daemon_reload()?;
+            }
+        }
+        NodeCommand::UnitOff { unit, check } => {
+            if let Some(why) = housekeeping::unit_on(&unit)? {
+                if check {
+                    differs(&why);
+                }
+                housekeeping::unit_off(&unit)?;
             }
         }
         NodeCommand::Sysctl { file, check } => match system::sysctl_file(&file, !check) {

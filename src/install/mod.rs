@@ -12,7 +12,8 @@
 //! - this file: the [`Step`] trait, [`Action`], [`Ctx`], [`LocalFile`], [`node_cmd`];
 //! - the machinery: [`engine`] (decide, apply, verify per node, in parallel), [`progress`] (progress lines
 //!   and the log), [`journal`], [`actions`] (check / apply of actions over a transport), [`plan_text`]
-//!   (`plan` and `--dry-run` output), [`ssh`] (the transport), [`facts`] (the nodes' facts fetched over it),
+//!   (`plan` and `--dry-run` output), [`secret`] (files holding an inventory secret: content on stdin only),
+//!   [`secrets`] (the cluster's secrets in the state dir), [`ssh`] (the transport), [`facts`] (the nodes' facts fetched over it),
 //!   [`kit`] (the bundle's files for the nodes, extracted here from the verified bundle), [`kubectl`] (applying
 //!   the bundle's Kubernetes manifests from the first master and waiting for what they bring up);
 //! - the action builders the steps share: [`copies`] (bundle + public key), [`software`] (OS packages,
@@ -38,6 +39,7 @@ pub mod kubeadm;
 pub mod kubectl;
 pub mod plan_text;
 pub mod progress;
+pub mod secret;
 pub mod secrets;
 pub mod services;
 pub mod software;

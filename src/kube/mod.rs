@@ -7,6 +7,7 @@
 //!   the secrets either real (the file written 0600 on the node) or masked (plan / dry-run output).
 //! - [`pki`]: bootstrap tokens, certificate keys, the cluster CA made before `kubeadm init` (so the joins'
 //!   `caCertHashes` is known up front), the CA public-key pin, and certificate inspection.
+//! - [`certs`]: `airgap certs check`: kubeadm's 14 certificates of a master judged against a warning window.
 //! - [`images`]: the images kubeadm pulls for a Kubernetes version, upstream and under the site registry.
 //! - [`manifests`]: the bundled flannel and ingress manifests edited for the site (pod subnet, interfaces,
 //!   the ingress controller as a DaemonSet on the masters).
@@ -14,6 +15,7 @@
 //! This module depends on `crate::digest`, `crate::error` and external crates only: the install steps
 //! use it, it uses nothing of them.
 
+pub mod certs;
 pub mod duration;
 pub mod images;
 pub mod kubeadm_api;

@@ -8,6 +8,8 @@
 //! - [`components`]: the bundle's static binaries (containerd, runc, CNI plugins, crictl, kubeadm...);
 //! - [`service`]: systemd services restarted only when their configuration changed;
 //! - [`docker`]: docker's `daemon.json` pointed at the site registry;
+//! - [`redis`] (over [`resp`]): the masters' Redis cluster (create, layout, sync, failover after a reboot);
+//! - [`housekeeping`]: container log cleanup and cutting, keepalived's delayed start, systemd chores;
 //! - [`checks`]: TCP / HTTP checks (keepalived's health checks, "the daemon answers");
 //! - [`facts`]: what preflight needs to know about the node.
 //!
@@ -20,7 +22,10 @@ pub mod components;
 pub mod docker;
 pub mod facts;
 pub mod files;
+pub mod housekeeping;
 pub mod packages;
+pub mod redis;
+pub mod resp;
 pub mod service;
 pub mod system;
 

@@ -22,8 +22,11 @@ pub struct Inventory {
     pub network: Network,
     #[serde(default)]
     pub nfs: Nfs,
+    /// No `redis:` section: no Redis cluster.
     #[serde(default)]
     pub redis: Redis,
+    #[serde(default)]
+    pub housekeeping: Housekeeping,
     #[serde(default)]
     pub preflight: Preflight,
 }
@@ -215,18 +218,31 @@ fn default_nfs_path() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
+    /// A `redis:` section means a Redis cluster unless it says `enabled: false`.
     #[serde(default = "yes")]
     pub enabled: bool,
     /// First port; two instances on each of the 3 masters use `base_port .. base_port + 5`.
     #[serde(default = "default_redis_port")]
     pub base_port: u16,
+    /// Name of an environment variable holding the cluster's password (read on the deploy machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// A file (on the deploy machine) whose first line is the cluster's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Milliseconds a primary may be unreachable before its replica takes over (redis `cluster-node-timeout`).
+    #[serde(default = "default_redis_node_timeout")]
+    pub node_timeout_ms: u32,
 }
 
 impl Default for Redis {
     fn default() -> Self {
         Redis {
-            enabled: true,
+            enabled: false,
             base_port: default_redis_port(),
+            password_env: None,
+            password_file: None,
+            node_timeout_ms: default_redis_node_timeout(),
         }
     }
 }
@@ -235,6 +251,50 @@ fn yes() -> bool {
 }
 fn default_redis_port() -> u16 {
     7000
+}
+fn default_redis_node_timeout() -> u32 {
+    5000
+}
+
+/// The host services of the `housekeeping` step (systemd timers and units on every node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Housekeeping {
+    /// Container log files not written for this many days are deleted (daily timer).
+    #[serde(default = "default_log_days")]
+    pub log_days: u32,
+    /// Container log files larger than this (MiB) are cut: copied aside and truncated in place (hourly timer).
+    #[serde(default = "default_cut_mb")]
+    pub cut_mb: u64,
+    /// Where the container logs are (missing directories are skipped).
+    #[serde(default = "default_log_dirs")]
+    pub log_dirs: Vec<String>,
+    /// keepalived starts no earlier than this many seconds after boot (and after the NFS/DRBD units).
+    #[serde(default = "default_keepalived_delay")]
+    pub keepalived_boot_delay_secs: u32,
+}
+
+impl Default for Housekeeping {
+    fn default() -> Self {
+        Housekeeping {
+            log_days: default_log_days(),
+            cut_mb: default_cut_mb(),
+            log_dirs: default_log_dirs(),
+            keepalived_boot_delay_secs: default_keepalived_delay(),
+        }
+    }
+}
+fn default_log_days() -> u32 {
+    10
+}
+fn default_cut_mb() -> u64 {
+    200
+}
+fn default_log_dirs() -> Vec<String> {
+    vec!["/var/log/pods".into(), "/var/log/containers".into(), "/var/lib/docker/containers".into()]
+}
+fn default_keepalived_delay() -> u32 {
+    60
 }
 
 /// Preflight thresholds (kubeadm's minimums by default).

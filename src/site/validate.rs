@@ -207,6 +207,7 @@ impl Inventory {
                 ),
             );
         }
+        self.validate_services(v);
         if self.ssh.port == 0 {
             v.push(&["ssh", "port"], "ssh.port must not be 0".to_string());
         }
@@ -224,6 +225,45 @@ impl Inventory {
                 &["preflight", "max_time_skew_seconds"],
                 "preflight.max_time_skew_seconds must be positive".into(),
             );
+        }
+    }
+}
+
+impl Inventory {
+    /// The `redis:` and `housekeeping:` sections.
+    fn validate_services(&self, v: &mut Validator) {
+        let r = &self.redis;
+        if r.enabled {
+            match (&r.password_env, &r.password_file) {
+                (None, None) => v.push(
+                    &["redis"],
+                    "redis: the Redis cluster needs a password source: set redis.password_env (an environment variable) or redis.password_file (a file on this machine), or redis.enabled: false".into(),
+                ),
+                (Some(_), Some(_)) => v.push(&["redis", "password_file"], "redis: give either password_env or password_file, not both".into()),
+                (Some(e), None) if e.is_empty() || !e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                    v.push(&["redis", "password_env"], format!("redis.password_env {e:?} is not an environment variable name"))
+                }
+                _ => {}
+            }
+            if r.node_timeout_ms < 1000 {
+                v.push(&["redis", "node_timeout_ms"], format!("redis.node_timeout_ms {} is below 1000: replicas would take over on any hiccup", r.node_timeout_ms));
+            }
+            if self.masters().count() != 3 {
+                v.push(&["redis"], format!("redis: the Redis cluster runs two instances on each of exactly 3 masters; the inventory has {}", self.masters().count()));
+            }
+        }
+        let h = &self.housekeeping;
+        if h.log_days == 0 {
+            v.push(&["housekeeping", "log_days"], "housekeeping.log_days must be at least 1".into());
+        }
+        if h.cut_mb == 0 {
+            v.push(&["housekeeping", "cut_mb"], "housekeeping.cut_mb must be at least 1".into());
+        }
+        for (i, d) in h.log_dirs.iter().enumerate() {
+            let ok = d.starts_with('/') && d != "/" && !d.contains("..") && d.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+            if !ok {
+                v.push(&["housekeeping", "log_dirs", &i.to_string()], format!("housekeeping.log_dirs[{i}] {d:?} must be an absolute directory (not /) of letters, digits and /._-"));
+            }
         }
     }
 }

@@ -139,3 +139,26 @@ fn cli_prints_error_and_hint() {
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_redis_cluster_without_a_password_source_is_refused_with_its_line() {
+    // no `redis:` section: no Redis cluster, nothing to ask
+    assert!(!Inventory::parse(BASE, "site.yaml").unwrap().redis.enabled);
+    let text = format!("{BASE}redis:\n  base_port: 7000\n");
+    let line = text.lines().position(|l| l == "redis:").unwrap() + 1;
+    assert_eq!(
+        error(&text),
+        format!("invalid inventory site.yaml (1 problem):\n  site.yaml:{line}: redis: the Redis cluster needs a password source: set redis.password_env (an environment variable) or redis.password_file (a file on this machine), or redis.enabled: false")
+    );
+    let both = format!("{BASE}redis:\n  password_env: PW\n  password_file: /root/pw\n");
+    assert!(error(&both).contains(&format!("site.yaml:{}: redis: give either password_env or password_file", line + 2)), "{}", error(&both));
+    let bad_env = format!("{BASE}redis:\n  password_env: \"PW; rm -rf /\"\n");
+    assert!(error(&bad_env).contains(&format!("site.yaml:{}: redis.password_env \"PW; rm -rf /\" is not an environment variable name", line + 1)));
+    let ok = Inventory::parse(&format!("{BASE}redis:\n  password_file: /root/redis.pw\n"), "site.yaml").unwrap();
+    assert!(ok.redis.enabled);
+    let off = Inventory::parse(&format!("{BASE}redis:\n  enabled: false\n"), "site.yaml").unwrap();
+    assert!(!off.redis.enabled);
+    let hk = format!("{BASE}housekeeping:\n  log_days: 0\n  log_dirs: [/var/log/pods, \"relative\"]\n");
+    let e = error(&hk);
+    assert!(e.contains("housekeeping.log_days must be at least 1") && e.contains("housekeeping.log_dirs[1] \"relative\" must be an absolute directory"), "{e}");
+}

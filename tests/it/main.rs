@@ -3,6 +3,7 @@
 mod support;
 
 mod build;
+mod certs;
 mod closure;
 mod bundle;
 mod defaults;
@@ -17,6 +18,7 @@ mod layout;
 mod manifest;
 mod packages;
 mod plan;
+mod redis;
 mod registry;
 mod scripts;
 mod shared_lab;

@@ -11,6 +11,9 @@
 
 pub mod render;
 pub mod site;
+pub mod units;
+#[cfg(test)]
+mod units_tests;
 
 use anyhow::{bail, Result};
 use serde::Serialize;

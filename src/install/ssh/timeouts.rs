@@ -22,9 +22,15 @@ pub const QUICK_NODE_COMMANDS: &[&str] = &[
     "check-http",
     "registry-loaded",
     "sysctl",
+    "log-cleanup",
+    "log-cut",
+    "daemon-reload",
+    "unit-off",
+    "secret-file",
 ];
 /// `airgap node` subcommands that install or start things (quick with `--check`).
-pub const LONG_NODE_COMMANDS: &[&str] = &["packages", "component", "docker-registry", "service"];
+pub const LONG_NODE_COMMANDS: &[&str] =
+    &["packages", "component", "docker-registry", "service", "redis-cluster", "redis-failover", "boot-delay"];
 /// `airgap node` subcommands that stream a file from stdin.
 pub const COPY_NODE_COMMANDS: &[&str] = &["receive"];
 

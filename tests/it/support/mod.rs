@@ -6,6 +6,7 @@ pub mod attack;
 pub mod containerd;
 pub mod fileserver;
 pub mod images;
+pub mod kubepki;
 pub mod lab;
 pub mod registry;
 pub mod standins;
