@@ -185,7 +185,8 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     // the nodes' packages and binaries come from the whole bundle, verified here and extracted once
     let kit = match kit {
         Some((kit, pk)) => {
-            if steps.iter().any(|s| s.name() == "distribute") && kit.has_node_files() && !args.dry_run {
+            // (nfs reads the provisioner's manifests from the kit)
+            if steps.iter().any(|s| s.name() == "distribute" || s.name() == "nfs") && kit.has_node_files() && !args.dry_run {
                 if !kit.is_complete() {
                     let b = args.site.bundle.as_deref().unwrap_or(std::path::Path::new("the bundle"));
                     out.info(format!("verifying {} and extracting the nodes' packages and binaries", b.display()));

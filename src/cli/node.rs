@@ -121,6 +121,15 @@ pub enum NodeCommand {
     DockerRegistry {
         /// host:port of the site registry.
         registry: String,
+        /// Also the site registry in `registry-mirrors` (Docker Hub names pulled by their original name).
+        #[arg(long)]
+        mirror: bool,
+        /// json-file logs with this `max-size` (e.g. 100m).
+        #[arg(long)]
+        log_max_size: Option<String>,
+        /// json-file logs with this `max-file`.
+        #[arg(long)]
+        log_max_file: Option<u32>,
         #[arg(long)]
         check: bool,
     },
@@ -291,8 +300,9 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 println!("installed {}", done.join(" "));
             }
         }
-        NodeCommand::DockerRegistry { registry, check } => {
-            let changed = docker::ensure_insecure_registry(std::path::Path::new("/"), &registry, check)?;
+        NodeCommand::DockerRegistry { registry, mirror, log_max_size, log_max_file, check } => {
+            let want = docker::Settings { registry, mirror, log_max_size, log_max_file };
+            let changed = docker::ensure(std::path::Path::new("/"), &want, check)?;
             match (check, changed) {
                 (true, Some(why)) => differs(&why),
                 (false, Some(what)) => println!("{what}"),

@@ -8,6 +8,7 @@
 //! - [`pki`]: bootstrap tokens, certificate keys, the cluster CA made before `kubeadm init` (so the joins'
 //!   `caCertHashes` is known up front), the CA public-key pin, and certificate inspection.
 //! - [`images`]: the images kubeadm pulls for a Kubernetes version, upstream and under the site registry.
+//! - [`nfs_provisioner`]: the NFS provisioner's manifests patched with the site's NFS server and path.
 //!
 //! This module depends on `crate::digest`, `crate::error` and external crates only: the install steps
 //! use it, it uses nothing of them.
@@ -16,6 +17,7 @@ pub mod duration;
 pub mod images;
 pub mod kubeadm_api;
 pub mod kubeadm_config;
+pub mod nfs_provisioner;
 pub mod pki;
 pub mod version;
 

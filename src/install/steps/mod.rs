@@ -1,10 +1,11 @@
 //! The installation steps, one file per step, in the order they run: [`preflight`], [`os_prepare`],
-//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`]. Each implements
+//! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`], [`nfs`]. Each implements
 //! [`Step`]: it describes a node's desired state as actions built with the shared builders
 //! (`install::copies`, `software`, `services`) and the files rendered by `install::config`.
 
 pub mod apiserver_lb;
 pub mod distribute;
+pub mod nfs;
 pub mod nginx;
 pub mod os_prepare;
 pub mod preflight;
@@ -24,6 +25,7 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(registry::Registry),
         Box::new(apiserver_lb::ApiserverLb),
         Box::new(nginx::Nginx),
+        Box::new(nfs::Nfs),
     ]
 }
 
