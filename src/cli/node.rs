@@ -24,6 +24,9 @@ pub enum NodeCommand {
         /// subdirectory LISTED (`PATH=LISTED`; `PATH=` lists all of PATH).
         #[arg(long, value_name = "PATH[=LISTED]")]
         disk: Vec<String>,
+        /// Also what PATH is (a block device, missing, a regular file...).
+        #[arg(long, value_name = "PATH")]
+        block: Vec<String>,
     },
     /// Exit 0 when PATH has the sha256 (of the whole file, or of its managed block) and mode.
     CheckFile {
@@ -186,8 +189,8 @@ fn differs(reason: &str) -> ! {
 
 pub fn run(args: Args, _out: &Output) -> Result<()> {
     match args.command {
-        NodeCommand::Facts { json: _, disk } => {
-            let f = facts::gather(&disk)?;
+        NodeCommand::Facts { json: _, disk, block } => {
+            let f = facts::gather_with(&disk, &block)?;
             println!("{}", serde_json::to_string(&f)?);
         }
         NodeCommand::CheckFile {
