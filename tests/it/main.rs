@@ -13,6 +13,7 @@ mod inventory;
 mod lab;
 mod layout;
 mod manifest;
+mod nfs;
 mod packages;
 mod plan;
 mod registry;

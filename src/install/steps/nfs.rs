@@ -55,7 +55,7 @@ impl Step for Nfs {
         let drbd = nfs.drbd_disk.is_some();
         let mut packages = vec!["nfs-kernel-server|nfs-utils", "keepalived"];
         if drbd {
-            packages.push("drbd-utils|drbd90-utils|drbd84-utils");
+            packages.push("drbd-utils|drbd9x-utils|drbd90-utils|drbd84-utils");
         }
         v.push(software::packages(&packages));
         v.push(cmd(&["mkdir", "-p", &nfs.path], Some(&["test", "-d", &nfs.path]), format!("{} exists", nfs.path)));

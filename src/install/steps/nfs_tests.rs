@@ -63,7 +63,7 @@ fn with_drbd_the_notify_serves_and_nfs_server_is_not_enabled() {
         (plan("master1"), plan("master2"))
     });
     for plan in [&m1, &m2] {
-        assert_eq!(plan[1], "packages --install nfs-kernel-server|nfs-utils,keepalived,drbd-utils|drbd90-utils|drbd84-utils --dir /opt/airgap/packages");
+        assert_eq!(plan[1], "packages --install nfs-kernel-server|nfs-utils,keepalived,drbd-utils|drbd9x-utils|drbd90-utils|drbd84-utils --dir /opt/airgap/packages");
         let at = |l: &str| plan.iter().position(|x| x == l).unwrap_or_else(|| panic!("{l}: {plan:#?}"));
         // the resource file, checked by drbdadm, then the resource up, before keepalived may promote it
         assert!(at("modules --load drbd") < at("file /etc/drbd.d/airgap-nfs.res"));
