@@ -12,6 +12,8 @@ PACKAGES=(
   rpm dnf createrepo-c
   # daemons the installer configures, checked with their own config checkers
   keepalived haproxy nginx libnginx-mod-stream redis-server
+  # the NFS step's checkers: drbdadm dump (DRBD resource), shellcheck (keepalived scripts)
+  drbd-utils shellcheck
   # the multi-host lab: systemd-nspawn nodes with sshd, network namespaces
   systemd-container debootstrap openssh-server openssh-client iproute2 procps psmisc util-linux
   # harness helpers

@@ -188,8 +188,8 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     // the nodes' packages and binaries come from the whole bundle, verified here and extracted once
     let kit = match kit {
         Some((kit, pk)) => {
-            // distribute copies the kit's files; flannel and ingress-nginx apply its Kubernetes manifests
-            let uses_files = steps.iter().any(|s| matches!(s.name(), "distribute" | "flannel" | "ingress-nginx"));
+            // distribute copies the kit's files; flannel and ingress-nginx and nfs apply its Kubernetes manifests
+            let uses_files = steps.iter().any(|s| matches!(s.name(), "distribute" | "flannel" | "ingress-nginx" | "nfs"));
             if uses_files && kit.has_node_files() && !args.dry_run {
                 if !kit.is_complete() {
                     let b = args.site.bundle.as_deref().unwrap_or(std::path::Path::new("the bundle"));

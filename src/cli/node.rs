@@ -24,6 +24,9 @@ pub enum NodeCommand {
         /// subdirectory LISTED (`PATH=LISTED`; `PATH=` lists all of PATH).
         #[arg(long, value_name = "PATH[=LISTED]")]
         disk: Vec<String>,
+        /// Also what PATH is (a block device, missing, a regular file...).
+        #[arg(long, value_name = "PATH")]
+        block: Vec<String>,
     },
     /// Exit 0 when PATH has the sha256 (of the whole file, or of its managed block) and mode.
     CheckFile {
@@ -135,6 +138,15 @@ pub enum NodeCommand {
     DockerRegistry {
         /// host:port of the site registry.
         registry: String,
+        /// Also the site registry in `registry-mirrors` (Docker Hub names pulled by their original name).
+        #[arg(long)]
+        mirror: bool,
+        /// json-file logs with this `max-size` (e.g. 100m).
+        #[arg(long)]
+        log_max_size: Option<String>,
+        /// json-file logs with this `max-file`.
+        #[arg(long)]
+        log_max_file: Option<u32>,
         #[arg(long)]
         check: bool,
     },
@@ -245,8 +257,8 @@ fn differs(reason: &str) -> ! {
 
 pub fn run(args: Args, _out: &Output) -> Result<()> {
     match args.command {
-        NodeCommand::Facts { json: _, disk } => {
-            let f = facts::gather(&disk)?;
+        NodeCommand::Facts { json: _, disk, block } => {
+            let f = facts::gather_with(&disk, &block)?;
             println!("{}", serde_json::to_string(&f)?);
         }
         NodeCommand::CheckFile {
@@ -382,8 +394,9 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 println!("installed {}", done.join(" "));
             }
         }
-        NodeCommand::DockerRegistry { registry, check } => {
-            let changed = docker::ensure_insecure_registry(std::path::Path::new("/"), &registry, check)?;
+        NodeCommand::DockerRegistry { registry, mirror, log_max_size, log_max_file, check } => {
+            let want = docker::Settings { registry, mirror, log_max_size, log_max_file };
+            let changed = docker::ensure(std::path::Path::new("/"), &want, check)?;
             match (check, changed) {
                 (true, Some(why)) => differs(&why),
                 (false, Some(what)) => println!("{what}"),

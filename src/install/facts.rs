@@ -45,6 +45,11 @@ pub fn facts_cmd(disks: &[String]) -> Vec<String> {
 /// Facts of one node (with the file systems of `disks`) and the clock offset against this machine (ms,
 /// node minus local midpoint).
 pub fn fetch(t: &dyn Transport, disks: &[String]) -> Result<(Facts, i64)> {
+    fetch_with(t, &facts_cmd(disks))
+}
+
+/// [`fetch`] with a `facts` command line of the caller's (e.g. [`facts_cmd`] + `--block PATH`).
+pub fn fetch_with(t: &dyn Transport, argv: &[String]) -> Result<(Facts, i64)> {
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -52,7 +57,7 @@ pub fn fetch(t: &dyn Transport, disks: &[String]) -> Result<(Facts, i64)> {
             .unwrap_or(0)
     };
     let t0 = now();
-    let out = t.run(&facts_cmd(disks), Stdin::Null)?;
+    let out = t.run(argv, Stdin::Null)?;
     let t1 = now();
     if !out.success() {
         anyhow::bail!("failed to gather facts on {}: {}", t.node(), out.reason());

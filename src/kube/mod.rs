@@ -11,6 +11,7 @@
 //! - [`images`]: the images kubeadm pulls for a Kubernetes version, upstream and under the site registry.
 //! - [`manifests`]: the bundled flannel and ingress manifests edited for the site (pod subnet, interfaces,
 //!   the ingress controller as a DaemonSet on the masters).
+//! - [`nfs_provisioner`]: the NFS provisioner's manifests patched with the site's NFS server and path.
 //!
 //! This module depends on `crate::digest`, `crate::error` and external crates only: the install steps
 //! use it, it uses nothing of them.
@@ -21,6 +22,7 @@ pub mod images;
 pub mod kubeadm_api;
 pub mod kubeadm_config;
 pub mod manifests;
+pub mod nfs_provisioner;
 pub mod pki;
 pub mod version;
 

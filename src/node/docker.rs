@@ -1,6 +1,10 @@
 //! docker, when a node has it: `insecure-registries` in `/etc/docker/daemon.json` lists the site registry
 //! (plain HTTP on the workers' VIP), every other setting of the file kept, and docker restarted when the file
 //! changed. With Kubernetes >= 1.24 the kubelet talks to containerd, so docker only serves operators' CLI use.
+//!
+//! Where the site wants docker (`runtime.docker`), [`Settings`] also carry `registry-mirrors` (the site
+//! registry: docker sends Docker Hub pulls, and only those, to a mirror, so `docker pull nginx:1` works by its
+//! original name) and json-file logs with `max-size` / `max-file`.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -12,19 +16,75 @@ pub fn installed(root: &Path) -> bool {
     ["usr/bin/dockerd", "usr/local/bin/dockerd", "usr/sbin/dockerd"].iter().any(|p| root.join(p).is_file())
 }
 
+/// What daemon.json must say (beyond what it says already, which is kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// host:port of the site registry: in `insecure-registries` (plain HTTP).
+    pub registry: String,
+    /// Also `http://<registry>` in `registry-mirrors` (Docker Hub names pulled from the site registry).
+    pub mirror: bool,
+    /// json-file logs with these `max-size` / `max-file` (`log-driver` + `log-opts`).
+    pub log_max_size: Option<String>,
+    pub log_max_file: Option<u32>,
+}
+
+impl Settings {
+    /// Only the site registry in `insecure-registries` (docker installed by someone else).
+    pub fn registry(registry: &str) -> Settings {
+        Settings { registry: registry.into(), ..Settings::default() }
+    }
+}
+
+/// `value` is in the list at `key` (added at its end when not). Returns whether it was added.
+fn ensure_listed(doc: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: &str) -> Result<bool> {
+    let list = doc.entry(key).or_insert_with(|| serde_json::Value::Array(vec![]));
+    let Some(arr) = list.as_array_mut() else { bail!("its \"{key}\" is not a list") };
+    if arr.iter().any(|v| v.as_str() == Some(value)) {
+        return Ok(false);
+    }
+    arr.push(serde_json::Value::String(value.to_string()));
+    Ok(true)
+}
+
 /// `daemon.json` with `registry` in `insecure-registries` (other keys and entries kept, in order), or `None`
 /// when it already is.
 pub fn merged(current: Option<&str>, registry: &str) -> Result<Option<String>> {
-    let mut doc: serde_json::Map<String, serde_json::Value> = match current.map(str::trim) {
+    merged_settings(current, &Settings::registry(registry))
+}
+
+/// `daemon.json` saying everything `want` asks for (every other key, entry and log option kept, in order), or
+/// `None` when it already does.
+pub fn merged_settings(current: Option<&str>, want: &Settings) -> Result<Option<String>> {
+    use serde_json::Value;
+    let mut doc: serde_json::Map<String, Value> = match current.map(str::trim) {
         None | Some("") => serde_json::Map::new(),
         Some(text) => serde_json::from_str(text).context("is not a JSON object")?,
     };
-    let list = doc.entry("insecure-registries").or_insert_with(|| serde_json::Value::Array(vec![]));
-    let Some(arr) = list.as_array_mut() else { bail!("its \"insecure-registries\" is not a list") };
-    if arr.iter().any(|v| v.as_str() == Some(registry)) {
+    let mut changed = ensure_listed(&mut doc, "insecure-registries", &want.registry)?;
+    if want.mirror {
+        changed |= ensure_listed(&mut doc, "registry-mirrors", &format!("http://{}", want.registry))?;
+    }
+    if want.log_max_size.is_some() || want.log_max_file.is_some() {
+        if doc.get("log-driver").and_then(Value::as_str) != Some("json-file") {
+            doc.insert("log-driver".into(), Value::String("json-file".into()));
+            changed = true;
+        }
+        let opts = doc.entry("log-opts").or_insert_with(|| Value::Object(Default::default()));
+        let Some(opts) = opts.as_object_mut() else { bail!("its \"log-opts\" is not an object") };
+        // docker takes log options as strings only ("max-file": "5")
+        let wanted = [("max-size", want.log_max_size.clone()), ("max-file", want.log_max_file.map(|n| n.to_string()))];
+        for (k, v) in wanted {
+            if let Some(v) = v {
+                if opts.get(k).and_then(Value::as_str) != Some(v.as_str()) {
+                    opts.insert(k.into(), Value::String(v));
+                    changed = true;
+                }
+            }
+        }
+    }
+    if !changed {
         return Ok(None);
     }
-    arr.push(serde_json::Value::String(registry.to_string()));
     let mut text = serde_json::to_string_pretty(&doc)?;
     text.push('\n');
     Ok(Some(text))
@@ -33,6 +93,13 @@ pub fn merged(current: Option<&str>, registry: &str) -> Result<Option<String>> {
 /// Make docker (if installed) trust the site registry. With `check`, only say what differs. Returns what was
 /// (or would be) changed.
 pub fn ensure_insecure_registry(root: &Path, registry: &str, check: bool) -> Result<Option<String>> {
+    ensure(root, &Settings::registry(registry), check)
+}
+
+/// Make docker (if installed) say what `want` asks for in daemon.json. With `check`, only say what differs.
+/// Returns what was (or would be) changed.
+pub fn ensure(root: &Path, want: &Settings, check: bool) -> Result<Option<String>> {
+    let registry = want.registry.as_str();
     if !installed(root) {
         return Ok(None);
     }
@@ -42,11 +109,23 @@ pub fn ensure_insecure_registry(root: &Path, registry: &str, check: bool) -> Res
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
     };
-    let Some(text) = merged(current.as_deref(), registry).with_context(|| format!("{} cannot be updated", path.display()))? else {
+    let Some(text) = merged_settings(current.as_deref(), want).with_context(|| format!("{} cannot be updated", path.display()))? else {
         return Ok(None);
     };
+    let what = if want == &Settings::registry(registry) {
+        format!("list {registry} in insecure-registries")
+    } else {
+        let mut w = format!("list {registry} in insecure-registries");
+        if want.mirror {
+            w.push_str(&format!(" and http://{registry} in registry-mirrors"));
+        }
+        if want.log_max_size.is_some() || want.log_max_file.is_some() {
+            w.push_str(", log with json-file (max-size, max-file)");
+        }
+        w
+    };
     if check {
-        return Ok(Some(format!("{} does not list {registry} in insecure-registries", path.display())));
+        return Ok(Some(format!("{} does not {what}", path.display())));
     }
     // the file keeps its mode and owner (a new one: 0644): docker reads it as root, operators may restrict it
     crate::fsutil::atomic_write(&path, text.as_bytes(), crate::fsutil::Mode::Keep)?;
@@ -60,7 +139,7 @@ pub fn ensure_insecure_registry(root: &Path, registry: &str, check: bool) -> Res
             }
         }
     }
-    Ok(Some(format!("{registry} added to insecure-registries in {}", path.display())))
+    Ok(Some(format!("{} updated: {what}", path.display())))
 }
 
 #[cfg(test)]
@@ -77,6 +156,27 @@ mod tests {
         assert!(merged(None, "r:5000").unwrap().unwrap().contains("\"r:5000\""));
         assert!(merged(Some("[1]"), "r:5000").is_err());
         assert!(merged(Some(r#"{"insecure-registries": "x"}"#), "r:5000").is_err());
+    }
+
+    #[test]
+    fn the_sites_settings_are_merged_with_the_operators() {
+        let want = Settings { registry: "10.0.0.200:5000".into(), mirror: true, log_max_size: Some("50m".into()), log_max_file: Some(3) };
+        let current = r#"{"storage-driver": "vfs", "log-opts": {"labels": "app", "max-file": "9"}, "registry-mirrors": ["http://m:1"]}"#;
+        let got = merged_settings(Some(current), &want).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(v["storage-driver"], "vfs");
+        assert_eq!(v["insecure-registries"], serde_json::json!(["10.0.0.200:5000"]));
+        assert_eq!(v["registry-mirrors"], serde_json::json!(["http://m:1", "http://10.0.0.200:5000"]));
+        assert_eq!(v["log-driver"], "json-file");
+        assert_eq!(v["log-opts"], serde_json::json!({"labels": "app", "max-file": "3", "max-size": "50m"}));
+        // idempotent; another max-size is a change
+        assert_eq!(merged_settings(Some(&got), &want).unwrap(), None);
+        let other = Settings { log_max_size: Some("10m".into()), ..want.clone() };
+        assert!(merged_settings(Some(&got), &other).unwrap().unwrap().contains("\"max-size\": \"10m\""));
+        // the plain form (docker installed by someone else) touches neither mirrors nor logs
+        let plain = merged(Some(r#"{"log-driver": "journald"}"#), "r:5000").unwrap().unwrap();
+        assert!(plain.contains("journald") && !plain.contains("registry-mirrors"), "{plain}");
+        assert!(merged_settings(Some(r#"{"log-opts": []}"#), &want).is_err());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Facts {
     /// The file systems of the paths the deploy side asked about (`--disk`), in the order asked.
     #[serde(default)]
     pub disks: Vec<Disk>,
+    /// What the paths the deploy side asked about (`--block`) are: (path, `block device` or what it is instead).
+    #[serde(default)]
+    pub blocks: Vec<(String, String)>,
     pub in_container: bool,
 }
 
@@ -104,6 +107,7 @@ impl Facts {
             swaps: vec![],
             modules: MODULES.iter().map(|m| (m.to_string(), true, "loaded".to_string())).collect(),
             disks: vec![],
+            blocks: vec![],
             in_container: false,
         }
     }
@@ -324,8 +328,30 @@ fn memory_mb() -> u64 {
         .unwrap_or(0)
 }
 
+/// What `path` is: `block device`, or what it is instead (`missing`, `a regular file`, `a directory`...).
+pub fn block_kind(path: &str) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_block_device() => BLOCK_DEVICE.into(),
+        Ok(m) if m.is_dir() => "a directory".into(),
+        Ok(m) if m.file_type().is_char_device() => "a character device".into(),
+        Ok(m) if m.is_file() => "a regular file".into(),
+        Ok(_) => "not a block device".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".into(),
+        Err(e) => format!("unreadable ({e})"),
+    }
+}
+
+/// What [`block_kind`] says of a block device.
+pub const BLOCK_DEVICE: &str = "block device";
+
 /// Gather the facts of this machine, with the file systems of `disks` (see [`disk`]).
 pub fn gather(disks: &[String]) -> Result<Facts> {
+    gather_with(disks, &[])
+}
+
+/// [`gather`], also telling what each of `blocks` is ([`block_kind`]).
+pub fn gather_with(disks: &[String], blocks: &[String]) -> Result<Facts> {
     let os = os_release();
     let get = |k: &str| {
         os.iter()
@@ -365,6 +391,7 @@ pub fn gather(disks: &[String]) -> Result<Facts> {
             })
             .collect(),
         disks: disks.iter().map(|d| disk(d)).collect::<Result<_>>()?,
+        blocks: blocks.iter().map(|b| (b.clone(), block_kind(b))).collect(),
         in_container: system::in_container(),
     })
 }
@@ -434,6 +461,21 @@ mod tests {
         assert_eq!((root.mount.as_str(), root.present.len()), ("/", 0));
         // `PATH=` lists all of it
         assert_eq!(disk(&format!("{store}=")).unwrap().present.len(), 2);
+    }
+
+    #[test]
+    fn block_devices_are_told_from_what_is_not_one() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs_err::write(&f, b"").unwrap();
+        assert_eq!(block_kind(f.to_str().unwrap()), "a regular file");
+        assert_eq!(block_kind(d.path().to_str().unwrap()), "a directory");
+        assert_eq!(block_kind("/dev/null"), "a character device");
+        assert_eq!(block_kind(d.path().join("no").to_str().unwrap()), "missing");
+        let block = std::fs::read_dir("/dev").unwrap().flatten().find(|e| e.file_type().is_ok_and(|t| std::os::unix::fs::FileTypeExt::is_block_device(&t)));
+        if let Some(b) = block {
+            assert_eq!(block_kind(b.path().to_str().unwrap()), BLOCK_DEVICE);
+        }
     }
 
     #[test]

@@ -268,10 +268,23 @@ pub fn install(dir: &Path, family: OsFamily, wanted: &[String], root: &Path) -> 
             c
         }
     };
+    let base: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_os_string()).collect();
     cmd.args(todo.iter().map(|f| &f.path));
     // never a pipe the daemons started by maintainer scripts could inherit
     let log = fs_err::File::create(dir.join("install.log"))?.into_parts().0;
-    let status = cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).status().context("failed to run the package tool")?;
+    let mut status = cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).status().context("failed to run the package tool")?;
+    // dpkg -i unpacks in the order given and refuses to unpack a package whose Pre-Depends are unpacked but not
+    // configured yet (python3-minimal on python3.11-minimal); they are configured at the end of that run, so
+    // one more run of the packages still not installed completes the transaction
+    let log_text = || fs_err::read_to_string(dir.join("install.log")).unwrap_or_default();
+    if !status.success() && family == OsFamily::Debian && log_text().contains("pre-dependency problem") {
+        let now = Installed::query(family, root)?;
+        let rest: Vec<&&PkgFile> = todo.iter().filter(|f| now.versions.get(&f.name) != Some(&f.version)).collect();
+        let mut again = Command::new("dpkg");
+        again.args(&base).env("DEBIAN_FRONTEND", "noninteractive").args(rest.iter().map(|f| &f.path));
+        let log = fs_err::OpenOptions::new().append(true).open(dir.join("install.log"))?.into_parts().0;
+        status = again.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).status().context("failed to run the package tool")?;
+    }
     if !status.success() {
         let text = fs_err::read_to_string(dir.join("install.log")).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();

@@ -24,6 +24,8 @@ pub struct Inventory {
     pub nfs: Nfs,
     /// No `redis:` section: no Redis cluster.
     #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
     pub redis: Redis,
     #[serde(default)]
     pub housekeeping: Housekeeping,
@@ -166,6 +168,31 @@ pub struct Vips {
     /// VRRP `virtual_router_id` of the workers' VIP (default 52).
     #[serde(default = "default_workers_vrid")]
     pub workers_router_id: u8,
+    /// The NFS VIP: the NFS server of master1/master2 (keepalived on both, its own router id). Without it the
+    /// `nfs` step does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<Ipv4Addr>,
+    /// VRRP `virtual_router_id` of the NFS VIP (default 53).
+    #[serde(default = "default_nfs_vrid")]
+    pub nfs_router_id: u8,
+}
+
+impl Vips {
+    /// The VIPs the inventory sets, with their field names: `masters`, `workers`, and `nfs` when set.
+    pub fn all(&self) -> Vec<(&'static str, Ipv4Addr)> {
+        let mut v = vec![("masters", self.masters), ("workers", self.workers)];
+        v.extend(self.nfs.map(|n| ("nfs", n)));
+        v
+    }
+
+    /// The VRRP router ids in use, with their field names (the NFS one only when the NFS VIP is set).
+    pub fn router_ids(&self) -> Vec<(&'static str, u8)> {
+        let mut v = vec![("masters_router_id", self.masters_router_id), ("workers_router_id", self.workers_router_id)];
+        if self.nfs.is_some() {
+            v.push(("nfs_router_id", self.nfs_router_id));
+        }
+        v
+    }
 }
 
 fn default_masters_vrid() -> u8 {
@@ -173,6 +200,9 @@ fn default_masters_vrid() -> u8 {
 }
 fn default_workers_vrid() -> u8 {
     52
+}
+fn default_nfs_vrid() -> u8 {
+    53
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +243,34 @@ impl Default for Nfs {
 }
 fn default_nfs_path() -> String {
     "/opt/mnt/volumes".into()
+}
+
+/// The container runtime besides containerd (which the kubelet uses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Install docker (from the bundle's OS packages) on every node next to containerd, for the operators'
+    /// docker CLI: it pulls from the site registry.
+    #[serde(default)]
+    pub docker: bool,
+    /// docker's json-file log `max-size` (a number with an optional k/m/g unit, as docker takes it).
+    #[serde(default = "default_log_max_size")]
+    pub docker_log_max_size: String,
+    /// docker's json-file log `max-file` (files kept per container).
+    #[serde(default = "default_log_max_file")]
+    pub docker_log_max_file: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { docker: false, docker_log_max_size: default_log_max_size(), docker_log_max_file: default_log_max_file() }
+    }
+}
+fn default_log_max_size() -> String {
+    "100m".into()
+}
+fn default_log_max_file() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -120,7 +120,7 @@ impl Inventory {
                 v.push(&["nodes"], format!("nodes: the HA layout needs at least 2 workers (the workers' VIP runs on worker1 and worker2), found {w}"));
             }
         }
-        for (key, vip) in [("masters", self.vips.masters), ("workers", self.vips.workers)] {
+        for (key, vip) in self.vips.all() {
             if let Some(n) = self.nodes.iter().find(|n| n.address == vip) {
                 v.push(
                     &["vips", key],
@@ -148,28 +148,25 @@ impl Inventory {
                 );
             }
         }
-        if self.vips.masters_router_id == self.vips.workers_router_id {
-            v.push(
-                &["vips", "workers_router_id"],
-                format!(
-                    "vips.workers_router_id {} equals vips.masters_router_id: each VIP needs its own VRRP router id",
-                    self.vips.workers_router_id
-                ),
-            );
-        }
-        for (key, id) in [("masters_router_id", self.vips.masters_router_id), ("workers_router_id", self.vips.workers_router_id)] {
-            if id == 0 {
-                v.push(&["vips", key], format!("vips.{key} must be 1-255 (VRRP router id), not 0"));
+        let ids = self.vips.router_ids();
+        for (i, (key, id)) in ids.iter().enumerate() {
+            if *id == 0 {
+                v.push(&["vips", *key], format!("vips.{key} must be 1-255 (VRRP router id), not 0"));
+            } else if let Some((other, _)) = ids[..i].iter().find(|(_, o)| o == id) {
+                v.push(
+                    &["vips", *key],
+                    format!("vips.{key} {id} equals vips.{other}: each VIP needs its own VRRP router id"),
+                );
             }
         }
-        if self.vips.masters == self.vips.workers {
-            v.push(
-                &["vips", "workers"],
-                format!(
-                    "vips.workers {} equals vips.masters: the two VIPs must differ",
-                    self.vips.workers
-                ),
-            );
+        let vips = self.vips.all();
+        for (i, (key, vip)) in vips.iter().enumerate() {
+            if let Some((other, _)) = vips[..i].iter().find(|(_, o)| o == vip) {
+                v.push(
+                    &["vips", *key],
+                    format!("vips.{key} {vip} equals vips.{other}: the two VIPs must differ"),
+                );
+            }
         }
         let nets = [
             ("pod_subnet", self.network.pod_subnet),
@@ -184,19 +181,31 @@ impl Inventory {
                 }
             }
         }
-        if !self.nfs.path.starts_with('/') || self.nfs.path.contains("..") {
-            v.push(
-                &["nfs", "path"],
-                format!("nfs.path {:?} must be an absolute path without '..'", self.nfs.path),
-            );
+        if let Err(why) = check_nfs_path(&self.nfs.path) {
+            v.push(&["nfs", "path"], format!("nfs.path {:?} {why}", self.nfs.path));
         }
         if let Some(d) = &self.nfs.drbd_disk {
-            if !d.starts_with("/dev/") {
+            if !d.starts_with("/dev/") || d.len() == 5 || !is_safe_path(d) {
                 v.push(
                     &["nfs", "drbd_disk"],
-                    format!("nfs.drbd_disk {d:?} must be a block device under /dev/"),
+                    format!("nfs.drbd_disk {d:?} must be a block device under /dev/ (e.g. /dev/sdb); preflight checks that it is one on master1 and master2"),
                 );
             }
+            if self.vips.nfs.is_none() {
+                v.push(&["nfs", "drbd_disk"], "nfs.drbd_disk is set but vips.nfs is not: DRBD serves NFS on the NFS VIP".into());
+            }
+        }
+        if self.vips.nfs.is_some() && self.masters().count() < 2 {
+            v.push(&["vips", "nfs"], "vips.nfs needs two masters (master1 and master2 serve NFS)".into());
+        }
+        if !is_docker_size(&self.runtime.docker_log_max_size) {
+            v.push(
+                &["runtime", "docker_log_max_size"],
+                format!("runtime.docker_log_max_size {:?} is not a size docker takes, like 100m, 512k or 1g", self.runtime.docker_log_max_size),
+            );
+        }
+        if self.runtime.docker_log_max_file == 0 {
+            v.push(&["runtime", "docker_log_max_file"], "runtime.docker_log_max_file must be at least 1".into());
         }
         if self.redis.enabled && self.redis.base_port > 65535 - 5 - 10000 {
             v.push(
@@ -285,6 +294,35 @@ pub fn check_fingerprint(fp: &str) -> Result<(), String> {
             "is not a SHA256 fingerprint: SHA256: must be followed by 43 base64 characters {HOW}"
         )),
     }
+}
+
+/// An NFS export path: absolute, normal (no `.`/`..`/empty segment), no character that /etc/exports, a
+/// mount unit or a shell line would read differently (white space, quotes, `#`, `$`...), not `/`.
+pub fn check_nfs_path(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("must be an absolute path (it is exported by master1 and master2 and mounted there)");
+    }
+    if p == "/" || p.ends_with('/') && p.len() > 1 {
+        return Err("must name a directory below / without a trailing '/'");
+    }
+    if !is_safe_path(p) {
+        return Err("must be a normal path (no '.', '..' or empty segments) of letters, digits and . _ - / only");
+    }
+    Ok(())
+}
+
+/// An absolute path of `[A-Za-z0-9._-]` segments, none empty, `.` or `..`: safe in config files and shell lines.
+fn is_safe_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p[1..].split('/').all(|seg| {
+            !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
+/// docker's size syntax for json-file's `max-size`: digits and an optional k, m or g.
+fn is_docker_size(s: &str) -> bool {
+    let digits = s.trim_end_matches(['k', 'm', 'g', 'K', 'M', 'G']);
+    s.len() - digits.len() <= 1 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && digits != "0".repeat(digits.len())
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -162,3 +162,32 @@ fn a_redis_cluster_without_a_password_source_is_refused_with_its_line() {
     let e = error(&hk);
     assert!(e.contains("housekeeping.log_days must be at least 1") && e.contains("housekeeping.log_dirs[1] \"relative\" must be an absolute directory"), "{e}");
 }
+
+/// The NFS VIP and its router id are checked like the other two; the NFS path, the DRBD disk and docker's
+/// log settings name their lines.
+#[test]
+fn nfs_vip_path_drbd_disk_and_docker_logs_name_their_lines() {
+    let with = |vips: &str, rest: &str| BASE.replace("workers: 10.20.0.200\n", &format!("workers: 10.20.0.200\n{vips}")) + rest;
+    let ok = with("  nfs: 10.20.0.150\n", "nfs:\n  path: /srv/nfs/volumes\n  drbd_disk: /dev/sdb\nruntime:\n  docker: true\n  docker_log_max_size: 50m\n  docker_log_max_file: 3\n");
+    let inv = Inventory::parse(&ok, "site.yaml").unwrap();
+    assert_eq!((inv.vips.nfs, inv.vips.nfs_router_id), (Some("10.20.0.150".parse().unwrap()), 53));
+    assert_eq!((inv.runtime.docker, inv.runtime.docker_log_max_size.as_str(), inv.runtime.docker_log_max_file), (true, "50m", 3));
+    // defaults: no NFS VIP, no docker
+    let inv = Inventory::parse(BASE, "site.yaml").unwrap();
+    assert_eq!((inv.vips.nfs, inv.runtime.docker, inv.runtime.docker_log_max_size.as_str(), inv.runtime.docker_log_max_file), (None, false, "100m", 5));
+
+    // the NFS VIP: on a node, outside the subnet, equal to another VIP; its router id equal to another's
+    insta::assert_snapshot!("nfs_vip_problems", error(&with("  nfs: 10.20.0.12\n  nfs_router_id: 52\n", "")));
+    insta::assert_snapshot!("nfs_vip_outside", error(&with("  nfs: 10.30.0.150\n", "")));
+    insta::assert_snapshot!("nfs_vip_equal", error(&with("  nfs: 10.20.0.200\n  nfs_router_id: 0\n", "")));
+    // a relative path, '..', a DRBD disk outside /dev, docker log sizes docker would refuse
+    insta::assert_snapshot!("nfs_path_drbd_docker", error(&with(
+        "  nfs: 10.20.0.150\n",
+        "nfs:\n  path: opt/mnt/volumes\n  drbd_disk: sdb\nruntime:\n  docker: true\n  docker_log_max_size: 100mb\n  docker_log_max_file: 0\n",
+    )));
+    let dots = error(&with("  nfs: 10.20.0.150\n", "nfs:\n  path: /opt/../etc\n"));
+    assert!(dots.contains("site.yaml:30: nfs.path \"/opt/../etc\" must be a normal path"), "{dots}");
+    // DRBD serves NFS on its VIP: a disk without the VIP is a mistake
+    let no_vip = error(&(BASE.to_string() + "nfs:\n  drbd_disk: /dev/sdb\n"));
+    assert!(no_vip.contains("site.yaml:29: nfs.drbd_disk is set but vips.nfs is not"), "{no_vip}");
+}

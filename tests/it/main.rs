@@ -16,6 +16,7 @@ mod kube;
 mod lab;
 mod layout;
 mod manifest;
+mod nfs;
 mod packages;
 mod plan;
 mod redis;

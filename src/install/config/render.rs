@@ -36,6 +36,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("containerd.service", include_str!("../../../templates/containerd.service.j2")),
     ("crictl.yaml", include_str!("../../../templates/crictl.yaml.j2")),
     ("airgap-registry.service", include_str!("../../../templates/airgap-registry.service.j2")),
+    ("keepalived-nfs.conf", include_str!("../../../templates/keepalived-nfs.conf.j2")),
+    ("nfs-check.sh", include_str!("../../../templates/nfs-check.sh.j2")),
+    ("nfs-notify.sh", include_str!("../../../templates/nfs-notify.sh.j2")),
+    ("airgap-nfs-vip.service", include_str!("../../../templates/airgap-nfs-vip.service.j2")),
+    ("drbd-nfs.res", include_str!("../../../templates/drbd-nfs.res.j2")),
+    ("nfs-drbd-setup.sh", include_str!("../../../templates/nfs-drbd-setup.sh.j2")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -65,7 +71,7 @@ macro_rules! ctx {
     }};
 }
 
-fn render(name: &str, ctx: serde_json::Value) -> Result<String> {
+pub(super) fn render(name: &str, ctx: serde_json::Value) -> Result<String> {
     env()
         .get_template(name)
         .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
@@ -283,4 +289,4 @@ pub fn registry_unit(site: &Site, node: &str, legacy_systemd: bool) -> Result<Fi
 
 #[cfg(test)]
 #[path = "render_tests.rs"]
-mod tests;
+pub(crate) mod tests;

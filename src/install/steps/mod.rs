@@ -1,7 +1,7 @@
 //! The installation steps, one file per step, in the order they run: [`preflight`], [`os_prepare`],
 //! [`distribute`], [`runtime`], [`registry`], [`apiserver_lb`], [`nginx`], [`kubelet`], [`kubeadm_init`],
 //! [`kubeadm_join`] (the Kubernetes steps share `install::kubeadm`), [`flannel`], [`ingress`] (`ingress-nginx`),
-//! [`redis`], [`housekeeping`]. Each implements
+//! [`nfs`], [`redis`], [`housekeeping`]. Each implements
 //! [`Step`]: it describes a node's desired state as actions built with the shared builders
 //! (`install::copies`, `software`, `services`) and the files rendered by `install::config`.
 
@@ -13,6 +13,7 @@ pub mod kubeadm_init;
 pub mod kubeadm_join;
 pub mod kubelet;
 pub mod housekeeping;
+pub mod nfs;
 pub mod nginx;
 pub mod os_prepare;
 pub mod preflight;
@@ -38,6 +39,7 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(kubeadm_join::KubeadmJoin),
         Box::new(flannel::Flannel),
         Box::new(ingress::IngressNginx),
+        Box::new(nfs::Nfs),
         Box::new(redis::Redis),
         Box::new(housekeeping::Housekeeping),
     ]

@@ -8,7 +8,10 @@
 //! - containerd's config: `SystemdCgroup`, the sandbox image from the site registry, and
 //!   `/etc/containerd/certs.d/<host>/hosts.toml` sending every upstream host of the bundle (and
 //!   registry.k8s.io, docker.io, ghcr.io, quay.io) to `http://<workers' VIP>:5000` only.
-//! - docker, when the node has it: `insecure-registries` lists the site registry.
+//! - docker, when the node has it: `insecure-registries` lists the site registry. With `runtime.docker: true`
+//!   docker is installed from the bundle's OS packages (`docker.io` on Debian, `docker-ce` / `docker` on the
+//!   RHEL family) and its daemon.json also gets the site registry in `registry-mirrors` (Docker Hub names by
+//!   their original name) and json-file logs with the inventory's `max-size` / `max-file`.
 
 use crate::install::config::{render, FileSpec, Site};
 use crate::install::{node_cmd, services, software, Action, Ctx, Step};
@@ -43,6 +46,7 @@ impl Step for Runtime {
         if !os_packages.is_empty() {
             v.push(software::packages(&os_packages));
         }
+        let docker = &ctx.inv.runtime;
         let mut components = Vec::new();
         for comp in Component::ALL {
             if let Some(a) = software::component(ctx, node, comp) {
@@ -69,11 +73,30 @@ impl Step for Runtime {
             }
         }
         v.push(services::service("containerd", &hashed, &[render::CONTAINERD_CONFIG], &["containerd", "--config", render::CONTAINERD_CONFIG, "config", "dump"], true));
-        v.push(Action::Command {
-            argv: node_cmd(&["docker-registry", &site.registry()]),
-            check: Some(node_cmd(&["docker-registry", &site.registry(), "--check"])),
-            why: "docker (only if the node has it) trusts the site registry (insecure-registries)".into(),
-        });
+        if docker.docker {
+            // after containerd: docker's packages must not replace the bundle's containerd unit or config
+            v.push(software::packages(&["docker.io|docker-ce|docker"]));
+            let max_file = docker.docker_log_max_file.to_string();
+            let args = ["docker-registry", &site.registry(), "--mirror", "--log-max-size", &docker.docker_log_max_size, "--log-max-file", &max_file];
+            let mut check = node_cmd(&args);
+            check.push("--check".into());
+            v.push(Action::Command {
+                argv: node_cmd(&args),
+                check: Some(check),
+                why: "docker pulls from the site registry (insecure-registries, registry-mirrors) and keeps json-file logs within runtime.docker_log_max_size/max_file".into(),
+            });
+            v.push(Action::Command {
+                argv: vec!["systemctl".into(), "enable".into(), "--now".into(), "docker".into()],
+                check: Some(vec!["systemctl".into(), "is-active".into(), "--quiet".into(), "docker".into()]),
+                why: "docker enabled and running".into(),
+            });
+        } else {
+            v.push(Action::Command {
+                argv: node_cmd(&["docker-registry", &site.registry()]),
+                check: Some(node_cmd(&["docker-registry", &site.registry(), "--check"])),
+                why: "docker (only if the node has it) trusts the site registry (insecure-registries)".into(),
+            });
+        }
         Ok(v)
     }
 }

@@ -35,12 +35,12 @@ impl Step for Preflight {
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let disks: Vec<String> = landings(ctx, node).iter().map(Landing::spec).collect();
+        let drbd = blocks(ctx, node).iter().map(|b| format!(", nfs.drbd_disk {b} a block device")).collect::<String>();
         Ok(vec![Action::Command {
-            argv: crate::install::facts::facts_cmd(&disks),
+            argv: facts_argv(ctx, node),
             check: None,
             why: format!(
-                "gather facts; checked here: ports {ports} free (or held by airgap's own service there), the address on an interface, modules br_netfilter+overlay, swap, clock, identity, free space for {} plus preflight.min_free_disk_mb",
+                "gather facts; checked here: ports {ports} free (or held by airgap's own service there), the address on an interface, modules br_netfilter+overlay, swap, clock, identity, free space for {} plus preflight.min_free_disk_mb{drbd}",
                 landings(ctx, node).iter().map(|l| format!("{} ({})", l.path, human_size(l.total()))).collect::<Vec<_>>().join(", ")
             ),
         }])
@@ -48,7 +48,7 @@ impl Step for Preflight {
     /// The node, the thresholds, the ports and what lands where: a new bundle (or airgap binary) checks again.
     fn inputs_hash(&self, ctx: &Ctx, node: &Node) -> Result<crate::digest::Digest> {
         let landing: Vec<(&str, u64)> = landings(ctx, node).iter().map(|l| (l.path, l.total())).collect();
-        let json = serde_json::to_vec(&("preflight", node, &ctx.inv.preflight, needed_ports(ctx, node), landing))?;
+        let json = serde_json::to_vec(&("preflight", node, &ctx.inv.preflight, needed_ports(ctx, node), landing, blocks(ctx, node)))?;
         Ok(crate::digest::Digest::of_bytes(&json))
     }
     /// Its inputs include the sizes of the bundle's files: `status`, which has no bundle, cannot compare them.
@@ -67,8 +67,8 @@ impl Step for Preflight {
             let hs: Vec<_> = pending
                 .iter()
                 .map(|(n, t)| {
-                    let disks: Vec<String> = landings(ctx, n).iter().map(Landing::spec).collect();
-                    (n.name.clone(), s.spawn(move || crate::install::facts::fetch(*t, &disks)))
+                    let argv = facts_argv(ctx, n);
+                    (n.name.clone(), s.spawn(move || crate::install::facts::fetch_with(*t, &argv)))
                 })
                 .collect();
             hs.into_iter()
@@ -111,6 +111,24 @@ impl Step for Preflight {
     fn apply(&self, _ctx: &Ctx, _n: &Node, _t: &dyn Transport, _p: &dyn Fn(&str)) -> Result<Vec<String>> {
         Ok(vec!["all checks passed".into()])
     }
+}
+
+/// The block devices preflight asks a node about: `nfs.drbd_disk` on master1 and master2 (with the NFS VIP).
+pub fn blocks(ctx: &Ctx, node: &Node) -> Vec<String> {
+    match (&ctx.inv.nfs.drbd_disk, ctx.inv.vips.nfs) {
+        (Some(d), Some(_)) if ctx.inv.masters().take(2).any(|m| m.name == node.name) => vec![d.clone()],
+        _ => vec![],
+    }
+}
+
+/// The `airgap node facts` command line of this node's preflight: its landing file systems and block devices.
+fn facts_argv(ctx: &Ctx, node: &Node) -> Vec<String> {
+    let disks: Vec<String> = landings(ctx, node).iter().map(Landing::spec).collect();
+    let mut argv = crate::install::facts::facts_cmd(&disks);
+    for b in blocks(ctx, node) {
+        argv.extend(["--block".to_string(), b]);
+    }
+    argv
 }
 
 struct Report<'a> {
@@ -335,6 +353,11 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
             );
         }
         disk::check(ctx, node, f, r);
+        for (path, kind) in &f.blocks {
+            if kind != crate::node::facts::BLOCK_DEVICE {
+                r.add(n, "disk", format!("nfs.drbd_disk {path} is {kind} here, not a block device: DRBD mirrors a disk or partition between master1 and master2"));
+            }
+        }
         if f.hostname != node.name {
             r.warn(n, format!("hostname is {:?}: os-prepare sets it to {n}", f.hostname));
         }

@@ -248,3 +248,23 @@ mod disk {
         assert_eq!(disk_problems("worker1", disks), Vec::<String>::new());
     }
 }
+
+#[test]
+fn a_drbd_disk_that_is_not_a_block_device_is_named_on_master1_and_master2() {
+    let text = fs_err::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/site.example.yaml")).unwrap();
+    let inv = Inventory::parse(&text.replace("  # drbd_disk: /dev/sdb ", "  drbd_disk: /dev/sdb   "), "site.yaml").unwrap();
+    let warn = |_: &str| {};
+    let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &Default::default(), warn: &warn };
+    // the facts of master1 and master2 are asked about the disk; the others are not
+    for (n, want) in [("master1", true), ("master2", true), ("master3", false), ("worker1", false)] {
+        let argv = facts_argv(&ctx, inv.node(n).unwrap());
+        assert_eq!(argv.windows(2).any(|w| w == ["--block", "/dev/sdb"]), want, "{n}: {argv:?}");
+    }
+    let mut facts = healthy(&inv);
+    facts.get_mut("master1").unwrap().0.blocks = vec![("/dev/sdb".into(), crate::node::facts::BLOCK_DEVICE.into())];
+    facts.get_mut("master2").unwrap().0.blocks = vec![("/dev/sdb".into(), "missing".into())];
+    assert_eq!(
+        problems(&inv, &facts),
+        [("master2".to_string(), "nfs.drbd_disk /dev/sdb is missing here, not a block device: DRBD mirrors a disk or partition between master1 and master2".to_string())]
+    );
+}
