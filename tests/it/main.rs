@@ -15,6 +15,7 @@ mod layout;
 mod manifest;
 mod packages;
 mod plan;
+mod push;
 mod registry;
 mod ssh;
 mod standins;
