@@ -251,3 +251,36 @@ fn a_push_killed_halfway_completes_on_rerun() {
     assert_eq!(raw_digest(&target, &format!("{}/test/big:1", target.addr)), want);
     check_same(&src, &target, "");
 }
+
+#[test]
+fn push_with_bearer_tokens_as_harbor_issues_them() {
+    let src = Source::new(None);
+    let tdir = tempfile::tempdir().unwrap();
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let token_addr = crate::token::token_server_for(tdir.path(), issued.clone(), Some((USER.into(), PASSWORD.into())));
+    let data = tdir.path().join("data");
+    let reg = crate::token::start_token_registry(&token_addr, &tdir.path().join("token.pem"), &data);
+    let to = format!("{}/project", reg.addr);
+    let push_to = |auth: &Path| {
+        let mut c = Command::new(airgap_bin());
+        c.arg("push").arg(&src.bundle).arg("--pubkey").arg(&src.env.pubkey).arg("--to").arg(&to).arg("--insecure-registry").arg("--authfile").arg(auth).arg("--json").arg("--work-dir").arg(src.env.tmp.path());
+        c.output().unwrap()
+    };
+    // a wrong password is refused by the token service: an error naming it, nothing stored
+    let e = failed(&push_to(&authfile(src.env.tmp.path(), &reg.addr, USER, "nope")));
+    assert!(e.contains("refused the credentials") && e.contains("token service"), "{e}");
+    assert!(!data.join("docker/registry/v2/blobs").exists(), "a refused push stored blobs");
+    let auth = authfile(src.env.tmp.path(), &reg.addr, USER, PASSWORD);
+    let r = report(&push_to(&auth));
+    assert_eq!(r["images"].as_array().unwrap().len(), 5, "{r}");
+    assert!(issued.load(std::sync::atomic::Ordering::SeqCst) >= 3, "one token per repository at least");
+    let r = report(&push_to(&auth));
+    assert_eq!((r["bytes_uploaded"].as_u64(), r["manifests_pushed"].as_u64()), (Some(0), Some(0)), "{r}");
+    // read back through the same token flow by skopeo
+    for reference in src.references() {
+        let mut c = Command::new("skopeo");
+        c.args(["inspect", "--raw", "--tls-verify=false", "--creds", &format!("{USER}:{PASSWORD}")]).arg(format!("docker://{}/project/{reference}", reg.addr));
+        let got = Digest::of_bytes(&run_ok(&mut c).stdout).to_string();
+        assert_eq!(got, raw_digest(&src.upstream, &format!("{}/{reference}", src.upstream.addr)), "{reference}");
+    }
+}
