@@ -35,6 +35,7 @@ pub mod journal;
 pub mod kit;
 pub mod plan_text;
 pub mod progress;
+pub mod secrets;
 pub mod services;
 pub mod software;
 pub mod ssh;

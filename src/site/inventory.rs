@@ -24,6 +24,9 @@ pub struct Inventory {
     pub nfs: Nfs,
     #[serde(default)]
     pub redis: Redis,
+    /// The site's own registry instead of the built-in one (see [`super::registry`]).
+    #[serde(default)]
+    pub registry: super::registry::RegistryConfig,
     #[serde(default)]
     pub preflight: Preflight,
 }

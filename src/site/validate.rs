@@ -207,6 +207,9 @@ impl Inventory {
                 ),
             );
         }
+        for (field, message) in self.registry.problems() {
+            v.push(&["registry", field], message);
+        }
         if self.ssh.port == 0 {
             v.push(&["ssh", "port"], "ssh.port must not be 0".to_string());
         }

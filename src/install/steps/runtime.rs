@@ -11,7 +11,8 @@
 //! - docker, when the node has it: `insecure-registries` lists the site registry.
 
 use crate::install::config::{render, FileSpec, Site};
-use crate::install::{node_cmd, services, software, Action, Ctx, Step};
+use crate::install::ssh::Transport;
+use crate::install::{actions, node_cmd, secrets, services, software, Action, Ctx, Step};
 use crate::node::components::Component;
 use crate::site::inventory::Node;
 use anyhow::Result;
@@ -69,12 +70,21 @@ impl Step for Runtime {
             }
         }
         v.push(services::service("containerd", &hashed, &[render::CONTAINERD_CONFIG], &["containerd", "--config", render::CONTAINERD_CONFIG, "config", "dump"], true));
-        v.push(Action::Command {
-            argv: node_cmd(&["docker-registry", &site.registry()]),
-            check: Some(node_cmd(&["docker-registry", &site.registry(), "--check"])),
-            why: "docker (only if the node has it) trusts the site registry (insecure-registries)".into(),
-        });
+        if site.external.is_none() {
+            v.push(Action::Command {
+                argv: node_cmd(&["docker-registry", &site.registry()]),
+                check: Some(node_cmd(&["docker-registry", &site.registry(), "--check"])),
+                why: "docker (only if the node has it) trusts the site registry (insecure-registries)".into(),
+            });
+        }
         Ok(v)
+    }
+    // the external registry's credentials: `<secret>` in the plan, the real value only in what is written
+    fn check(&self, ctx: &Ctx, node: &Node, t: &dyn Transport) -> Result<Vec<String>> {
+        actions::check_all(&secrets::fill(ctx, self.plan(ctx, node)?)?, t)
+    }
+    fn apply(&self, ctx: &Ctx, node: &Node, t: &dyn Transport, progress: &dyn Fn(&str)) -> Result<Vec<String>> {
+        actions::apply_all(&secrets::fill(ctx, self.plan(ctx, node)?)?, t, progress)
     }
 }
 
