@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 flags=()
 [ "$profile" = release ] && flags=(--release)
 cargo build -q "${flags[@]}" --bin airgap
-bin=$PWD/target/$profile/airgap
+bin=${CARGO_TARGET_DIR:-$PWD/target}/$profile/airgap
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/airgap-bench-push.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }

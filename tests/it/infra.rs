@@ -180,7 +180,7 @@ fn stand_in_apiserver(lab: &Lab, node: &str) -> crate::support::ChildGuard {
 
 /// containerd's static release (`bin/...` tar.gz), runc's bare binary, the CNI plugins' tgz (`./NAME`), built
 /// from this host's binaries; returns (file name, component).
-fn static_runtime_releases(dir: &Path) -> Vec<(String, &'static str)> {
+pub(crate) fn static_runtime_releases(dir: &Path) -> Vec<(String, &'static str)> {
     fs_err::create_dir_all(dir.join("containerd/bin")).unwrap();
     for b in ["containerd", "containerd-shim-runc-v2", "ctr"] {
         fs_err::copy(format!("/usr/bin/{b}"), dir.join("containerd/bin").join(b)).unwrap();
