@@ -74,10 +74,13 @@ fn images_present(ctx: &Ctx, refs: &[(String, crate::digest::Digest)]) -> Result
             }
         }
         if !missing.is_empty() {
-            return Err(crate::error::with_hint(
-                anyhow::anyhow!("the site registry lacks {} of the bundle's {} images: {}", missing.len(), refs.len(), missing.join("; ")),
-                format!("push the bundle there first: airgap push BUNDLE --pubkey PUB --to {}", cfg.external.as_deref().unwrap_or_default()),
-            ));
+            anyhow::bail!(
+                "the site registry lacks {} of the bundle's {} images: {} (push the bundle there first: airgap push BUNDLE --pubkey PUB --to {})",
+                missing.len(),
+                refs.len(),
+                missing.join("; "),
+                cfg.external.as_deref().unwrap_or_default()
+            );
         }
         Ok(())
     })
