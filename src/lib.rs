@@ -6,7 +6,8 @@
 //! - online side: [`build`] (manifest, downloads, lock file) over [`oci`] (THE image reference parser,
 //!   platforms, pulling) and [`transfer`] (retries, the download cache);
 //! - the bundle: [`bundle`] (format, writer, the one verifying reader, split, unpack) and [`sign`];
-//! - the site registry: [`registry`] (store, catalog, load, server);
+//! - the site registry: [`registry`] (store, catalog, load, server); [`push`] (a bundle's or store's images
+//!   into the site's own registry);
 //! - the site: [`site`] (the inventory and its validation), with [`yaml_lines`] (THE YAML line locator,
 //!   shared with the manifest);
 //! - Kubernetes: [`kube`] (typed mirrors of the kubeadm / kubelet / kube-proxy configuration APIs, the
@@ -31,6 +32,7 @@ pub mod kube;
 pub mod node;
 pub mod oci;
 pub mod output;
+pub mod push;
 pub mod registry;
 pub mod sign;
 pub mod site;

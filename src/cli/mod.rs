@@ -16,6 +16,7 @@ pub mod keygen;
 pub mod load;
 pub mod node;
 pub mod plan;
+pub mod push;
 pub mod serve;
 pub mod site_args;
 pub mod status;
@@ -58,6 +59,8 @@ pub enum Command {
     Unpack(unpack::Args),
     /// Verify a bundle and add its images to a registry store.
     Load(load::Args),
+    /// Push a bundle's (or a loaded store's) images, digests unchanged, into another registry (Harbor...).
+    Push(push::Args),
     /// Serve a registry store over the OCI distribution API (pull only).
     Serve(serve::Args),
     /// List what a registry store holds.
@@ -113,6 +116,7 @@ fn run(command: Command, out: &Output) -> anyhow::Result<()> {
         Command::Images(a) => images::run(a, out),
         Command::Gc(a) => gc::run(a, out),
         Command::Plan(a) => plan::run(a, out),
+        Command::Push(a) => push::run(a, out),
         Command::Install(a) => install::run(a, out),
         Command::Status(a) => status::run(a, out),
         Command::Hostkey(a) => hostkey::run(a, out),

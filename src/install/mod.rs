@@ -40,6 +40,7 @@ pub mod kubectl;
 pub mod plan_text;
 pub mod progress;
 pub mod secret;
+pub mod registry_credentials;
 pub mod secrets;
 pub mod services;
 pub mod software;

@@ -80,11 +80,14 @@ pub fn plan_text(ctx: &Ctx, steps: &[Box<dyn Step>]) -> Result<String> {
         steps.len(),
         if steps.len() == 1 { "" } else { "s" }
     );
-    let _ = writeln!(
-        s,
-        "# masters' VIP {}:16443, workers' VIP {}:5000",
-        inv.vips.masters, inv.vips.workers
-    );
+    match &inv.registry.external {
+        None => {
+            let _ = writeln!(s, "# masters' VIP {}:16443, workers' VIP {}:5000", inv.vips.masters, inv.vips.workers);
+        }
+        Some(ext) => {
+            let _ = writeln!(s, "# masters' VIP {}:16443, workers' VIP {}; images from the site's registry {ext} (no built-in registry)", inv.vips.masters, inv.vips.workers);
+        }
+    }
     let _ = writeln!(
         s,
         "# file contents are shown as the `airgap node write-file` command that writes them (reads stdin)"

@@ -27,6 +27,9 @@ pub struct Inventory {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub redis: Redis,
+    /// The site's own registry instead of the built-in one (see [`super::registry`]).
+    #[serde(default)]
+    pub registry: super::registry::RegistryConfig,
     #[serde(default)]
     pub housekeeping: Housekeeping,
     #[serde(default)]

@@ -6,4 +6,5 @@
 //! infrastructure templates need from it is `install::config::Site`.
 
 pub mod inventory;
+pub mod registry;
 pub mod validate;

@@ -217,6 +217,9 @@ impl Inventory {
             );
         }
         self.validate_services(v);
+        for (field, message) in self.registry.problems() {
+            v.push(&["registry", field], message);
+        }
         if self.ssh.port == 0 {
             v.push(&["ssh", "port"], "ssh.port must not be 0".to_string());
         }

@@ -24,6 +24,12 @@ fn b64url(b: &[u8]) -> String {
 
 /// Serve tokens for any `scope=repository:NAME:ACTIONS` (pull only) at `http://ADDR/token`.
 fn token_server(dir: &Path, issued: Arc<AtomicUsize>) -> String {
+    token_server_for(dir, issued, None)
+}
+
+/// [`token_server`]; with `user` (name, password), as Harbor's token service: a request without these basic
+/// credentials gets 401, and the token grants every action asked for (push too).
+pub fn token_server_for(dir: &Path, issued: Arc<AtomicUsize>, user: Option<(String, String)>) -> String {
     let key = dir.join("token.key");
     let cert = dir.join("token.pem");
     run_ok(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=airgap token issuer"]).arg("-keyout").arg(&key).arg("-out").arg(&cert));
@@ -39,10 +45,21 @@ fn token_server(dir: &Path, issued: Arc<AtomicUsize>) -> String {
             if reader.read_line(&mut line).is_err() {
                 continue;
             }
+            let mut authorization = String::new();
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
                     break;
+                }
+                if let Some(v) = h.strip_prefix("Authorization: ").or_else(|| h.strip_prefix("authorization: ")) {
+                    authorization = v.trim().to_string();
+                }
+            }
+            if let Some((u, p)) = &user {
+                let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
+                if authorization != want {
+                    let _ = write!(conn, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
                 }
             }
             let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
@@ -50,10 +67,11 @@ fn token_server(dir: &Path, issued: Arc<AtomicUsize>) -> String {
             let mut access = Vec::new();
             for kv in query.split('&') {
                 if let Some(scope) = kv.strip_prefix("scope=") {
-                    let scope = scope.replace("%3A", ":").replace("%2F", "/");
+                    let scope = scope.replace("%3A", ":").replace("%2F", "/").replace("%2C", ",");
                     let parts: Vec<&str> = scope.split(':').collect();
                     if parts.len() == 3 && parts[0] == "repository" {
-                        access.push(serde_json::json!({"type": "repository", "name": parts[1], "actions": ["pull"]}));
+                        let actions: Vec<&str> = if user.is_some() { parts[2].split(',').collect() } else { vec!["pull"] };
+                        access.push(serde_json::json!({"type": "repository", "name": parts[1], "actions": actions}));
                     }
                 }
             }
@@ -73,14 +91,14 @@ fn token_server(dir: &Path, issued: Arc<AtomicUsize>) -> String {
     addr
 }
 
-struct TokenRegistry {
-    addr: String,
+pub struct TokenRegistry {
+    pub addr: String,
     _child: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
 /// A docker-registry with `auth: token` serving the storage at `data`.
-fn start_token_registry(token_addr: &str, cert: &Path, data: &Path) -> TokenRegistry {
+pub fn start_token_registry(token_addr: &str, cert: &Path, data: &Path) -> TokenRegistry {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let cfg = format!(

@@ -93,17 +93,49 @@ pub struct Site {
     pub snapshotter: String,
     /// Where the installer binary lives on the nodes.
     pub airgap_bin: String,
+    /// The site's own registry (inventory `registry.external`), instead of the built-in one.
+    pub external: Option<ExternalRegistry>,
 }
 
+/// The site's own registry as the nodes use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalRegistry {
+    /// `HOST[:PORT]`
+    pub host: String,
+    /// Repository prefix (no slashes at the ends); empty for none.
+    pub prefix: String,
+    /// Its CA certificate (PEM), written to [`EXTERNAL_CA`] on every node.
+    pub ca_pem: Option<String>,
+    /// Pull credentials are configured (the Authorization header in hosts.toml, [`SECRET`] in the plan).
+    pub authenticated: bool,
+}
+
+/// Where the nodes keep the external registry's CA.
+pub const EXTERNAL_CA: &str = "/etc/containerd/airgap-registry-ca.crt";
+/// What the plan shows in place of a secret; the steps fill in the real value only when they write the file.
+pub const SECRET: &str = "<secret>";
+
 impl Site {
-    /// The site registry as containerd and docker address it.
+    /// The site registry as containerd and docker address it (the external one's `HOST[:PORT]`).
     pub fn registry(&self) -> String {
-        format!("{}:{}", self.workers_vip, REGISTRY_PORT)
+        match &self.external {
+            Some(e) => e.host.clone(),
+            None => format!("{}:{}", self.workers_vip, REGISTRY_PORT),
+        }
+    }
+
+    /// Where images are named: the registry and, for an external one, its prefix (kubeadm's
+    /// `imageRepository`).
+    pub fn image_repository(&self) -> String {
+        match &self.external {
+            Some(e) if !e.prefix.is_empty() => format!("{}/{}", e.host, e.prefix),
+            _ => self.registry(),
+        }
     }
 
     /// The sandbox image reference pulled from the site registry.
     pub fn sandbox_image(&self) -> String {
-        format!("{}/{}", self.registry(), self.pause_image.trim_start_matches('/'))
+        format!("{}/{}", self.image_repository(), self.pause_image.trim_start_matches('/'))
     }
 
     /// The kubeadm `controlPlaneEndpoint`.

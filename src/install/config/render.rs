@@ -33,6 +33,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("nginx-ingress.conf", include_str!("../../../templates/nginx-ingress.conf.j2")),
     ("containerd-config.toml", include_str!("../../../templates/containerd-config.toml.j2")),
     ("hosts.toml", include_str!("../../../templates/hosts.toml.j2")),
+    ("hosts-external.toml", include_str!("../../../templates/hosts-external.toml.j2")),
     ("containerd.service", include_str!("../../../templates/containerd.service.j2")),
     ("crictl.yaml", include_str!("../../../templates/crictl.yaml.j2")),
     ("airgap-registry.service", include_str!("../../../templates/airgap-registry.service.j2")),
@@ -260,6 +261,26 @@ pub fn runtime(site: &Site) -> Result<Vec<FileSpec>> {
     hosts.push(&registry);
     hosts.sort_unstable();
     hosts.dedup();
+    if let Some(ext) = &site.external {
+        // the site's own registry over HTTPS, at its prefix (`override_path`: containerd then asks for
+        // /v2/PREFIX/<name>/manifests/<ref>), with its CA and credentials (in the plan as <secret>)
+        let url = if ext.prefix.is_empty() { format!("https://{}", ext.host) } else { format!("https://{}/v2/{}", ext.host, ext.prefix) };
+        let ca = ext.ca_pem.as_ref().map(|_| super::EXTERNAL_CA);
+        if let Some(pem) = &ext.ca_pem {
+            files.push(FileSpec::new(super::EXTERNAL_CA, 0o644, pem.clone()));
+        }
+        let mode = if ext.authenticated { 0o600 } else { 0o644 };
+        for upstream in hosts {
+            // the registry's own name (the sandbox image, kubeadm's imageRepository) already holds the prefix
+            let (url, prefix) = if upstream == registry { (format!("https://{}", ext.host), "") } else { (url.clone(), ext.prefix.as_str()) };
+            let content = render(
+                "hosts-external.toml",
+                ctx! { header => HEADER, upstream => upstream, registry => registry, prefix => prefix, url => url, ca => ca, authenticated => ext.authenticated, secret => super::SECRET },
+            )?;
+            files.push(FileSpec::new(format!("{CERTS_DIR}/{upstream}/hosts.toml"), mode, content));
+        }
+        return Ok(files);
+    }
     for upstream in hosts {
         let content = render("hosts.toml", ctx! { header => HEADER, upstream => upstream, registry => registry })?;
         files.push(FileSpec::new(format!("{CERTS_DIR}/{upstream}/hosts.toml"), 0o644, content));

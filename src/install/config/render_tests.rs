@@ -24,6 +24,7 @@ pub(crate) fn example_site() -> Site {
         pause_image: "pause:3.9".into(),
         snapshotter: "overlayfs".into(),
         airgap_bin: BIN.into(),
+        external: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! bundle (the upstream hosts of its images, its sandbox image): what the templates in [`super::render`]
 //! are rendered from.
 
-use super::{Interface, Peer, Site};
+use super::{ExternalRegistry, Interface, Peer, Site};
 use crate::install::Ctx;
 use crate::oci::reference::ImageRef;
 use crate::site::inventory::Node;
@@ -26,6 +26,23 @@ fn pause_image(references: &[ImageRef]) -> Option<String> {
         let tag = r.tag.as_ref()?;
         (r.repository == "pause" || r.repository.ends_with("/pause")).then(|| format!("{}:{tag}", r.repository))
     })
+}
+
+/// The inventory's `registry.external`, its CA read here (the credentials are read only when written).
+fn external(ctx: &Ctx) -> Result<Option<ExternalRegistry>> {
+    let cfg = &ctx.inv.registry;
+    let Some(e) = cfg.external() else { return Ok(None) };
+    let ca_pem = match &cfg.ca_file {
+        Some(f) => {
+            let pem = fs_err::read_to_string(f).context("failed to read the inventory's registry.ca_file")?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("registry.ca_file {} holds no PEM certificate", f.display());
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    Ok(Some(ExternalRegistry { host: e.host, prefix: e.prefix, ca_pem, authenticated: cfg.username.is_some() }))
 }
 
 impl Site {
@@ -61,6 +78,7 @@ impl Site {
             pause_image: pause_image(&references).unwrap_or_else(|| "pause:3.10".into()),
             snapshotter: "overlayfs".into(),
             airgap_bin: crate::node::BIN.into(),
+            external: external(ctx)?,
         };
         site.validate()?;
         Ok(site)

@@ -18,7 +18,8 @@ impl Step for Registry {
         "the bundle's images served on :5000 by worker1/worker2, behind the workers' VIP (keepalived)"
     }
     fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
-        super::distribute::needs_bundle(ctx.inv, node)
+        // with the site's own registry (`registry.external`) there is no built-in one, nor its VIP
+        ctx.inv.registry.external.is_none() && super::distribute::needs_bundle(ctx.inv, node)
     }
     fn uses_bundle(&self) -> bool {
         true

@@ -14,7 +14,8 @@
 //!   their original name) and json-file logs with the inventory's `max-size` / `max-file`.
 
 use crate::install::config::{render, FileSpec, Site};
-use crate::install::{node_cmd, services, software, Action, Ctx, Step};
+use crate::install::ssh::Transport;
+use crate::install::{actions, node_cmd, registry_credentials, services, software, Action, Ctx, Step};
 use crate::node::components::Component;
 use crate::site::inventory::Node;
 use anyhow::Result;
@@ -90,7 +91,7 @@ impl Step for Runtime {
                 check: Some(vec!["systemctl".into(), "is-active".into(), "--quiet".into(), "docker".into()]),
                 why: "docker enabled and running".into(),
             });
-        } else {
+        } else if site.external.is_none() {
             v.push(Action::Command {
                 argv: node_cmd(&["docker-registry", &site.registry()]),
                 check: Some(node_cmd(&["docker-registry", &site.registry(), "--check"])),
@@ -98,6 +99,13 @@ impl Step for Runtime {
             });
         }
         Ok(v)
+    }
+    // the external registry's credentials: `<secret>` in the plan, the real value only in what is written
+    fn check(&self, ctx: &Ctx, node: &Node, t: &dyn Transport) -> Result<Vec<String>> {
+        actions::check_all(&registry_credentials::fill(ctx, self.plan(ctx, node)?)?, t)
+    }
+    fn apply(&self, ctx: &Ctx, node: &Node, t: &dyn Transport, progress: &dyn Fn(&str)) -> Result<Vec<String>> {
+        actions::apply_all(&registry_credentials::fill(ctx, self.plan(ctx, node)?)?, t, progress)
     }
 }
 

@@ -221,8 +221,9 @@ impl Lab {
     fn boot(n: usize) -> Lab {
         let pid = std::process::id();
         let id = format!("t{}", pid % 100_000);
-        // a /24 unused on this host, derived from the PID (lab.sh refuses one already in use)
-        let net = format!("10.{}.{}", 200 + (pid / 250) % 50, pid % 250);
+        // a /24 unused on this host, derived from the PID (lab.sh refuses one already in use); 10.200-239.x:
+        // never inside the default pod subnet 10.244.0.0/16 (the inventory would be refused)
+        let net = format!("10.{}.{}", 200 + (pid / 250) % 40, pid % 250);
         let dir = tempfile::Builder::new().prefix("airgap-lab-").tempdir_in("/var/tmp").unwrap().keep();
         let lab = Lab { id, net, dir: LabDir(dir), nodes: Vec::new() };
         // the reaper first: whatever happens from here on, the lab goes down when this process ends

@@ -57,7 +57,7 @@ impl Registry {
             d.join("data").display()
         );
         if self.mode != Mode::Plain {
-            let (cert, key, ca) = make_tls(d);
+            let (cert, key, ca) = make_tls(d, &host);
             cfg.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
             self.ca_cert = Some(ca);
         }
@@ -215,8 +215,8 @@ impl Registry {
     }
 }
 
-/// A CA and a server certificate for 127.0.0.1/localhost, made with the stock `openssl`.
-fn make_tls(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// A CA and a server certificate for 127.0.0.1/localhost (and `host`), made with the stock `openssl`.
+fn make_tls(d: &Path, host: &str) -> (PathBuf, PathBuf, PathBuf) {
     require_tool("openssl");
     let ca_key = d.join("ca.key");
     let ca = d.join("ca.pem");
@@ -226,7 +226,8 @@ fn make_tls(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ext = d.join("ext.cnf");
     run_ok(Command::new("openssl").args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=airgap test CA"]).arg("-keyout").arg(&ca_key).arg("-out").arg(&ca));
     run_ok(Command::new("openssl").args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1"]).arg("-keyout").arg(&key).arg("-out").arg(&csr));
-    fs_err::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+    let extra = if host != "127.0.0.1" { format!(",IP:{host}") } else { String::new() };
+    fs_err::write(&ext, format!("subjectAltName=IP:127.0.0.1,DNS:localhost{extra}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")).unwrap();
     run_ok(Command::new("openssl").args(["x509", "-req", "-days", "2"]).arg("-in").arg(&csr).arg("-CA").arg(&ca).arg("-CAkey").arg(&ca_key).arg("-CAcreateserial").arg("-extfile").arg(&ext).arg("-out").arg(&cert));
     (cert, key, ca)
 }

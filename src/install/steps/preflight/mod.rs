@@ -11,6 +11,7 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 mod disk;
+mod external;
 mod ports;
 pub use disk::{landings, Landing, AIRGAP_DIR};
 pub use ports::needed_ports;
@@ -18,8 +19,8 @@ pub use ports::needed_ports;
 pub struct Preflight;
 
 /// Check names, usable in the inventory's `preflight.ignore` to turn a check into a warning.
-pub const CHECKS: [&str; 12] = [
-    "root", "cpu", "memory", "os", "arch", "address", "ports", "modules", "time", "identity", "disk", "reach",
+pub const CHECKS: [&str; 13] = [
+    "root", "cpu", "memory", "os", "arch", "address", "ports", "modules", "time", "identity", "disk", "reach", external::CHECK,
 ];
 
 impl Step for Preflight {
@@ -86,6 +87,7 @@ impl Step for Preflight {
             }
         }
         evaluate(ctx, &facts, &mut report);
+        external::check(ctx, pending, &mut report);
         for w in &report.warnings {
             (ctx.warn)(w);
         }
