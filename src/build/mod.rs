@@ -1,12 +1,13 @@
 //! The ONLINE side, `airgap build` on a connected packaging machine: the bundle [`manifest`] (what a bundle
 //! holds), [`fetch`] (resolve every image and file, download what the cache lacks, assemble the bundle's
-//! content for `bundle::write`), [`files`] (plain URL downloads checked by sha256) and the [`lock`] file
+//! content for `bundle::write`), [`delta`] (a delta bundle against an earlier build's lock file), [`files`] (plain URL downloads checked by sha256) and the [`lock`] file
 //! that pins a rebuild.
 //!
 //! Imports: `oci` (references, platforms, pulling), `transfer` (retries, the download cache), `bundle`
 //! (the format it writes), `node` (the component names a manifest may give), `yaml_lines` and the base
 //! modules. Nothing but `cli` uses `build`.
 
+pub mod delta;
 pub mod fetch;
 pub mod files;
 pub mod lock;

@@ -165,6 +165,14 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let state_dir = args.site.state_dir(&inv);
     // the bundle's signed head verifies before anything else is done with it
     let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?;
+    let steps = super::site_args::steps_for_bundle(steps, kit.as_ref().map(|(k, _)| k))?;
+    if let Some(base) = kit.as_ref().and_then(|(k, _)| k.root().base.as_ref()) {
+        out.info(format!(
+            "the bundle is a delta of {}: only {} run (the registry workers' store must hold the base)",
+            base.describe(),
+            super::site_args::DELTA_STEPS.join(" and ")
+        ));
+    }
     let wants_bundle =
         steps.iter().any(|s| s.name() == "distribute") && inv.nodes.iter().any(|n| distribute::needs_bundle(&inv, n));
     let bundle = match (&args.site.bundle, wants_bundle) {

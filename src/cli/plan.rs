@@ -29,6 +29,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     // is shown before its signed head verified
     let state_dir = args.site.state_dir(&inv);
     let kit = super::site_args::open_kit(&args.site, &args.steps, &state_dir)?.map(|(k, _)| k);
+    let steps = super::site_args::steps_for_bundle(steps, kit.as_ref())?;
     let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;

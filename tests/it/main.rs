@@ -5,6 +5,7 @@ mod support;
 mod build;
 mod bundle;
 mod defaults;
+mod delta;
 mod fault;
 mod harness;
 mod hostile;
