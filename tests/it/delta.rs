@@ -183,6 +183,8 @@ fn a_delta_carries_only_what_changed_and_loads_only_onto_its_base() {
     let v = airgap(&["verify", s(&delta), "--pubkey", s(&other.public)]);
     assert!(!v.status.success(), "{}", text(&v));
 
+    plan_of_a_delta(&site, &delta, &base_root);
+
     // into no store / a store of another bundle / with the wrong key: refused, naming the base, nothing changed
     let load = |store: &Path, key: &str| airgap(&["load", s(&delta), "--store", s(store), "--pubkey", key]);
     let none = site.p("store-none");
@@ -230,4 +232,20 @@ fn a_base_lock_without_its_bundle_record_is_refused() {
     let err = failed(&site.build(&m, "out", "cache", &["--base", s(&lock)]));
     assert!(err.contains("does not record the bundle its build wrote"), "{err}");
     assert!(!site.p("out").exists());
+}
+
+/// `plan --bundle DELTA`: only distribute and registry, and the registry step says it loads a delta onto its base.
+fn plan_of_a_delta(site: &Site, delta: &Path, base_root: &Digest) {
+    let inv = crate::support::repo().join("manifests/site.example.yaml");
+    let state = site.p("state");
+    let o = airgap(&["plan", "--inventory", s(&inv), "--bundle", s(delta), "--pubkey", s(&site.pubkey), "--state-dir", s(&state)]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let steps: Vec<&str> = t.lines().filter(|l| l.starts_with("## ")).map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(steps, ["## 1. distribute", "## 2. registry"], "{t}");
+    let why = format!("the store must hold its base site 1.0.0 (root document sha256:{})", base_root.hex());
+    assert!(t.contains("load the delta bundle's images into the registry store") && t.contains(&why), "{t}");
+    // a delta cannot run the other steps
+    let o = airgap(&["plan", "--only", "runtime", "--inventory", s(&inv), "--bundle", s(delta), "--pubkey", s(&site.pubkey), "--state-dir", s(&state)]);
+    assert!(!o.status.success() && text(&o).contains("it only updates the registry"), "{}", text(&o));
 }
