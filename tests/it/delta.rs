@@ -205,6 +205,11 @@ fn a_delta_carries_only_what_changed_and_loads_only_onto_its_base() {
     assert!(!e.status.success(), "{}", text(&e));
     assert_eq!(tree(&store), before, "a delta with the wrong key changed the store");
 
+    // the registry step's check on a node (`airgap node registry-loaded`): the base's store lacks the delta
+    let loaded = |store: &Path| airgap(&["node", "registry-loaded", "--store", s(store), "--bundle", s(&delta), "--pubkey", pk]);
+    let c = loaded(&store);
+    assert!(!c.status.success() && text(&c).contains("does not hold bundle site-1.1.0"), "{}", text(&c));
+
     // onto its base: every image of the new release is served with upstream's bytes
     let l = load(&store, pk);
     assert!(l.status.success() && text(&l).contains("loaded site 1.1.0 (delta of site 1.0.0)"), "{}", text(&l));
@@ -217,9 +222,25 @@ fn a_delta_carries_only_what_changed_and_loads_only_onto_its_base() {
         assert_eq!(Digest::of_bytes(&upstream), img.digest, "{path}: upstream moved");
     }
     assert_ne!(tool1.digest, tool2.digest);
+    assert!(loaded(&store).status.success(), "{}", text(&loaded(&store)));
     // loading it again changes nothing
     let again = load(&store, pk);
     assert!(again.status.success() && text(&again).contains("nothing changed"), "{}", text(&again));
+
+    // a store filled by an airgap that did not record root documents: told to load the base again, which
+    // records it; then the delta loads
+    let old_store = site.p("store-old");
+    assert!(airgap(&["load", s(&full1), "--store", s(&old_store), "--pubkey", pk]).status.success());
+    let catalog_path = old_store.join("catalog.json");
+    let mut catalog: serde_json::Value = serde_json::from_slice(&fs_err::read(&catalog_path).unwrap()).unwrap();
+    catalog["bundles"][0].as_object_mut().unwrap().remove("root_sha256").unwrap();
+    fs_err::write(&catalog_path, serde_json::to_vec_pretty(&catalog).unwrap()).unwrap();
+    let e = load(&old_store, pk);
+    assert!(!e.status.success() && text(&e).contains("load that bundle again"), "{}", text(&e));
+    let again = airgap(&["load", s(&full1), "--store", s(&old_store), "--pubkey", pk]);
+    assert!(again.status.success() && text(&again).contains("nothing changed"), "{}", text(&again));
+    let l = load(&old_store, pk);
+    assert!(l.status.success(), "{}", text(&l));
 }
 
 #[test]
