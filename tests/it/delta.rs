@@ -270,3 +270,63 @@ fn plan_of_a_delta(site: &Site, delta: &Path, base_root: &Digest) {
     let o = airgap(&["plan", "--only", "runtime", "--inventory", s(&inv), "--bundle", s(delta), "--pubkey", s(&site.pubkey), "--state-dir", s(&state)]);
     assert!(!o.status.success() && text(&o).contains("it only updates the registry"), "{}", text(&o));
 }
+
+/// `install --bundle DELTA` on a lab site whose registry workers were installed from the base: only distribute
+/// and registry run, and the workers' registry then serves the moved image with its new digest.
+#[test]
+fn install_with_a_delta_brings_the_lab_registry_up_to_date() {
+    let _slot = crate::support::lab_slot();
+    let Some(lab) = crate::support::lab::Lab::up(5) else { return };
+    delta_install_on(&lab);
+    lab.down();
+}
+
+fn delta_install_on(lab: &crate::support::lab::Lab) {
+    let site = Site::new();
+    let rootfs = Path::new("/var/cache/airgap-lab/rootfs-bookworm");
+    let closure = run_ok(Command::new("bash").arg(crate::support::repo().join("scripts/deb-closure.sh")).arg("--rootfs").arg(rootfs).arg("keepalived"));
+    let manifest = |version: &str| {
+        let p = site.p(&format!("lab-{version}.yaml"));
+        let text = format!("name: lab\nversion: {version}\nimages:\n  - {}/airgap/app:v1\n{}", site.reg.addr, String::from_utf8_lossy(&closure.stdout));
+        fs_err::write(&p, text).unwrap();
+        p
+    };
+    site.image("l-a1", "airgap/app:v1", &ImageSpec::single(51));
+    ok(&site.build(&manifest("1.0.0"), "lab1", "cache", &[]));
+    let app2 = site.image("l-a2", "airgap/app:v1", &ImageSpec::single(52));
+    ok(&site.build(&manifest("1.0.1"), "lab2", "cache", &["--base", s(&site.p("lab1/lab-1.0.0.lock.json"))]));
+
+    let inv = site.p("site.yaml");
+    lab.inventory(&inv, "");
+    let text_inv = fs_err::read_to_string(&inv).unwrap().replace("    role: worker\n", "    role: worker\n    interface: eth0\n").replace("    role: master\n", "    role: master\n    interface: eth0\n");
+    fs_err::write(&inv, text_inv).unwrap();
+    let install = |bundle: &str, extra: &[&str]| {
+        let mut c = Command::new(airgap_bin());
+        c.args(["install", "--inventory", s(&inv), "--bundle", s(&site.p(bundle)), "--pubkey", s(&site.pubkey)])
+            .args(["--state-dir", s(&site.p("state")), "--log-dir", s(&site.p("logs"))])
+            .args(extra)
+            .env("NO_COLOR", "1");
+        c.output().unwrap()
+    };
+    let o = install("lab1/lab-1.0.0.tar.zst", &["--only", "preflight,os-prepare,distribute,registry"]);
+    assert!(o.status.success(), "base install: {}", text(&o));
+    let o = install("lab2/lab-1.0.1.tar.zst", &[]);
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("the bundle is a delta of lab 1.0.0"), "delta install: {t}");
+    for w in ["worker1", "worker2"] {
+        let addr = format!("{}:5000", lab.address(w));
+        let raw = run_ok(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false"]).arg(format!("docker://{addr}/airgap/app:v1"))).stdout;
+        assert_eq!(Digest::of_bytes(&raw), app2.digest, "{w} serves another airgap/app:v1");
+    }
+
+    // a registry worker whose store lacks the base: the registry step fails there, naming the base it needs
+    lab.exec("worker2", "systemctl stop airgap-registry && rm -rf /var/lib/airgap/registry");
+    let o = install("lab2/lab-1.0.1.tar.zst", &[]);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("worker2: registry:") && t.contains("to hold its base lab 1.0.0"), "{t}");
+    // and the site converges again: base, then delta
+    let o = install("lab1/lab-1.0.0.tar.zst", &["--only", "registry"]);
+    assert!(o.status.success(), "base again: {}", text(&o));
+    let o = install("lab2/lab-1.0.1.tar.zst", &[]);
+    assert!(o.status.success(), "delta again: {}", text(&o));
+}
