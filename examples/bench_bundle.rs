@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             schema: SCHEMA.into(),
             name: "bench".into(),
             version: "1.0.0".into(),
+            base: None,
             platforms: vec!["linux/amd64".into()],
             kubernetes: None,
             images: vec![ImageEntry {

@@ -27,6 +27,8 @@ pub struct FetchOptions {
     pub jobs: usize,
     pub retry: RetryPolicy,
     pub lock: Option<Lock>,
+    /// Blobs not to download: a delta's base holds them (they are left out of the bundle).
+    pub skip_blobs: std::collections::BTreeSet<Digest>,
 }
 
 pub struct Fetched {
@@ -108,6 +110,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
     for p in &m.packages {
         file_jobs.entry(p.sha256.clone()).or_insert_with(|| p.url.clone());
     }
+    blob_jobs.retain(|d, _| !opts.skip_blobs.contains(d));
     let mut cached = 0u64;
     let mut to_fetch = 0u64;
     blob_jobs.retain(|d, (size, _)| match cache.has(d, Some(*size)) {
@@ -201,6 +204,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         schema: SCHEMA.to_string(),
         name: m.name.clone(),
         version: m.version.clone(),
+        base: None,
         platforms: m.platforms.iter().map(|p| p.to_string()).collect(),
         kubernetes: m.kubernetes.as_ref().map(|k| KubernetesEntry { version: k.version.to_string() }),
         images,
@@ -222,6 +226,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
             .map(|(f, d)| (f.url.clone(), d.hex().to_string()))
             .chain(m.packages.iter().map(|p| (p.url.clone(), p.sha256.hex().to_string())))
             .collect(),
+        bundle: None,
     };
     Ok(Fetched { content: BundleContent { root, index_json, blobs: blob_sources, files: file_sources }, lock, downloaded, cached })
 }

@@ -8,9 +8,13 @@
 //!   "name": "k8s-ha",
 //!   "version": "1.31.4-1",
 //!   "images": { "registry.k8s.io/pause:3.10": "sha256:..." },
-//!   "files": { "https://dl.k8s.io/release/v1.31.4/bin/linux/amd64/kubeadm": "<64 hex>" }
+//!   "files": { "https://dl.k8s.io/release/v1.31.4/bin/linux/amd64/kubeadm": "<64 hex>" },
+//!   "bundle": { "root_sha256": "<64 hex>", "blobs": ["sha256:..."], "files": { "bin/linux/amd64/kubeadm": "<64 hex>" } }
 //! }
 //! ```
+//!
+//! `bundle` describes the bundle the build wrote (the sha256 of its root document, every blob and file of the
+//! release): `airgap build --base THIS.lock.json` writes a delta bundle holding only what it lacks.
 
 use crate::digest::Digest;
 use anyhow::{bail, Context, Result};
@@ -29,6 +33,21 @@ pub struct Lock {
     /// Image reference as written in the manifest → digest of its top-level manifest or index.
     pub images: BTreeMap<String, Digest>,
     /// File or package URL → sha256 (hex).
+    pub files: BTreeMap<String, String>,
+    /// What the bundle this build wrote holds, for `airgap build --base THIS.lock.json` (a delta bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<LockedBundle>,
+}
+
+/// The bundle a build wrote: its identity and everything a store that loaded it (and its bases) holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedBundle {
+    /// sha256 (hex) of its root document (`airgap.json`), the identity a delta's root document names.
+    pub root_sha256: String,
+    /// Every blob of the release (manifests, indexes, configs, layers), those of its bases included.
+    pub blobs: Vec<Digest>,
+    /// Every file and package of the release, by path under `files/` → sha256 (hex).
     pub files: BTreeMap<String, String>,
 }
 

@@ -1,6 +1,6 @@
 //! The ONLINE side, `airgap build` on a connected packaging machine: the bundle [`manifest`] (what a bundle
 //! holds), [`fetch`] (resolve every image and file, download what the cache lacks, assemble the bundle's
-//! content for `bundle::write`), [`files`] (plain URL downloads checked by sha256) and the [`lock`] file
+//! content for `bundle::write`), [`delta`] (a delta bundle against an earlier build's lock file), [`files`] (plain URL downloads checked by sha256) and the [`lock`] file
 //! that pins a rebuild, [`mirror`] (package urls relative to a distribution mirror chosen at build time), and
 //! the [`closure`] check (every image the bundle's Kubernetes needs is in it).
 //!
@@ -9,6 +9,7 @@
 //! modules. Nothing but `cli` uses `build`.
 
 pub mod closure;
+pub mod delta;
 pub mod fetch;
 pub mod files;
 pub mod lock;

@@ -31,6 +31,11 @@ pub struct RootDoc {
     pub schema: String,
     pub name: String,
     pub version: String,
+    /// Set in a delta bundle: the bundle it extends. A delta carries only the blobs and files its base lacks;
+    /// `images` still lists every image of the new release (a loader checks it has them all), while `files` and
+    /// `packages` list only those it carries (new or changed since the base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
     /// Platforms requested in the manifest, e.g. `linux/amd64`.
     pub platforms: Vec<String>,
     /// The Kubernetes release the bundle is for (the manifest's `kubernetes:` section); absent in bundles
@@ -48,6 +53,24 @@ pub struct RootDoc {
     /// a reader rejects an entry whose tar header declares another size before reading any of its bytes.
     #[serde(default)]
     pub sizes: std::collections::BTreeMap<String, u64>,
+}
+
+/// The base of a delta bundle: its name, version and the sha256 of its root document (`airgap.json`), which
+/// identifies it (a store records the root documents it loaded).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BaseRef {
+    pub name: String,
+    pub version: String,
+    /// sha256 (hex) of the base bundle's root document.
+    pub root_sha256: String,
+}
+
+impl BaseRef {
+    /// `name version (root document sha256:...)`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} {} (root document sha256:{})", self.name, self.version, self.root_sha256)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -162,6 +185,16 @@ pub fn validate(root: &RootDoc) -> Vec<String> {
     for (what, v) in [("name", &root.name), ("version", &root.version)] {
         if !is_name(v, 128) {
             bad(what.into(), "must be 1-128 characters of A-Z a-z 0-9 . _ + - (not starting with . or -)", v);
+        }
+    }
+    if let Some(b) = &root.base {
+        for (what, v) in [("base.name", &b.name), ("base.version", &b.version)] {
+            if !is_name(v, 128) {
+                bad(what.into(), "must be 1-128 characters of A-Z a-z 0-9 . _ + - (not starting with . or -)", v);
+            }
+        }
+        if !is_hex64(&b.root_sha256) {
+            bad("base.root_sha256".into(), "is not 64 lower-case hex digits", &b.root_sha256);
         }
     }
     for (i, pl) in root.platforms.iter().enumerate() {
@@ -309,6 +342,7 @@ mod tests {
             schema: SCHEMA.into(),
             name: "k8s-ha".into(),
             version: "1.35.1-1".into(),
+            base: None,
             platforms: vec!["linux/amd64".into()],
             kubernetes: Some(KubernetesEntry { version: "v1.36.3".into() }),
             images: vec![ImageEntry {
@@ -376,6 +410,8 @@ mod tests {
             ("packages[0].sha256", Box::new(|r| r.packages[0].sha256 = "zz".into())),
             ("sha256sums", Box::new(|r| r.sha256sums = "/".into())),
             ("sizes", Box::new(|r| r.sizes = [("../x".to_string(), 1)].into())),
+            ("base.name", Box::new(|r| r.base = Some(BaseRef { name: "../x".into(), version: "1".into(), root_sha256: "d".repeat(64) }))),
+            ("base.root_sha256", Box::new(|r| r.base = Some(BaseRef { name: "x".into(), version: "1".into(), root_sha256: "/".into() }))),
         ];
         for (field, f) in cases {
             let mut r = good();

@@ -1,7 +1,7 @@
 //! What a bundle holds, from its signed head: the root document is shown only once its own signature verified
 //! with the trusted key (the entries themselves are not read: `verify` does that).
 
-use crate::bundle::format::{FileEntry, ImageEntry, PackageEntry};
+use crate::bundle::format::{BaseRef, FileEntry, ImageEntry, PackageEntry};
 use crate::bundle::read::{self, BundleSource};
 use crate::bundle::source::file_name;
 use anyhow::Result;
@@ -19,6 +19,9 @@ pub struct Summary {
     pub entries_verified: bool,
     pub name: String,
     pub version: String,
+    /// Set for a delta bundle: the bundle it extends (a store must hold it before the delta is loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_of: Option<BaseRef>,
     pub platforms: Vec<String>,
     /// The Kubernetes release the bundle is for, when it says (`v1.36.3`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +85,7 @@ pub fn summarize(source: &BundleSource, pk: &minisign::PublicKey) -> Result<Summ
         entries_verified: false,
         name: root.name,
         version: root.version,
+        delta_of: root.base,
         platforms: root.platforms,
         kubernetes: root.kubernetes.map(|k| k.version),
         images: root.images,
@@ -104,6 +108,10 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(o, "bundle:    {} (signed root document verified; entries not read: `airgap verify` checks them)", s.bundle);
     let _ = writeln!(o, "name:      {}", s.name);
     let _ = writeln!(o, "version:   {}", s.version);
+    if let Some(b) = &s.delta_of {
+        let _ = writeln!(o, "delta of:  {}", b.describe());
+        let _ = writeln!(o, "           a delta bundle: it carries only the blobs and files its base lacks; load it into a store holding the base");
+    }
     let _ = writeln!(o, "platforms: {}", s.platforms.join(", "));
     if let Some(k) = &s.kubernetes {
         let _ = writeln!(o, "kubernetes: {k}");
@@ -128,7 +136,8 @@ pub fn render(s: &Summary) -> String {
     for i in &s.images {
         let _ = writeln!(o, "  {}\n    {}  {}  [{}]", i.reference, i.digest, human_bytes(i.size), i.platforms.join(", "));
     }
-    let _ = writeln!(o, "\nfiles ({}, {}):", s.totals.files, human_bytes(s.totals.file_bytes));
+    let carried = if s.delta_of.is_some() { ", those new or changed since the base" } else { "" };
+    let _ = writeln!(o, "\nfiles ({}, {}{carried}):", s.totals.files, human_bytes(s.totals.file_bytes));
     for f in &s.files {
         let role = f.manifest.map(|r| format!("  (manifest: {r})")).unwrap_or_default();
         let _ = writeln!(o, "  {:<40} {:>10}  {:o}  sha256:{}{role}", f.path, human_bytes(f.size), f.mode, f.sha256);

@@ -76,6 +76,8 @@ pub struct Written {
     /// Size and sha256 of the whole archive.
     pub size: u64,
     pub sha256: Digest,
+    /// sha256 of the root document (`airgap.json`): the bundle's identity, the base a delta names.
+    pub root_sha256: Digest,
 }
 
 impl Default for WriteOptions {
@@ -129,6 +131,7 @@ enum Item<'a> {
 struct Plan<'a> {
     items: Vec<Item<'a>>,
     total_bytes: u64,
+    root_sha256: Digest,
 }
 
 impl<'a> Plan<'a> {
@@ -191,7 +194,8 @@ impl<'a> Plan<'a> {
                 bail!("the root document's entry for package {} disagrees with its content", pe.path);
             }
         }
-        for ie in &root.images {
+        // a delta lists every image of its release, but the manifests its base holds are not in it
+        for ie in root.images.iter().filter(|_| root.base.is_none()) {
             if !blobs.contains_key(&format!("{IMAGES_DIR}/{}", ie.digest.blob_path())) {
                 bail!("image {} ({}) has no blob in the bundle content", ie.reference, ie.digest);
             }
@@ -213,6 +217,7 @@ impl<'a> Plan<'a> {
         let root_sig = sign::sign_prehashed(sk, &prehash_of(&root_json), &root_trusted_comment(&root))
             .context("failed to sign the root document")?;
 
+        let root_sha256 = Digest::of_bytes(&root_json);
         let mut items = vec![
             Item::Bytes { path: ROOT_DOC.to_string(), data: root_json },
             Item::Bytes { path: ROOT_SIG.to_string(), data: root_sig.into_bytes() },
@@ -230,7 +235,7 @@ impl<'a> Plan<'a> {
                 Item::File(f) => f.size,
             })
             .sum();
-        Ok(Plan { items, total_bytes })
+        Ok(Plan { items, total_bytes, root_sha256 })
     }
 }
 
@@ -326,7 +331,7 @@ pub fn write_bundle_with_progress(
     }
     crate::fsutil::rename_durable(&staged_sig, &signature)?;
     bar.finish_and_clear();
-    Ok(Written { archive, signature, parts: final_parts, size, sha256 })
+    Ok(Written { archive, signature, parts: final_parts, size, sha256, root_sha256: plan.root_sha256 })
 }
 
 fn prehash_of(data: &[u8]) -> [u8; sign::PREHASH_BYTES] {

@@ -39,6 +39,10 @@ pub struct Args {
     /// Pin images to the digests in this lock file (written beside the bundle by an earlier build).
     #[arg(long)]
     pub lock: Option<PathBuf>,
+    /// Build a delta bundle against the bundle this lock file (written beside it by its build) describes:
+    /// only the blobs and files it lacks are carried; loading needs a store that holds that bundle.
+    #[arg(long, value_name = "PREVIOUS.lock.json")]
+    pub base: Option<PathBuf>,
     /// Content-addressed download cache.
     #[arg(long, env = "AIRGAP_CACHE", default_value = "~/.cache/airgap")]
     pub cache_dir: String,
@@ -83,6 +87,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             out.warn(format!("the lock file is for bundle {:?}, the manifest names {:?}", l.name, manifest.name));
         }
     }
+    let base = args.base.as_deref().map(crate::build::delta::Base::load).transpose().context("failed to read --base")?;
     let authfile = expand_tilde(&args.authfile);
     let credentials = Credentials::load(&authfile, args.authfile != DEFAULT_AUTHFILE)
         .hint("pass --authfile FILE with a docker-style config.json (auths.<host>.auth = base64 user:password)")?;
@@ -98,18 +103,26 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         jobs: args.jobs,
         retry: RetryPolicy { attempts: args.retries, ..RetryPolicy::default() },
         lock,
+        skip_blobs: base.as_ref().map(|b| b.blobs().clone()).unwrap_or_default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.jobs.clamp(2, 16)).enable_all().build().context("failed to start the async runtime")?;
     let start = std::time::Instant::now();
-    let fetched = rt.block_on(fetch(&manifest, &opts, out))?;
+    let mut fetched = rt.block_on(fetch(&manifest, &opts, out))?;
     drop(rt);
     let fetch_time = start.elapsed();
+    let mut record = crate::build::delta::release_record(&fetched.content, base.as_ref());
+    let dropped = match &base {
+        Some(b) => Some(crate::build::delta::make_delta(&mut fetched.content, b)?),
+        None => None,
+    };
 
     let wopts = WriteOptions { out_dir: args.out.clone(), split_size, ..WriteOptions::default() };
     let bar = out.bar(0, "{spinner} writing [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}");
     let written = write_bundle_with_progress(&fetched.content, &sk, &wopts, &bar).context("failed to write the bundle")?;
     bar.finish_and_clear();
 
+    record.root_sha256 = written.root_sha256.hex().to_string();
+    fetched.lock.bundle = Some(record);
     let lock_path = args.out.join(format!("{}-{}.lock.json", manifest.name, manifest.version));
     crate::fsutil::atomic_write(&lock_path, &fetched.lock.to_bytes(), crate::fsutil::Mode::Set(0o644)).context("failed to write the lock file")?;
 
@@ -144,6 +157,19 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             fetch_time.as_secs_f64(),
             human(fetched.cached),
         );
+        if let (Some(b), Some(d)) = (&base, &dropped) {
+            println!(
+                "delta of {} {}: left out {} blobs ({}) and {} files ({}) the base holds; carries {} blobs and {} files",
+                b.name,
+                b.version,
+                d.blobs,
+                human(d.blob_bytes),
+                d.files,
+                human(d.file_bytes),
+                fetched.content.blobs.len(),
+                fetched.content.files.len(),
+            );
+        }
     }
     Ok(())
 }

@@ -168,6 +168,14 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     if let Some((kit, _)) = &kit {
         kit.check_kubernetes_version(&inv.cluster.kubernetes_version)?;
     }
+    let steps = super::site_args::steps_for_bundle(steps, kit.as_ref().map(|(k, _)| k))?;
+    if let Some(base) = kit.as_ref().and_then(|(k, _)| k.root().base.as_ref()) {
+        out.info(format!(
+            "the bundle is a delta of {}: only {} run (the registry workers' store must hold the base)",
+            base.describe(),
+            super::site_args::DELTA_STEPS.join(" and ")
+        ));
+    }
     let wants_bundle =
         steps.iter().any(|s| s.name() == "distribute") && inv.nodes.iter().any(|n| distribute::needs_bundle(&inv, n));
     let bundle = match (&args.site.bundle, wants_bundle) {

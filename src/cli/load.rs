@@ -23,9 +23,20 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let source = BundleSource::open(&args.bundle)?;
     let failed = || format!("failed to load {} into {}", source.name(), args.store.display());
     // the signed head verifies before anything is created
-    crate::bundle::read::read_head(&source, &pk)
+    let head = crate::bundle::read::read_head(&source, &pk)
         .with_context(failed)
         .hint("nothing was added: the store is exactly as it was before this load")?;
+    if let Some(base) = &head.root().base {
+        // a delta into a store without its base fails before anything is created or locked (checked again
+        // under the store's lock before anything is staged)
+        let catalog = match args.store.join(crate::registry::store::CATALOG_FILE).exists() {
+            true => Store::open(&args.store)?.catalog()?,
+            false => Default::default(),
+        };
+        crate::registry::delta::check_base(&catalog, base, &args.store)
+            .with_context(failed)
+            .hint("nothing was added: the store is exactly as it was before this load")?;
+    }
     let created = args.store.symlink_metadata().is_err();
     let store = Store::create(&args.store)?;
     let bar = out.bar(0, "{spinner} verifying and loading {bytes}/{total_bytes} {wide_bar} {eta}");
@@ -62,8 +73,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let delta = v.root.base.as_ref().map(|b| format!(" (delta of {} {})", b.name, b.version)).unwrap_or_default();
     println!(
-        "loaded {} {} (signed by key {}) into {}: {} images ({} added, {} moved, {} unchanged)",
+        "loaded {} {}{delta} (signed by key {}) into {}: {} images ({} added, {} moved, {} unchanged)",
         v.name,
         v.version,
         v.key_id,

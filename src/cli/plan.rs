@@ -32,6 +32,7 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
     if let Some(kit) = &kit {
         kit.check_kubernetes_version(&inv.cluster.kubernetes_version)?;
     }
+    let steps = super::site_args::steps_for_bundle(steps, kit.as_ref())?;
     let bundle = args.site.bundle.as_deref().map(distribute::hash_bundle).transpose()?;
     let binary = LocalFile::hash(std::env::current_exe()?)?;
     let pubkey = args.steps.pubkey.clone().map(LocalFile::hash).transpose()?;

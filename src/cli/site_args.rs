@@ -76,6 +76,26 @@ impl StepArgs {
     }
 }
 
+/// With a delta bundle, only the steps that bring the registry up to date run (distribute copies the delta to
+/// the registry workers, registry loads it into their store, which must hold its base): the site was
+/// installed from the base, and a delta carries only what the base lacks.
+pub fn steps_for_bundle(steps: Vec<Box<dyn Step>>, kit: Option<&Kit>) -> Result<Vec<Box<dyn Step>>> {
+    let Some(base) = kit.and_then(|k| k.root().base.as_ref()) else { return Ok(steps) };
+    let kept: Vec<Box<dyn Step>> = steps.into_iter().filter(|s| DELTA_STEPS.contains(&s.name())).collect();
+    if kept.is_empty() {
+        return Err(anyhow::anyhow!(
+            "the bundle is a delta of {}: it only updates the registry (steps {}), and the steps selected leave both out",
+            base.describe(),
+            DELTA_STEPS.join(", ")
+        ))
+        .hint("drop --only/--from, or pass --only distribute,registry; the other steps need the full bundle");
+    }
+    Ok(kept)
+}
+
+/// The steps a delta bundle runs.
+pub const DELTA_STEPS: [&str; 2] = ["distribute", "registry"];
+
 /// Where the log goes: install.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {

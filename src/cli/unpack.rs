@@ -27,5 +27,14 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         v.key_id,
         args.to.display()
     ));
+    if let Some(b) = &v.root.base {
+        out.warn(format!(
+            "{} {} is a delta bundle of {}: {} holds only the blobs and files that bundle lacks, not a complete image layout",
+            v.name,
+            v.version,
+            b.describe(),
+            args.to.display()
+        ));
+    }
     Ok(())
 }

@@ -28,6 +28,9 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     } else {
         println!("OK {} {} is intact and signed by key {}", v.name, v.version, v.key_id);
         println!("  root document: {}", v.root_digest);
+        if let Some(b) = &v.root.base {
+            println!("  delta of: {} (carries only what it lacks; every image of the release is listed)", b.describe());
+        }
         println!("  entries: {} ({} bytes unpacked)", v.entries, v.content_bytes);
         let parts = if v.parts > 0 { format!(" in {} parts", v.parts) } else { String::new() };
         println!("  archive: {} bytes{parts}", v.archive_size);

@@ -125,9 +125,10 @@ impl Kit {
     }
 
     /// Does the bundle carry anything for the nodes besides images (OS packages, components, Kubernetes
-    /// manifests)?
+    /// manifests)? A delta bundle has none: it only updates the registry (the nodes keep their base's files).
     pub fn has_node_files(&self) -> bool {
-        !self.root.packages.is_empty() || self.root.files.iter().any(|f| f.install.is_some() || f.manifest.is_some())
+        self.root.base.is_none()
+            && (!self.root.packages.is_empty() || self.root.files.iter().any(|f| f.install.is_some() || f.manifest.is_some()))
     }
 
     /// The local path of a bundle file (`path` under `files/`).

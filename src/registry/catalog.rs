@@ -31,6 +31,10 @@ pub struct BundleRecord {
     pub version: String,
     /// sha256 of the bundle's `SHA256SUMS` (pinned by its signed root document): the bundle's identity.
     pub sha256sums: String,
+    /// sha256 (hex) of the bundle's root document (`airgap.json`), which a delta names as its base. Absent
+    /// in records of loads by older airgap versions (loading the bundle again records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_sha256: Option<String>,
     pub generation: u64,
     pub images: usize,
 }

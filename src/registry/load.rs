@@ -23,10 +23,16 @@ impl EntrySink for StoreSink {
 
     fn start(&mut self, head: &Head, _meta: &[(&str, &[u8])]) -> Result<()> {
         let root = head.root();
+        if let Some(base) = &root.base {
+            // before any blob is staged, under the store's lock
+            crate::registry::delta::check_base(&self.tx.store().catalog()?, base, self.tx.store().root())?;
+        }
         self.tx.set_bundle(BundleInfo {
             name: root.name.clone(),
             version: root.version.clone(),
             sha256sums: root.sha256sums.clone(),
+            root_sha256: head.digest().hex().to_string(),
+            release: root.base.as_ref().map(|_| root.images.clone()),
         });
         Ok(())
     }

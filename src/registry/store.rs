@@ -200,6 +200,11 @@ pub struct BundleInfo {
     pub name: String,
     pub version: String,
     pub sha256sums: String,
+    /// sha256 (hex) of the bundle's root document.
+    pub root_sha256: String,
+    /// A delta's images (the whole release): each must be in its `images/index.json` with this digest and
+    /// every platform of it in the bundle or the store (see `registry::delta`).
+    pub release: Option<Vec<crate::bundle::format::ImageEntry>>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -244,6 +249,11 @@ pub struct LoadTx {
 impl LoadTx {
     pub fn set_bundle(&mut self, info: BundleInfo) {
         self.bundle = Some(info);
+    }
+
+    /// The store this load goes into (its lock held).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The OCI layout's `index.json` (one descriptor per image, `org.opencontainers.image.ref.name` = reference).
@@ -391,8 +401,14 @@ impl LoadTx {
         let old = self.store.catalog()?;
         let mut report = LoadReport { stats: self.stats.clone(), ..Default::default() };
         if let Some(b) = &self.bundle {
-            if old.bundles.iter().any(|x| x.sha256sums == b.sha256sums) {
+            if let Some(i) = old.bundles.iter().position(|x| x.sha256sums == b.sha256sums) {
                 report.noop = self.staged.is_empty();
+                if old.bundles[i].root_sha256.is_none() {
+                    // loaded by an older airgap: record its root document (a delta may name it as its base)
+                    let mut new = old.clone();
+                    new.bundles[i].root_sha256 = Some(b.root_sha256.clone());
+                    self.store.write_catalog(&new).context("failed to replace the store's catalog")?;
+                }
                 report.images = old.images.iter().filter(|i| i.bundles.contains(&format!("{}-{}", b.name, b.version))).count();
                 // damaged blobs of an already loaded bundle were staged again: put the good copies in place
                 self.install_staged_blobs()?;
@@ -406,6 +422,7 @@ impl LoadTx {
         let mut new = old.clone();
         new.generation = generation;
         let mut changed = false;
+        let mut walked = BTreeMap::new();
         for desc in index["manifests"].as_array().into_iter().flatten() {
             let Some(reference) = desc["annotations"][crate::bundle::format::REF_NAME_ANNOTATION].as_str() else {
                 tracing::warn!("images/index.json: a descriptor without a reference name was skipped");
@@ -418,7 +435,11 @@ impl LoadTx {
                     bail!("{reference} is pinned to {pinned} but the bundle holds {top}");
                 }
             }
+            if !self.has(&top) {
+                bail!("image {reference}: its manifest {top} is neither in the bundle nor in the store");
+            }
             let (media_type, size, platforms) = self.walk_image(&top, &mut new.manifests).with_context(|| format!("failed to load image {reference}"))?;
+            walked.insert(reference.to_string(), (top.clone(), platforms.clone()));
             report.images += 1;
             let same_key = |i: &ImageRecord| {
                 i.name == r.repository && i.host == r.registry && i.tag == r.tag && (r.tag.is_some() || i.digest == top)
@@ -458,11 +479,15 @@ impl LoadTx {
                 }
             }
         }
+        if let Some(release) = self.bundle.as_ref().and_then(|b| b.release.as_ref()) {
+            crate::registry::delta::check_complete(release, &walked)?;
+        }
         if let Some(b) = &self.bundle {
             new.bundles.push(BundleRecord {
                 name: b.name.clone(),
                 version: b.version.clone(),
                 sha256sums: b.sha256sums.clone(),
+                root_sha256: Some(b.root_sha256.clone()),
                 generation,
                 images: report.images,
             });

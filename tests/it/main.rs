@@ -7,6 +7,7 @@ mod certs;
 mod closure;
 mod bundle;
 mod defaults;
+mod delta;
 mod external;
 mod fault;
 mod harness;

@@ -33,7 +33,10 @@ impl Step for Registry {
         v.push(Action::Command {
             argv: load,
             check: Some(node_cmd(&["registry-loaded", "--store", REGISTRY_STORE, "--bundle", &bundle, "--pubkey", copies::REMOTE_PUBKEY])),
-            why: "load the bundle's images into the registry store (verified)".into(),
+            why: match ctx.kit.and_then(|k| k.root().base.as_ref()) {
+                Some(b) => format!("load the delta bundle's images into the registry store (verified); the store must hold its base {}", b.describe()),
+                None => "load the bundle's images into the registry store (verified)".into(),
+            },
         });
         // el7's systemd 219 gets the unit without the sandboxing it does not know
         let el7 = ctx.targets.get(&node.name).is_some_and(|t| t.os_tags.iter().any(|t| t == "el7"));

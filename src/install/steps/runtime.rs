@@ -146,6 +146,7 @@ mod tests {
             schema: SCHEMA.into(),
             name: "t".into(),
             version: "1".into(),
+            base: None,
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             kubernetes: None,
             images: vec![],

@@ -54,6 +54,7 @@ pub(super) fn bundle_from_layout(layout: &Path, name: &str, version: &str, out: 
         schema: SCHEMA.into(),
         name: name.into(),
         version: version.into(),
+        base: None,
         platforms: vec!["linux/amd64".into()],
         kubernetes: None,
         images,

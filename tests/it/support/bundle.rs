@@ -120,6 +120,7 @@ impl Fixture {
             schema: SCHEMA.into(),
             name: "testbundle".into(),
             version: "1.0.0".into(),
+            base: None,
             platforms: vec!["linux/amd64".into()],
             kubernetes: None,
             images: vec![ImageEntry {

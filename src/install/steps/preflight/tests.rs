@@ -123,6 +123,7 @@ mod disk {
             schema: SCHEMA.into(),
             name: "k8s".into(),
             version: "1".into(),
+            base: None,
             platforms: vec!["linux/amd64".into()],
             kubernetes: None,
             images: vec![],
