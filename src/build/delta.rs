@@ -131,11 +131,12 @@ mod tests {
             name: "k8s".into(),
             version: "2".into(),
             base: None,
+            kubernetes: None,
             platforms: vec![],
             images: vec![],
             files: files
                 .iter()
-                .map(|f| FileEntry { path: f.path.clone(), url: "u".into(), sha256: f.sha256.hex().into(), size: f.size, mode: 0o644, install: None, platform: None })
+                .map(|f| FileEntry { path: f.path.clone(), url: "u".into(), sha256: f.sha256.hex().into(), size: f.size, mode: 0o644, install: None, platform: None, manifest: None })
                 .collect(),
             packages: vec![],
             sha256sums: String::new(),

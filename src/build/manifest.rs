@@ -307,9 +307,11 @@ pub fn parse_in(text: &str, file: &str, dir: Option<&Path>) -> Result<Manifest> 
                 if per_platform || has_placeholder(&f.path) || f.install.is_some() {
                     return Err(at(line("manifest"), "a Kubernetes manifest is one file for every platform: no {arch}-style placeholder, no `install:`".into()));
                 }
-                if role != ManifestRole::Other {
+                // flannel and ingress: one file each (the step edits one object set); a storage provisioner
+                // ships several files (RBAC, Deployment, StorageClass), `other` any number
+                if matches!(role, ManifestRole::Flannel | ManifestRole::Ingress) {
                     if let Some(o) = files.iter().find(|o: &&FileSpec| o.manifest == Some(role)) {
-                        return Err(at(line("manifest"), format!("the {role} manifest is already {:?}: one manifest per role (use `other` for more objects)", o.path)));
+                        return Err(at(line("manifest"), format!("the {role} manifest is already {:?}: one flannel and one ingress manifest (use `other` for more objects)", o.path)));
                     }
                 }
                 Some(role)

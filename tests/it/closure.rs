@@ -124,16 +124,15 @@ fn the_shipped_manifests_hold_no_placeholder_and_k8s_ha_passes_the_closure_check
     let mut texts = Vec::new();
     for f in m.files.iter().filter(|f| f.manifest.is_some()) {
         let Checksum::Fixed(want) = &f.checksum else { panic!("{}: Kubernetes manifests are pinned by sha256", f.url) };
-        let name = Path::new(&f.path).file_name().unwrap();
-        let fixture = root.join("tests/fixtures/manifests").join(name);
+        let fixture = root.join("tests/fixtures").join(&f.path);
         let bytes = fs_err::read(&fixture).unwrap();
         assert_eq!(&Digest::of_bytes(&bytes), want, "{} is not the file {} pins", fixture.display(), f.url);
         texts.push((f, String::from_utf8(bytes).unwrap()));
     }
-    assert_eq!(texts.len(), 2, "flannel and ingress");
+    assert_eq!(texts.len(), 5, "flannel, ingress and the 3 files of the NFS provisioner");
     closure::check(&m, "k8s-ha.yaml", &texts).unwrap();
     let wanted = closure::wanted(&m, "k8s-ha.yaml", &texts).unwrap();
-    assert_eq!(wanted.len(), 7 + 3 + 3, "kubeadm's 7, flannel's 3 containers, ingress-nginx's 3");
+    assert_eq!(wanted.len(), 7 + 3 + 3 + 1, "kubeadm's 7, flannel's 3 containers, ingress-nginx's 3, the NFS provisioner");
 
     // one image less: named, with the line of the upstream file that wants it
     let mut less = m.clone();

@@ -118,7 +118,7 @@ fn sample_manifests_parse() {
     let m = airgap::build::manifest::load(&root.join("manifests/k8s-ha.yaml")).unwrap();
     assert_eq!(m.images.len(), 12);
     assert_eq!(m.images[0].normalized(), "registry.k8s.io/kube-apiserver:v1.36.5");
-    assert_eq!(m.files.len(), 9, "6 per-platform files + runc for linux/amd64 + 2 Kubernetes manifests");
+    assert_eq!(m.files.len(), 12, "6 per-platform files + runc for linux/amd64 + 2 Kubernetes manifests + 3 of the NFS provisioner");
     assert_eq!(m.files[0].path, "bin/linux-amd64/kubeadm");
     assert!(m.packages.iter().all(|p| p.os == "debian-12" && p.path.starts_with("packages/debian-12/")));
     let text = fs_err::read_to_string(root.join("scripts/demo-manifest.yaml")).unwrap().replace("@REGISTRY@", "127.0.0.1:5000").replace("@FILES@", "http://127.0.0.1:8000");

@@ -116,6 +116,7 @@ mod tests {
             version: "1".into(),
             platforms: vec!["linux/amd64".into()],
             kubernetes: None,
+            base: None,
             images: vec![],
             files,
             packages: vec![],

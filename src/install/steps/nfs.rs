@@ -114,7 +114,10 @@ impl Step for Nfs {
 /// the bundle has none; `Some` with no texts when they are not extracted here (plan).
 fn provisioner_manifests(ctx: &Ctx) -> Result<Option<(Vec<String>, Option<String>)>> {
     let Some(kit) = ctx.kit else { return Ok(None) };
-    let mut files: Vec<_> = kit.root().files.iter().filter(|f| f.path.starts_with(PROVISIONER_DIR) && (f.path.ends_with(".yaml") || f.path.ends_with(".yml"))).collect();
+    let mut files: Vec<_> = kit.root().files.iter().filter(|f| {
+        (f.manifest == Some(crate::bundle::format::ManifestRole::Storage) || f.path.starts_with(PROVISIONER_DIR))
+            && (f.path.ends_with(".yaml") || f.path.ends_with(".yml"))
+    }).collect();
     if files.is_empty() {
         return Ok(None);
     }

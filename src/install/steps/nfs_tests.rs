@@ -15,7 +15,7 @@ fn lines(plan: &[Action]) -> Vec<String> {
         .map(|a| match a {
             Action::Command { argv, .. } if argv[0] == crate::node::BIN => argv[2..].join(" "),
             Action::Command { argv, .. } => argv.join(" "),
-            Action::File { path, .. } => format!("file {path}"),
+            Action::File { path, .. } | Action::SecretFile { path, .. } => format!("file {path}"),
             Action::Copy { remote, .. } => format!("copy {remote}"),
         })
         .collect()
@@ -25,7 +25,7 @@ fn with_ctx<R>(inv: &Inventory, kit: Option<&Kit>, f: impl FnOnce(&Ctx) -> R) ->
     let targets = std::collections::BTreeMap::<String, Target>::new();
     let warnings = std::sync::Mutex::new(Vec::new());
     let warn = |w: &str| warnings.lock().unwrap().push(w.to_string());
-    let ctx = Ctx { inv, bundle: None, binary: None, pubkey: None, kit, targets: &targets, warn: &warn };
+    let ctx = Ctx { inv, bundle: None, binary: None, pubkey: None, kit, targets: &targets, warn: &warn, secrets: None };
     let r = f(&ctx);
     (r, warnings.into_inner().unwrap())
 }
@@ -85,11 +85,11 @@ fn kit_with(dir: &std::path::Path, files: &[(&str, &str)], image: Option<&str>) 
             let local = dir.join("files").join(path);
             fs_err::create_dir_all(local.parent().unwrap()).unwrap();
             fs_err::write(&local, text).unwrap();
-            FileEntry { path: path.to_string(), url: format!("https://example.org/{path}"), sha256: crate::digest::Digest::of_bytes(text.as_bytes()).hex().to_string(), size: text.len() as u64, mode: 0o644, install: None, platform: None }
+            FileEntry { path: path.to_string(), url: format!("https://example.org/{path}"), sha256: crate::digest::Digest::of_bytes(text.as_bytes()).hex().to_string(), size: text.len() as u64, mode: 0o644, install: None, platform: None, manifest: None }
         })
         .collect();
     let images = image.map(|r| ImageEntry { reference: r.into(), digest: crate::digest::Digest::of_bytes(b"i"), media_type: "application/vnd.oci.image.index.v1+json".into(), size: 1, platforms: vec!["linux/amd64".into()] }).into_iter().collect();
-    let root = RootDoc { schema: SCHEMA.into(), name: "t".into(), version: "1".into(), platforms: vec!["linux/amd64".into()], images, files: entries, packages: vec![], sha256sums: "0".repeat(64), sizes: Default::default() };
+    let root = RootDoc { schema: SCHEMA.into(), name: "t".into(), version: "1".into(), platforms: vec!["linux/amd64".into()], kubernetes: None, base: None, images, files: entries, packages: vec![], sha256sums: "0".repeat(64), sizes: Default::default() };
     Kit::from_root(root, dir.to_path_buf())
 }
 

@@ -110,7 +110,7 @@ mod tests {
         let inv = crate::site::inventory::Inventory::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/site.example.yaml"))).unwrap();
         let targets = Default::default();
         let warn = |_: &str| {};
-        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &targets, warn: &warn };
+        let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &targets, warn: &warn, secrets: None };
         std::env::set_var("AIRGAP_REDIS_PASSWORD", "pw-never-shown-71c2");
         let node = |n: &str| inv.node(n).unwrap();
         assert!(!Redis.runs_on(&ctx, node("worker1")));

@@ -255,7 +255,7 @@ fn a_drbd_disk_that_is_not_a_block_device_is_named_on_master1_and_master2() {
     let text = fs_err::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/site.example.yaml")).unwrap();
     let inv = Inventory::parse(&text.replace("  # drbd_disk: /dev/sdb ", "  drbd_disk: /dev/sdb   "), "site.yaml").unwrap();
     let warn = |_: &str| {};
-    let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &Default::default(), warn: &warn };
+    let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: None, targets: &Default::default(), warn: &warn, secrets: None };
     // the facts of master1 and master2 are asked about the disk; the others are not
     for (n, want) in [("master1", true), ("master2", true), ("master3", false), ("worker1", false)] {
         let argv = facts_argv(&ctx, inv.node(n).unwrap());
