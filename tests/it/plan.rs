@@ -170,6 +170,14 @@ fn plan_refuses_a_bundle_for_another_kubernetes_than_the_inventorys() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("error: the inventory's cluster.kubernetes_version v1.36.5 is not the bundle's Kubernetes v1.35.2"), "{stderr}");
     assert!(stderr.contains("hint: set `kubernetes_version: v1.35.2` under `cluster:` in the inventory"), "{stderr}");
+    // inspect shows the bundle's release
+    let w = fx.write(&{
+        let mut c = fx.content(1_000);
+        c.root.kubernetes = Some(airgap::bundle::format::KubernetesEntry { version: "v1.35.2".into() });
+        c
+    }, "c", None, 2);
+    let inspect = airgap().arg("inspect").arg(&w.archive).arg("--pubkey").arg(&fx.public).output().unwrap();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("kubernetes: v1.35.2"), "{}", String::from_utf8_lossy(&inspect.stderr));
     // the same release: the plan goes on (this bundle has no flannel manifest, and plan shows what is missing)
     let out = plan("v1.36.5", "b");
     let stderr = String::from_utf8_lossy(&out.stderr);
