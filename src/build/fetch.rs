@@ -46,8 +46,7 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
     let locked = opts.lock.as_ref();
 
     // 0. The closure check first: the Kubernetes manifests are downloaded (they are small) and every image
-    // they or kubeadm need must be listed, before anything else is fetched or resolved. Then the other
-    // files' sha256 (checksum URLs resolved).
+    // they or kubeadm need must be listed, before anything else is fetched or resolved.
     let file_digest = |f: &'_ crate::build::manifest::FileSpec| {
         let locked_digest = locked.and_then(|l| l.file_digest(&f.url));
         let (http, checksum, url) = (&http, f.checksum.clone(), f.url.clone());
@@ -71,13 +70,6 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         digests[i] = Some(d);
     }
     super::closure::check(m, &m.file, &manifests)?;
-    let mut file_digests: Vec<Digest> = Vec::new();
-    for (f, d) in m.files.iter().zip(digests) {
-        file_digests.push(match d {
-            Some(d) => d,
-            None => file_digest(f).await?,
-        });
-    }
 
     // 1. Resolve images (top-level and per-platform manifests).
     let spinner = out.bar(m.images.len() as u64, "{spinner} resolving images {pos}/{len} {wide_msg}");
@@ -102,6 +94,15 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         .try_collect()
         .await?;
     spinner.finish_and_clear();
+
+    // the other files' sha256 (checksum URLs resolved)
+    let mut file_digests: Vec<Digest> = Vec::new();
+    for (f, d) in m.files.iter().zip(digests) {
+        file_digests.push(match d {
+            Some(d) => d,
+            None => file_digest(f).await?,
+        });
+    }
 
     // 2. Plan downloads: each blob and file once, skipping what the cache has.
     let mut blob_jobs: BTreeMap<Digest, (u64, usize)> = BTreeMap::new();
