@@ -47,28 +47,29 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
     let http = super::files::Downloader::new(&opts.ca_pems, opts.retry)?;
     let locked = opts.lock.as_ref();
 
-    // 0. The files' sha256 (checksum URLs resolved), then the closure check: the Kubernetes manifests are
-    // downloaded first (they are small) and every image they or kubeadm need must be listed, before any
-    // image is resolved.
-    let mut file_digests: Vec<Digest> = Vec::new();
-    for f in &m.files {
-        let d = match (&f.checksum, locked.and_then(|l| l.file_digest(&f.url))) {
-            (Checksum::Fixed(d), _) => d.clone(),
-            (Checksum::Url(_), Some(d)) => d,
-            (Checksum::Url(_), None) if locked.is_some() => {
-                return Err(anyhow!("the lock file has no sha256 for {}", f.url))
-                    .hint("rebuild without --lock to resolve it (and write a new lock file)");
+    // 0. The closure check first: the Kubernetes manifests are downloaded (they are small) and every image
+    // they or kubeadm need must be listed, before anything else is fetched or resolved.
+    let file_digest = |f: &'_ crate::build::manifest::FileSpec| {
+        let locked_digest = locked.and_then(|l| l.file_digest(&f.url));
+        let (http, checksum, url) = (&http, f.checksum.clone(), f.url.clone());
+        async move {
+            match (checksum, locked_digest) {
+                (Checksum::Fixed(d), _) => Ok(d),
+                (Checksum::Url(_), Some(d)) => Ok(d),
+                (Checksum::Url(_), None) if locked.is_some() => Err(anyhow!("the lock file has no sha256 for {url}"))
+                    .hint("rebuild without --lock to resolve it (and write a new lock file)"),
+                (Checksum::Url(u), None) => http.checksum(&u).await.with_context(|| format!("failed to resolve the sha256 of {url}")),
             }
-            (Checksum::Url(u), None) => http.checksum(u).await.with_context(|| format!("failed to resolve the sha256 of {}", f.url))?,
-        };
-        file_digests.push(d);
-    }
-
+        }
+    };
+    let mut digests: Vec<Option<Digest>> = vec![None; m.files.len()];
     let mut manifests = Vec::new();
-    for (f, d) in m.files.iter().zip(&file_digests).filter(|(f, _)| f.manifest.is_some()) {
-        http.file(&f.url, d, &cache, None).await?;
-        let text = fs_err::read_to_string(cache.path(d)).with_context(|| format!("the Kubernetes manifest {} is not text", f.url))?;
+    for (i, f) in m.files.iter().enumerate().filter(|(_, f)| f.manifest.is_some()) {
+        let d = file_digest(f).await?;
+        http.file(&f.url, &d, &cache, None).await?;
+        let text = fs_err::read_to_string(cache.path(&d)).with_context(|| format!("the Kubernetes manifest {} is not text", f.url))?;
         manifests.push((f, text));
+        digests[i] = Some(d);
     }
     super::closure::check(m, &m.file, &manifests)?;
 
@@ -95,6 +96,15 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         .try_collect()
         .await?;
     spinner.finish_and_clear();
+
+    // the other files' sha256 (checksum URLs resolved)
+    let mut file_digests: Vec<Digest> = Vec::new();
+    for (f, d) in m.files.iter().zip(digests) {
+        file_digests.push(match d {
+            Some(d) => d,
+            None => file_digest(f).await?,
+        });
+    }
 
     // 2. Plan downloads: each blob and file once, skipping what the cache has.
     let mut blob_jobs: BTreeMap<Digest, (u64, usize)> = BTreeMap::new();

@@ -382,7 +382,8 @@ mod tests {
 
     #[test]
     fn every_field_that_decides_a_path_or_a_command_is_checked() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut RootDoc)>)> = vec![
+        type Edit = Box<dyn Fn(&mut RootDoc)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("name", Box::new(|r| r.name = "../../etc".into())),
             ("version", Box::new(|r| r.version = "/x".into())),
             ("platforms[0]", Box::new(|r| r.platforms[0] = "linux/../amd64".into())),

@@ -19,9 +19,9 @@ pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 /// Where the edited manifests are written on the first master.
 pub const MANIFESTS_DIR: &str = "/etc/kubernetes/airgap/manifests";
 /// How long a step waits for what its manifest brings up.
-pub const WAIT: Duration = Duration::from_secs(600);
+pub const WAIT: Duration = if cfg!(test) { Duration::from_millis(200) } else { Duration::from_secs(600) };
 /// How often the cluster is asked again while waiting.
-pub const POLL: Duration = Duration::from_secs(3);
+pub const POLL: Duration = if cfg!(test) { Duration::from_millis(5) } else { Duration::from_secs(3) };
 
 /// `kubectl --kubeconfig /etc/kubernetes/admin.conf ARGS...`
 pub fn argv(args: &[&str]) -> Vec<String> {

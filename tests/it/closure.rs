@@ -141,3 +141,41 @@ fn the_shipped_manifests_hold_no_placeholder_and_k8s_ha_passes_the_closure_check
     assert!(err.contains("lacks 1 image"), "{err}");
     assert!(err.contains("ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3\n    wanted by manifests/kube-flannel-v0.28.9.yml:136 (DaemonSet kube-flannel/kube-flannel-ds, container install-cni-plugin)"), "{err}");
 }
+
+/// `airgap build` on the shipped manifest, minus one kubeadm image, with nothing reachable: the closure check
+/// runs before any image or checksum is fetched (the two Kubernetes manifests come from the download cache,
+/// seeded with their pinned bytes) and names the missing image.
+#[test]
+fn the_shipped_manifest_minus_one_image_fails_before_anything_is_fetched() {
+    let root = Path::new(ROOT);
+    let t = tempfile::tempdir().unwrap();
+    let text = fs_err::read_to_string(root.join("manifests/k8s-ha.yaml")).unwrap();
+    let without: String = text.lines().filter(|l| !l.contains("registry.k8s.io/etcd:")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without, text);
+    fs_err::create_dir_all(t.path().join("m/packages")).unwrap();
+    fs_err::write(t.path().join("m/k8s-ha.yaml"), &without).unwrap();
+    fs_err::copy(root.join("manifests/packages/debian-12.yaml"), t.path().join("m/packages/debian-12.yaml")).unwrap();
+    let cache = t.path().join("cache");
+    fs_err::create_dir_all(cache.join("blobs/sha256")).unwrap();
+    for f in ["kube-flannel-v0.28.9.yml", "ingress-nginx-baremetal-controller-v1.15.1.yaml"] {
+        let bytes = fs_err::read(root.join("tests/fixtures/manifests").join(f)).unwrap();
+        fs_err::write(cache.join("blobs/sha256").join(Digest::of_bytes(&bytes).hex()), bytes).unwrap();
+    }
+    let keys = airgap::sign::generate_keypair(&t.path().join("keys"), None).unwrap();
+    let out = Command::new(crate::support::airgap_bin())
+        .arg("build")
+        .arg(t.path().join("m/k8s-ha.yaml"))
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .arg("--key")
+        .arg(&keys.secret)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["--mirror", "debian-12=http://127.0.0.1:1/", "--retries", "1", "--color", "never"])
+        .env("HOME", t.path())
+        .output()
+        .unwrap();
+    let err = failed(&out);
+    assert!(err.contains("k8s-ha.yaml: the bundle lacks 1 image that its contents need"), "{err}");
+    assert!(err.contains("registry.k8s.io/etcd:3.6.8-0\n    wanted by k8s-ha.yaml:61 (kubeadm v1.36.5)"), "{err}");
+}

@@ -172,3 +172,41 @@ fn plan_masks_the_cluster_secrets() {
         assert!(json || text.contains("--skip-token-print --skip-certificate-key-print"), "{text}");
     }
 }
+
+#[test]
+fn plan_refuses_a_bundle_for_another_kubernetes_than_the_inventorys() {
+    let fx = crate::support::bundle::Fixture::new();
+    let plan = |version: &str, out: &str| {
+        let mut content = fx.content(1_000);
+        content.root.kubernetes = Some(airgap::bundle::format::KubernetesEntry { version: version.into() });
+        let w = fx.write(&content, out, None, 2);
+        airgap()
+            .args(["plan", "--only", "flannel", "--inventory"])
+            .arg(repo().join("manifests/site.example.yaml"))
+            .arg("--bundle")
+            .arg(&w.archive)
+            .arg("--pubkey")
+            .arg(&fx.public)
+            .arg("--state-dir")
+            .arg(fx.path().join("state"))
+            .output()
+            .unwrap()
+    };
+    let out = plan("v1.35.2", "a");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: the inventory's cluster.kubernetes_version v1.36.5 is not the bundle's Kubernetes v1.35.2"), "{stderr}");
+    assert!(stderr.contains("hint: set `kubernetes_version: v1.35.2` under `cluster:` in the inventory"), "{stderr}");
+    // inspect shows the bundle's release
+    let w = fx.write(&{
+        let mut c = fx.content(1_000);
+        c.root.kubernetes = Some(airgap::bundle::format::KubernetesEntry { version: "v1.35.2".into() });
+        c
+    }, "c", None, 2);
+    let inspect = airgap().arg("inspect").arg(&w.archive).arg("--pubkey").arg(&fx.public).output().unwrap();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("kubernetes: v1.35.2"), "{}", String::from_utf8_lossy(&inspect.stderr));
+    // the same release: the plan goes on (this bundle has no flannel manifest, and plan shows what is missing)
+    let out = plan("v1.36.5", "b");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the bundle carries no flannel manifest"), "{stderr}");
+}

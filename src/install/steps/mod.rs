@@ -74,3 +74,6 @@ pub fn select(only: Option<&str>, from: Option<&str>) -> Result<Vec<Box<dyn Step
     }
     Ok(all.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect())
 }
+
+#[cfg(test)]
+mod addons_tests;
