@@ -116,9 +116,10 @@ fn valid_manifest_gets_past_parsing() {
 fn sample_manifests_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let m = airgap::build::manifest::load(&root.join("manifests/k8s-ha.yaml")).unwrap();
-    assert_eq!(m.images.len(), 13);
+    assert_eq!(m.images.len(), 14);
     assert_eq!(m.images[0].normalized(), "registry.k8s.io/kube-apiserver:v1.31.4");
-    assert_eq!(m.files.len(), 12, "6 per-platform files x 2 platforms");
+    assert_eq!(m.files.len(), 15, "6 per-platform files x 2 platforms + the NFS provisioner's 3 manifests");
+    assert_eq!(m.files[14].path, "manifests/nfs-subdir-external-provisioner/class.yaml");
     assert_eq!(m.files[1].path, "bin/linux-arm64/kubeadm");
     assert_eq!(m.packages[2].path, "packages/el7/keepalived-1.3.5-19.el7.x86_64.rpm");
     let text = fs_err::read_to_string(root.join("manifests/demo.yaml")).unwrap().replace("@REGISTRY@", "127.0.0.1:5000").replace("@FILES@", "http://127.0.0.1:8000");
