@@ -275,9 +275,14 @@ pub fn install(dir: &Path, family: OsFamily, wanted: &[String], root: &Path) -> 
     let mut status = cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).status().context("failed to run the package tool")?;
     // dpkg -i unpacks in the order given and refuses to unpack a package whose Pre-Depends are unpacked but not
     // configured yet (python3-minimal on python3.11-minimal); they are configured at the end of that run, so
-    // one more run of the packages still not installed completes the transaction
+    // another run of the packages still not installed goes one step further down a chain of Pre-Depends
+    // (python3 -> python3-minimal -> python3.11-minimal)
     let log_text = || fs_err::read_to_string(dir.join("install.log")).unwrap_or_default();
-    if !status.success() && family == OsFamily::Debian && log_text().contains("pre-dependency problem") {
+    for _ in 0..5 {
+        if status.success() || family != OsFamily::Debian || !log_text().contains("pre-dependency problem") {
+            break;
+        }
+        fs_err::write(dir.join("install.log"), b"")?;
         let now = Installed::query(family, root)?;
         let rest: Vec<&&PkgFile> = todo.iter().filter(|f| now.versions.get(&f.name) != Some(&f.version)).collect();
         let mut again = Command::new("dpkg");

@@ -128,3 +128,32 @@ fn rpm_closure_script_lists_what_the_base_lacks_and_build_takes_it() {
     assert!(list.contains("files/packages/el9/airgap-rt-a-1.0-1.noarch.rpm"), "{list}");
     assert!(list.contains("files/packages/el9/airgap-rt-c-1.0-1.noarch.rpm") && !list.contains("airgap-rt-b"), "{list}");
 }
+
+/// A .deb with no files but its control fields (`Pre-Depends` when `pre` is set).
+fn deb(top: &Path, out: &Path, name: &str, pre: Option<&str>) {
+    let d = top.join(name);
+    fs_err::create_dir_all(d.join("DEBIAN")).unwrap();
+    let pre = pre.map(|p| format!("Pre-Depends: {p}\n")).unwrap_or_default();
+    fs_err::write(d.join("DEBIAN/control"), format!("Package: {name}\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@example.org>\n{pre}Description: test\n")).unwrap();
+    run_ok(Command::new("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&d).arg(out.join(format!("{name}_1.0-1_all.deb"))));
+}
+
+/// dpkg -i refuses a package whose Pre-Depends is unpacked but not configured in the same run (python3 ->
+/// python3-minimal -> python3.11-minimal in nfs-common's closure): the install goes on down the chain.
+#[test]
+fn deb_closure_with_a_chain_of_pre_depends_installs() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, pkgs, root) = (t.path().join("src"), t.path().join("pkgs"), t.path().join("root"));
+    fs_err::create_dir_all(&pkgs).unwrap();
+    deb(&src, &pkgs, "ag-a", Some("ag-b"));
+    deb(&src, &pkgs, "ag-b", Some("ag-c"));
+    deb(&src, &pkgs, "ag-c", None);
+    for d in ["var/lib/dpkg/updates", "var/lib/dpkg/info"] {
+        fs_err::create_dir_all(root.join(d)).unwrap();
+    }
+    fs_err::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let done = airgap::node::packages::install(&pkgs, airgap::node::OsFamily::Debian, &["ag-a".to_string()], &root).unwrap();
+    assert_eq!(done.len(), 3, "{done:?}");
+    let status = fs_err::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+    assert_eq!(status.matches("Status: install ok installed").count(), 3, "{status}");
+}
