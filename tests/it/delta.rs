@@ -175,6 +175,9 @@ fn a_delta_carries_only_what_changed_and_loads_only_onto_its_base() {
     let pk = s(&site.pubkey);
     let v = airgap(&["verify", s(&delta), "--pubkey", pk]);
     assert!(v.status.success() && text(&v).contains(&format!("delta of: site 1.0.0 (root document sha256:{})", base_root.hex())), "{}", text(&v));
+    let v = airgap(&["verify", "--json", s(&delta), "--pubkey", pk]);
+    let v: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(v["delta_of"]["root_sha256"], base_root.hex());
     let i = airgap(&["inspect", s(&delta), "--pubkey", pk]);
     assert!(i.status.success() && text(&i).contains("delta of:  site 1.0.0"), "{}", text(&i));
     let u = airgap(&["unpack", s(&delta), "--to", s(&site.p("unpacked")), "--pubkey", pk]);
