@@ -230,6 +230,17 @@ fn a_delta_carries_only_what_changed_and_loads_only_onto_its_base() {
     let again = load(&store, pk);
     assert!(again.status.success() && text(&again).contains("nothing changed"), "{}", text(&again));
 
+    // after gc freed the blobs of the moved tag, a delta of the same base that needs them again (1.2.0 moves
+    // tool back) is refused, naming what is missing, and the store is unchanged
+    let gc = airgap(&["gc", "--store", s(&store), "--apply"]);
+    assert!(gc.status.success() && !store.join("blobs/sha256").join(tool1.digest.hex()).exists(), "{}", text(&gc));
+    site.reg.push_layout(&site.p("l-tool1"), "img", "test/tool:1");
+    ok(&site.build(&site.manifest("1.2.0", &helper1, &kubectl), "delta3", "cache", &["--base", s(&lock1)]));
+    let before = tree(&store);
+    let e = airgap(&["load", s(&site.p("delta3/site-1.2.0.tar.zst")), "--store", s(&store), "--pubkey", pk]);
+    assert!(!e.status.success() && text(&e).contains(&format!("its manifest {} is neither in the bundle nor in the store", tool1.digest)), "{}", text(&e));
+    assert_eq!(tree(&store), before, "a refused delta changed the store");
+
     // a store filled by an airgap that did not record root documents: told to load the base again, which
     // records it; then the delta loads
     let old_store = site.p("store-old");
