@@ -121,6 +121,9 @@ pub struct Verified {
     /// Key ID of the key that signed the bundle (16 hex digits, as minisign prints it).
     pub key_id: String,
     pub trusted_comment: String,
+    /// A delta bundle's base (see `build::delta`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_of: Option<format::BaseRef>,
     #[serde(skip)]
     pub root: RootDoc,
 }
@@ -243,6 +246,7 @@ pub fn read_verified_with_progress<S: EntrySink>(
         parts: source.parts.len(),
         key_id: sign::signature_key_id(&sig),
         trusted_comment: sig.trusted_comment().unwrap_or_default(),
+        delta_of: root.base.clone(),
         root,
     };
     Ok((v, done))

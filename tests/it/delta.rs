@@ -175,6 +175,9 @@ fn a_delta_carries_only_what_changed_and_loads_only_onto_its_base() {
     let pk = s(&site.pubkey);
     let v = airgap(&["verify", s(&delta), "--pubkey", pk]);
     assert!(v.status.success() && text(&v).contains(&format!("delta of: site 1.0.0 (root document sha256:{})", base_root.hex())), "{}", text(&v));
+    let v = airgap(&["verify", "--json", s(&delta), "--pubkey", pk]);
+    let v: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(v["delta_of"]["root_sha256"], base_root.hex());
     let i = airgap(&["inspect", s(&delta), "--pubkey", pk]);
     assert!(i.status.success() && text(&i).contains("delta of:  site 1.0.0"), "{}", text(&i));
     let u = airgap(&["unpack", s(&delta), "--to", s(&site.p("unpacked")), "--pubkey", pk]);
@@ -226,6 +229,17 @@ fn a_delta_carries_only_what_changed_and_loads_only_onto_its_base() {
     // loading it again changes nothing
     let again = load(&store, pk);
     assert!(again.status.success() && text(&again).contains("nothing changed"), "{}", text(&again));
+
+    // after gc freed the blobs of the moved tag, a delta of the same base that needs them again (1.2.0 moves
+    // tool back) is refused, naming what is missing, and the store is unchanged
+    let gc = airgap(&["gc", "--store", s(&store), "--apply"]);
+    assert!(gc.status.success() && !store.join("blobs/sha256").join(tool1.digest.hex()).exists(), "{}", text(&gc));
+    site.reg.push_layout(&site.p("l-tool1"), "img", "test/tool:1");
+    ok(&site.build(&site.manifest("1.2.0", &helper1, &kubectl), "delta3", "cache", &["--base", s(&lock1)]));
+    let before = tree(&store);
+    let e = airgap(&["load", s(&site.p("delta3/site-1.2.0.tar.zst")), "--store", s(&store), "--pubkey", pk]);
+    assert!(!e.status.success() && text(&e).contains(&format!("its manifest {} is neither in the bundle nor in the store", tool1.digest)), "{}", text(&e));
+    assert_eq!(tree(&store), before, "a refused delta changed the store");
 
     // a store filled by an airgap that did not record root documents: told to load the base again, which
     // records it; then the delta loads
