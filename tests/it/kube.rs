@@ -236,6 +236,15 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     }
     let plan = airgap().args(["plan", "--inventory"]).arg(&site.inventory).arg("--state-dir").arg(&site.state).output().unwrap();
     scanned.push(("plan".into(), ok(&plan)));
+    let dry = ok(&site.install(&["--from", K8S_STEPS, "--dry-run"]));
+    assert!(dry.contains("dry run: nothing changed"), "{dry}");
+    scanned.push(("install --dry-run".into(), dry));
+    let status = airgap().args(["status", "--inventory"]).arg(&site.inventory).arg("--state-dir").arg(&site.state).output().unwrap();
+    let status = ok(&status);
+    for step in ["kubeadm-init", "kubeadm-join"] {
+        let rows: Vec<&str> = status.lines().filter(|l| l.contains(step)).collect();
+        assert!(!rows.is_empty() && rows.iter().all(|l| l.contains("done")), "{step}:\n{status}");
+    }
     for (what, text) in &scanned {
         for v in secrets.values() {
             assert!(!text.contains(&v), "{what} holds a secret value");

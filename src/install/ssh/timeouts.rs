@@ -20,6 +20,7 @@ pub const QUICK_NODE_COMMANDS: &[&str] = &[
     "modules",
     "check-tcp",
     "check-http",
+    "check-images",
     "registry-loaded",
     "sysctl",
 ];
