@@ -13,7 +13,8 @@ use super::support::lab::Lab;
 use super::support::registry::{Mode, Registry};
 use super::support::standins::{push_images, standin_bin, Vip};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const K8S_STEPS: &str = "kubelet";
 
@@ -42,10 +43,13 @@ impl Site {
     fn push_missing(&self) {
         push_images(&self.registry, std::slice::from_ref(&self.missing));
     }
-    fn install(&self, args: &[&str]) -> Output {
+    fn command(&self, args: &[&str]) -> Command {
         let mut c = airgap();
         c.args(["install", "--inventory"]).arg(&self.inventory).arg("--state-dir").arg(&self.state).arg("--log-dir").arg(&self.logs).args(args);
-        c.output().unwrap()
+        c
+    }
+    fn install(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 }
 
@@ -141,6 +145,7 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     let site = site(&lab);
     let setup = t0.elapsed();
 
+    let t = std::time::Instant::now();
     // 0. an image missing from the site registry stops the install before anything of Kubernetes changed
     let o = site.install(&["--only", "kubelet,kubeadm-init"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -148,30 +153,26 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     assert!(calls(&lab, "master1", "kubeadm").iter().all(|a| a[1] != "init"), "kubeadm init ran");
     assert!(!lab.root("master1").join("etc/kubernetes/pki/ca.key").exists(), "the CA key was written");
     site.push_missing();
+    let refused = t.elapsed();
 
-    // 1. install stopped after init (as a kill between init and the joins leaves it)
+    // 1. install killed (SIGKILL) right after kubeadm init, before the joins
     let t = std::time::Instant::now();
-    ok(&site.install(&["--only", "kubelet,kubeadm-init"]));
+    let mut child = site.command(&["--from", K8S_STEPS]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let inited = || calls(&lab, "master1", "kubeadm").iter().any(|a| a[1] == "init");
+    while !inited() && child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(inited(), "kubeadm init did not run");
+    assert!(child.try_wait().unwrap().is_none(), "install finished before it could be killed after init");
+    child.kill().unwrap();
+    child.wait().unwrap();
     let first = t.elapsed();
+    assert!(["master2", "worker1"].iter().all(|n| calls(&lab, n, "kubeadm").iter().all(|a| a[1] != "join")), "a join ran before the kill");
     let m1 = calls(&lab, "master1", "kubeadm");
-    assert_eq!(count(&m1, &["init", "--config"]), 1, "{m1:?}");
     let init = m1.iter().find(|a| a[1] == "init").unwrap();
     assert_eq!(init[1..], ["init", "--config", "/etc/kubernetes/airgap/kubeadm-init.yaml", "--upload-certs", "--skip-token-print", "--skip-certificate-key-print"]);
-    for n in &lab.nodes {
-        let unit = lab.exec(n, "systemctl is-enabled kubelet; cat /etc/default/kubelet; stat -c %a /etc/kubernetes/airgap/kubeadm-*.yaml 2>/dev/null; true");
-        assert!(unit.starts_with("enabled\n"), "{n}: {unit}");
-        assert!(unit.contains(&format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", lab.address(n))), "{n}: {unit}");
-    }
-    assert_eq!(lab.exec("master1", "stat -c %a /etc/kubernetes/airgap/kubeadm-init.yaml /etc/kubernetes/pki/ca.key"), "600\n600\n");
-    // the pre-seeded CA is the one kubeadm used; admin.conf back, 0600, at the masters' VIP
-    let secrets = airgap::install::secrets::ClusterSecrets::load(&site.state).unwrap().expect("secrets made by install");
-    assert_eq!(lab.exec("master1", "cat /etc/kubernetes/pki/ca.crt"), secrets.ca.cert_pem());
-    let admin = site.state.join("admin.conf");
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(fs_err::metadata(&admin).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(fs_err::read_to_string(&admin).unwrap().contains(&format!("server: https://{}.100:16443", lab.net)));
 
-    // 2. two hours and more later, the rest: the certificates are uploaded again, so the control-plane joins work
+    // 2. resumed two hours and more later: the certificates are uploaded again, so the control-plane joins work
     // the cluster's clock is the state holder's (master1) plus this offset (tests/standins/README.md)
     lab.exec("master1", "mkdir -p /var/lib/k8s-standin && echo 7260 > /var/lib/k8s-standin/clock-offset");
     let t = std::time::Instant::now();
@@ -188,7 +189,9 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
         assert_eq!(c.iter().filter(|a| a[1] == "join").map(|a| a[1..].to_vec()).collect::<Vec<_>>(), [["join", "--config", "/etc/kubernetes/airgap/kubeadm-join.yaml"]], "{n}");
     }
     // the control-plane joins one at a time, then the workers (the log's order)
-    let log = texts(&site.logs).into_iter().map(|(_, t)| t).collect::<Vec<_>>().join("\n");
+    let mut logs = texts(&site.logs);
+    logs.sort();
+    let log = logs.last().unwrap().1.clone();
     let at = |s: &str| log.find(s).unwrap_or_else(|| panic!("no {s:?} in the log:\n{log}"));
     let join_of = |n: &str| at(&format!("[{n}] $ /usr/local/bin/kubeadm join"));
     let upload = at("[master1] $ /usr/local/bin/kubeadm init phase upload-certs");
@@ -197,14 +200,30 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     assert!(join_of("master3") < join_of("worker1") && join_of("master3") < join_of("worker2"));
     let nodes = lab.exec("master1", "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name");
     assert_eq!(nodes.lines().count(), 5, "{nodes}\n{out}");
+    for n in &lab.nodes {
+        let unit = lab.exec(n, "systemctl is-enabled kubelet; cat /etc/default/kubelet");
+        assert!(unit.starts_with("enabled\n"), "{n}: {unit}");
+        assert!(unit.contains(&format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", lab.address(n))), "{n}: {unit}");
+        let file = if n == "master1" { "kubeadm-init.yaml /etc/kubernetes/pki/ca.key" } else { "kubeadm-join.yaml" };
+        assert!(lab.exec(n, &format!("cd /etc/kubernetes/airgap && stat -c %a {file}")).lines().all(|l| l == "600"), "{n}");
+    }
+    // the pre-seeded CA is the one kubeadm used; admin.conf back, 0600, at the masters' VIP
+    let secrets = airgap::install::secrets::ClusterSecrets::load(&site.state).unwrap().expect("secrets made by install");
+    assert_eq!(lab.exec("master1", "cat /etc/kubernetes/pki/ca.crt"), secrets.ca.cert_pem());
+    let admin = site.state.join("admin.conf");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs_err::metadata(&admin).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(fs_err::read_to_string(&admin).unwrap().contains(&format!("server: https://{}.100:16443", lab.net)));
 
     // 3. a second install has nothing to do; without its journal it finds the same on the nodes
+    let t = std::time::Instant::now();
     let again = ok(&site.install(&["--from", K8S_STEPS]));
     assert!(again.contains("install finished: 0 node-steps applied"), "{again}");
     fs_err::remove_file(site.state.join("journal.json")).unwrap();
     let again = ok(&site.install(&["--from", K8S_STEPS]));
     assert!(again.contains("install finished: 0 node-steps applied"), "{again}");
     assert_eq!(count(&calls(&lab, "master1", "kubeadm"), &["init", "--config"]), 1);
+    let twice = t.elapsed();
     for n in ["master2", "worker1"] {
         assert_eq!(count(&calls(&lab, n, "kubeadm"), &["join"]), 1, "{n} joined twice");
     }
@@ -217,16 +236,27 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     }
     let plan = airgap().args(["plan", "--inventory"]).arg(&site.inventory).arg("--state-dir").arg(&site.state).output().unwrap();
     scanned.push(("plan".into(), ok(&plan)));
+    let dry = ok(&site.install(&["--from", K8S_STEPS, "--dry-run"]));
+    assert!(dry.contains("dry run: nothing changed"), "{dry}");
+    scanned.push(("install --dry-run".into(), dry));
+    let status = airgap().args(["status", "--inventory"]).arg(&site.inventory).arg("--state-dir").arg(&site.state).output().unwrap();
+    let status = ok(&status);
+    for step in ["kubeadm-init", "kubeadm-join"] {
+        let rows: Vec<&str> = status.lines().filter(|l| l.contains(step)).collect();
+        assert!(!rows.is_empty() && rows.iter().all(|l| l.contains("done")), "{step}:\n{status}");
+    }
     for (what, text) in &scanned {
         for v in secrets.values() {
             assert!(!text.contains(&v), "{what} holds a secret value");
         }
     }
     eprintln!(
-        "kube lab: setup {:.1} s, install to kubeadm-init {:.1} s, the rest {:.1} s, total {:.1} s",
+        "kube lab: setup {:.1} s, refused for a missing image (first contact included) {:.1} s, install until killed after kubeadm init {:.1} s, resumed to the end {:.1} s, twice nothing to do {:.1} s, total {:.1} s",
         setup.as_secs_f64(),
+        refused.as_secs_f64(),
         first.as_secs_f64(),
         rest.as_secs_f64(),
+        twice.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
     drop(site);

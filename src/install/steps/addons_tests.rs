@@ -88,6 +88,7 @@ fn flannel_and_ingress_apply_then_wait_for_the_cluster_and_name_what_is_missing(
         version: "1".into(),
         platforms: vec!["linux/amd64".into()],
         kubernetes: None,
+        base: None,
         images: vec![],
         files,
         packages: vec![],
@@ -98,7 +99,7 @@ fn flannel_and_ingress_apply_then_wait_for_the_cluster_and_name_what_is_missing(
     let target = Target { family: crate::node::OsFamily::Debian, os_tags: vec!["debian-12".into()], platform: "linux/amd64".into(), interface: None };
     let targets = inv.nodes.iter().map(|n| (n.name.clone(), target.clone())).collect();
     let warn = |_: &str| {};
-    let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn };
+    let ctx = Ctx { inv: &inv, bundle: None, binary: None, pubkey: None, kit: Some(&kit), targets: &targets, warn: &warn, secrets: None };
     let master1 = inv.node("master1").unwrap();
     let names: Vec<&str> = inv.nodes.iter().map(|n| n.name.as_str()).collect();
     let all = |ready_but: Option<&str>| json!({"items": names.iter().map(|n| node_json(n, Some(*n) != ready_but)).collect::<Vec<_>>()});

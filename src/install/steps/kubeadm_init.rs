@@ -53,7 +53,14 @@ impl KubeadmInit {
         let version = input.kubernetes_version.to_string();
         let checks = vec![
             Action::Command {
-                argv: vec!["sh".into(), "-c".into(), format!("test \"$({} version -o short)\" = {version}", shell_join(&k::kubeadm(&[])))],
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!(
+                        "v=$({} version -o short) && [ \"$v\" = {version} ] || {{ echo \"kubeadm here is ${{v:-missing}}\" >&2; exit 1; }}",
+                        shell_join(&k::kubeadm(&[]))
+                    ),
+                ],
                 check: None,
                 why: format!("the node's kubeadm is Kubernetes {version} (the inventory's)"),
             },
@@ -158,7 +165,7 @@ impl Step for KubeadmInit {
                     if !out.success() {
                         let detail = [out.stderr.trim(), out.stdout_str().trim()].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("; ");
                         return Err(anyhow::anyhow!("{} on {}: not so: {detail}", why, node.name)).with_hint(|| {
-                            "load the bundle's images into the site registry (steps registry/distribute) and check that the bundle is the inventory's Kubernetes version".to_string()
+                            "the bundle must be built for the inventory's kubernetes_version: its kubeadm installed by the runtime step and its images loaded into the site registry by the registry step".to_string()
                         });
                     }
                 }
