@@ -146,9 +146,12 @@ fn first_cert(pem: &[u8]) -> Result<CertInfo, String> {
     }
 }
 
+/// A certificate parsed, or why not.
+type Judged = Result<CertInfo, (Status, String)>;
+
 /// Judge every managed certificate of `node`; `read` fetches a file from it.
 pub fn check_node(node: &str, read: &mut dyn FnMut(&str) -> Read, now: OffsetDateTime, warn_days: i64) -> Vec<Row> {
-    let mut found: Vec<(Managed, Result<CertInfo, (Status, String)>, String)> = Vec::new();
+    let mut found: Vec<(Managed, Judged, String)> = Vec::new();
     for m in MANAGED {
         let mut path = m.path.to_string();
         let got = match read(m.path) {
