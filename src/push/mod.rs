@@ -275,7 +275,16 @@ pub async fn push(images: &Images, target: &Target, client: &RegistryClient, opt
 }
 
 /// PUT `bytes` as `repo:reference` unless the registry has that reference with this digest already.
-async fn ensure_manifest(client: &RegistryClient, repo: &str, reference: &str, media_type: &str, bytes: &[u8], d: &Digest, opts: &PushOptions, c: &Counters) -> Result<bool> {
+/// A manifest to put under a reference.
+struct ManifestPut<'a> {
+    reference: &'a str,
+    media_type: &'a str,
+    bytes: &'a [u8],
+    digest: &'a Digest,
+}
+
+async fn ensure_manifest(client: &RegistryClient, repo: &str, m: ManifestPut<'_>, opts: &PushOptions, c: &Counters) -> Result<bool> {
+    let ManifestPut { reference, media_type, bytes, digest: d } = m;
     let what = format!("pushing manifest {}/{repo}:{reference}", client.host);
     let sent = retry(&what, opts.retry, || async {
         if client.manifest_digest(repo, reference).await?.as_ref() == Some(d) {
@@ -292,13 +301,14 @@ async fn ensure_manifest(client: &RegistryClient, repo: &str, reference: &str, m
 
 async fn push_manifests(client: &RegistryClient, target: &Target, p: &Planned, opts: &PushOptions, c: &Counters) -> Result<Pushed> {
     for (d, mt, bytes) in &p.children {
-        ensure_manifest(client, &p.repo, &d.to_string(), mt, bytes, d, opts, c).await?;
+        ensure_manifest(client, &p.repo, ManifestPut { reference: &d.to_string(), media_type: mt, bytes, digest: d }, opts, c).await?;
     }
     let reference = match (&p.image.tag, &p.image.digest) {
         (Some(t), _) => t.clone(),
         (None, _) => p.src.digest.to_string(),
     };
-    let unchanged = ensure_manifest(client, &p.repo, &reference, &p.src.media_type, &p.top, &p.src.digest, opts, c).await.map_err(|e| {
+    let top = ManifestPut { reference: &reference, media_type: &p.src.media_type, bytes: &p.top, digest: &p.src.digest };
+    let unchanged = ensure_manifest(client, &p.repo, top, opts, c).await.map_err(|e| {
         if p.missing_children > 0 {
             crate::error::with_hint(
                 e,

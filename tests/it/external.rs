@@ -111,6 +111,8 @@ fn external_registry_in(lab: &Lab, w: &Path) {
     for node in ["master3", "worker1"] {
         let out = lab.exec(node, &format!("systemctl is-active airgap-registry || true; stat -c %a /etc/containerd/certs.d/{upstream_host}/hosts.toml; grep -c 'Basic ' /etc/containerd/certs.d/{upstream_host}/hosts.toml"));
         assert!(out.starts_with("inactive\n600\n1\n") || out.starts_with("unknown\n600\n1\n"), "{node}: {out}");
+        // nothing loads the bundle on the nodes: it is not copied there
+        assert_eq!(lab.exec(node, "ls /opt/airgap/bundles 2>/dev/null | wc -l").trim(), "0", "{node} received the bundle");
         for (i, (r, digest)) in refs.iter().enumerate() {
             let cmd = format!("ctr -n x{i} images pull --hosts-dir /etc/containerd/certs.d --snapshotter native {r} >/dev/null && ctr -n x{i} images ls | awk 'NR>1 {{print $3}}'");
             let out = lab.exec(node, &cmd);

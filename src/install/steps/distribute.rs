@@ -18,6 +18,12 @@ pub fn needs_bundle(inv: &Inventory, node: &Node) -> bool {
     node.role == Role::Worker && inv.workers().take(2).any(|w| w.name == node.name)
 }
 
+/// Does the node load the whole bundle into the built-in registry (a registry worker, and no
+/// `registry.external`)? Only then does it receive the bundle.
+pub fn loads_bundle(inv: &Inventory, node: &Node) -> bool {
+    inv.registry.external.is_none() && needs_bundle(inv, node)
+}
+
 /// The files of a bundle given as `--bundle`: a `.tar.zst` (+ `.minisig`), or a split bundle given by its base
 /// name or any `.NNN` part (all parts + `.parts` + `.parts.minisig`). Signatures are included when present.
 pub fn bundle_files(given: &Path) -> Result<Vec<PathBuf>> {
@@ -154,7 +160,7 @@ impl Step for Distribute {
             },
         });
         v.extend(kit_copies(ctx, node)?);
-        if needs_bundle(ctx.inv, node) {
+        if loads_bundle(ctx.inv, node) {
             v.extend(crate::install::copies::bundle_copies(ctx));
             // the registry workers verify the bundle themselves before loading its images
             v.extend(crate::install::copies::pubkey_copy(ctx));

@@ -19,7 +19,7 @@ impl Step for Registry {
     }
     fn runs_on(&self, ctx: &Ctx, node: &Node) -> bool {
         // with the site's own registry (`registry.external`) there is no built-in one, nor its VIP
-        ctx.inv.registry.external.is_none() && super::distribute::needs_bundle(ctx.inv, node)
+        super::distribute::loads_bundle(ctx.inv, node)
     }
     fn uses_bundle(&self) -> bool {
         true

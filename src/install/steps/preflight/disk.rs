@@ -9,7 +9,7 @@
 use super::Report;
 use crate::install::actions::human_size;
 use crate::install::config::{CONTAINERD_ROOT, REGISTRY_STORE};
-use crate::install::steps::distribute::{needs_bundle, Distribute};
+use crate::install::steps::distribute::{loads_bundle, Distribute};
 use crate::install::{Action, Ctx, Step};
 use crate::node::facts::{Disk, Facts};
 use crate::site::inventory::Node;
@@ -67,7 +67,7 @@ pub fn landings(ctx: &Ctx, node: &Node) -> Vec<Landing> {
         let sizes = &kit.root().sizes;
         sizes.iter().filter_map(|(p, s)| Some((format!("{under}/{}", p.strip_prefix("images/blobs/")?), *s))).collect()
     };
-    if needs_bundle(ctx.inv, node) {
+    if loads_bundle(ctx.inv, node) {
         v.push(Landing { path: REGISTRY_STORE, listed: "blobs", files: blobs("blobs"), what: "of images to load" });
     }
     v.push(Landing { path: CONTAINERD_ROOT, listed: CONTAINERD_BLOBS, files: blobs(CONTAINERD_BLOBS), what: "of images to pull" });
