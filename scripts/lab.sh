@@ -191,6 +191,12 @@ node_reap() {  # node_reap NODE [TENTHS]: wait for the node's poweroff (10 s at 
   rm -f "$B/wrapper.pid" "$B/nspawn.pid"
 }
 
+all_off() {  # every node's nspawn has exited
+  local x
+  for x in $(lab_nodes); do alive "$(cat "$LAB_DIR/nodes/$x/nspawn.pid" 2>/dev/null || true)" && return 1; done
+  true
+}
+
 node_stop() { node_signal "$1"; node_reap "$1"; }
 
 cmd_up() {
@@ -213,8 +219,9 @@ cmd_up() {
 
 cmd_down() {
   local x left
-  for x in $(lab_nodes); do node_signal "$x"; done   # all nodes power off together
-  for x in $(lab_nodes); do node_reap "$x"; done
+  for x in $(lab_nodes); do node_signal "$x"; done   # all nodes power off together, 10 s at most in all
+  wait_for 100 all_off || true
+  for x in $(lab_nodes); do node_reap "$x" 0; done
   for x in $(lab_nodes); do ip netns del "$(netns_of "$x")" 2>/dev/null || true; done
   ip link del "$LAB_ID-host" 2>/dev/null || true
   ip netns del "$LAB_ID-br" 2>/dev/null || true
