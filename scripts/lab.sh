@@ -247,7 +247,8 @@ cmd_reset() {
     p=$(cat "$LAB_DIR/nodes/$x/wrapper.pid" 2>/dev/null || true)
     if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
   done
-  for x in "${names[@]}"; do node_reap "$x" 0; done
+  for x in "${names[@]}"; do node_reap "$x" 0 & done   # the nodes in parallel
+  wait
   for x in "${names[@]}"; do
     i=$((i + 1))
     rm -rf --one-file-system "$LAB_DIR/nodes/$x/upper" "$LAB_DIR/nodes/$x/work"
