@@ -144,7 +144,7 @@ fig[up]=$(since "$t")
 step "6. airgap install --only $steps, over SSH; airgap status"
 t=$(now)
 "$airgap" install --inventory "$work/site.yaml" --bundle "$bundle" --pubkey "$pub" --only "$steps" \
-  --state-dir "$work/state" --log-dir "$work/log" 2> >(tee "$work/install.err" >&2)
+  --state-dir "$work/state" --log-dir "$work/log" 2>&1 | tee "$work/install.err"
 fig[install]=$(since "$t")
 "$airgap" status --inventory "$work/site.yaml" --state-dir "$work/state" | tee "$work/status.txt"
 applied=$(grep -o '[0-9]* node-steps\? applied' "$work/install.err" | tail -1 | cut -d' ' -f1)
@@ -172,25 +172,25 @@ ctr_pull() {  # ctr_pull NODE NAMESPACE: pull demo/app:1 by its UPSTREAM name; h
 got=$(ctr_pull master1 demo1)
 [ "$got" = "$app" ] || { echo "containerd on master1 pulled $got, not $app" >&2; exit 1; }
 echo "containerd on master1, $upstream/demo/app:1 (upstream stopped) through hosts.toml -> $vip: $got (= upstream)"
-holder() { local n; for n in worker1 worker2; do ip -n "$LAB_ID-$n" -br addr show | grep -q " $vip/" && echo "$n"; done; }
+holder() { local n; for n in worker1 worker2; do if ip -n "$LAB_ID-$n" -br addr show | grep -q " $vip/"; then echo "$n"; fi; done; }
 was=$(holder)
+[ "$was" = worker1 ] || [ "$was" = worker2 ] || { echo "the workers' VIP is on '$was', not on one worker" >&2; exit 1; }
+other=worker2; [ "$was" = worker2 ] && other=worker1
 t=$(now)
 "$lab" exec "$was" systemctl stop airgap-registry
-moved() { [ "$(holder)" != "$was" ] && [ -n "$(holder)" ] && digest_via "$vip:5000/demo/app:1" >/dev/null 2>&1; }
+moved() { [ "$(holder)" = "$other" ] && skopeo inspect --raw --tls-verify=false "docker://$vip:5000/demo/app:1" >/dev/null 2>&1; }
 wait_for 300 moved || { echo "the workers' VIP did not move off $was within 30 s" >&2; exit 1; }
 fig[failover]=$(since "$t")
-now_on=$(holder)
+now_on=$other
 got=$(ctr_pull master2 demo2)
 [ "$got" = "$app" ] || { echo "containerd on master2 pulled $got after the failover, not $app" >&2; exit 1; }
 echo "registry stopped on $was: the VIP on $now_on, serving again after ${fig[failover]} s; master2 pulled $got"
 
 step "8. the lab down"
-trap - EXIT
 t=$(now)
 "$lab" down
 fig[down]=$(since "$t")
 lab_up=false
-for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 
 cat <<SUMMARY
 

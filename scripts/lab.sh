@@ -12,6 +12,7 @@
 #   LAB_DIR   state dir: SSH key, per-node overlays, PIDs, logs (default: /var/tmp/airgap-lab-$LAB_ID)
 #   LAB_NET   first three octets of the lab's /24 (default: 10.77.0); the host leg is .1, nodes .11, .12, ...
 #   LAB_CACHE rootfs cache (default: /var/cache/airgap-lab); the rootfs is built once by debootstrap
+#   LAB_BOOT_TIMEOUT  seconds a node may take to boot (systemd up, sshd answering; default 180)
 # Nodes: master1..master3 then worker1..; N defaults to 5 (3 masters, 2 workers).
 # Needs root and the Debian packages systemd-container, debootstrap, openssh-client, iproute2, util-linux.
 set -euo pipefail
@@ -150,9 +151,10 @@ node_ready() {  # the node's systemd has finished booting and its sshd lets us i
     && ssh_node "$1" true 2>/dev/null
 }
 
-wait_ready() {
-  wait_for 600 node_ready "$1" \
-    || die "node $1 ($(node_addr "$1")) did not come up within 60 s: see $LAB_DIR/nodes/$1/console.log"
+wait_ready() {  # LAB_BOOT_TIMEOUT (s, default 180): a busy 2-core machine boots 5 nodes in 3-60 s
+  local limit=${LAB_BOOT_TIMEOUT:-180}
+  wait_for $((limit * 10)) node_ready "$1" \
+    || die "node $1 ($(node_addr "$1")) did not come up within $limit s: see $LAB_DIR/nodes/$1/console.log"
 }
 
 SSH_OPTS=(-i "$LAB_DIR/id_lab" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
@@ -175,11 +177,11 @@ cg_empty() {  # no process left in the node's cgroups
   [ -z "$(cg_procs "$1")" ]
 }
 
-node_reap() {  # wait for the node, then kill what is left by PID, unmount, remove its cgroups
-  local B=$LAB_DIR/nodes/$1 w s d p
+node_reap() {  # node_reap NODE [TENTHS]: wait for the node's poweroff (10 s at most), kill what is left by PID,
+  local B=$LAB_DIR/nodes/$1 w s d p   # unmount, remove its cgroups
   w=$(cat "$B/wrapper.pid" 2>/dev/null || true)
   s=$(cat "$B/nspawn.pid" 2>/dev/null || true)
-  wait_for 100 dead "$s" || true   # an orderly poweroff, 10 s at most
+  wait_for "${2:-100}" dead "$s" || true
   if alive "$s"; then kill -KILL "$s" 2>/dev/null || true; fi
   if alive "$w"; then kill -KILL "$w" 2>/dev/null || true; fi
   for p in $(cg_procs "$1"); do kill -KILL "$p" 2>/dev/null || true; done
@@ -187,6 +189,12 @@ node_reap() {  # wait for the node, then kill what is left by PID, unmount, remo
   mountpoint -q "$B/merged" && { umount "$B/merged" 2>/dev/null || umount -l "$B/merged"; }
   for d in $(cg_dirs "$1"); do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   rm -f "$B/wrapper.pid" "$B/nspawn.pid"
+}
+
+all_off() {  # every node's nspawn has exited
+  local x
+  for x in $(lab_nodes); do alive "$(cat "$LAB_DIR/nodes/$x/nspawn.pid" 2>/dev/null || true)" && return 1; done
+  true
 }
 
 node_stop() { node_signal "$1"; node_reap "$1"; }
@@ -211,8 +219,9 @@ cmd_up() {
 
 cmd_down() {
   local x left
-  for x in $(lab_nodes); do node_signal "$x"; done   # all nodes power off together
-  for x in $(lab_nodes); do node_reap "$x"; done
+  for x in $(lab_nodes); do node_signal "$x"; done   # all nodes power off together, 10 s at most in all
+  wait_for 100 all_off || true
+  for x in $(lab_nodes); do node_reap "$x" 0; done
   for x in $(lab_nodes); do ip netns del "$(netns_of "$x")" 2>/dev/null || true; done
   ip link del "$LAB_ID-host" 2>/dev/null || true
   ip netns del "$LAB_ID-br" 2>/dev/null || true
@@ -225,16 +234,21 @@ cmd_down() {
   [ -z "$left" ] || die "lab $LAB_ID: left behind after down: $left"
 }
 
-# Every node back to a fresh boot: power off (all together), drop the overlay's upper dir (every file a test
+# Every node back to a fresh boot: killed (all together), drop the overlay's upper dir (every file a test
 # wrote), make the network namespace again (addresses, VIPs, renamed or downed links, per-netns sysctls,
 # firewall rules), boot, wait for systemd and sshd. New host keys and machine ids, as after `up`.
 cmd_reset() {
-  local x i=0 t0
+  local x i=0 t0 p
   [ -f "$LAB_DIR/nodes.list" ] || die "lab $LAB_ID is not up ($LAB_DIR)"
   t0=$(date +%s.%N)
   mapfile -t names <"$LAB_DIR/nodes.list"
-  for x in "${names[@]}"; do node_signal "$x"; done
-  for x in "${names[@]}"; do node_reap "$x"; done
+  # no orderly poweroff: everything the node wrote is thrown away. The wrapper first (it would boot it again).
+  for x in "${names[@]}"; do
+    p=$(cat "$LAB_DIR/nodes/$x/wrapper.pid" 2>/dev/null || true)
+    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  for x in "${names[@]}"; do node_reap "$x" 0 & done   # the nodes in parallel
+  wait
   for x in "${names[@]}"; do
     i=$((i + 1))
     rm -rf --one-file-system "$LAB_DIR/nodes/$x/upper" "$LAB_DIR/nodes/$x/work"
