@@ -157,7 +157,14 @@ fn the_shipped_manifest_minus_one_image_fails_before_anything_is_fetched() {
     fs_err::copy(root.join("manifests/packages/debian-12.yaml"), t.path().join("m/packages/debian-12.yaml")).unwrap();
     let cache = t.path().join("cache");
     fs_err::create_dir_all(cache.join("blobs/sha256")).unwrap();
-    for f in ["kube-flannel-v0.28.9.yml", "ingress-nginx-baremetal-controller-v1.15.1.yaml"] {
+    // every pinned Kubernetes manifest in the cache (the build reads them before the closure check)
+    for f in [
+        "kube-flannel-v0.28.9.yml",
+        "ingress-nginx-baremetal-controller-v1.15.1.yaml",
+        "nfs-subdir-external-provisioner/rbac.yaml",
+        "nfs-subdir-external-provisioner/deployment.yaml",
+        "nfs-subdir-external-provisioner/class.yaml",
+    ] {
         let bytes = fs_err::read(root.join("tests/fixtures/manifests").join(f)).unwrap();
         fs_err::write(cache.join("blobs/sha256").join(Digest::of_bytes(&bytes).hex()), bytes).unwrap();
     }
