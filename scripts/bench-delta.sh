@@ -32,7 +32,7 @@ http: {addr: $reg}
 YML
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 reg_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done   # poll until it listens
 
 names=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy coredns pause etcd flannel flannel-cni-plugin ingress-controller webhook-certgen registry)
 weights=(14 13 9 12 6 1 8 8 2 16 3 8)   # relative sizes, sum 100 (as bench-build.sh)

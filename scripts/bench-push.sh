@@ -36,7 +36,7 @@ http: {addr: 127.0.0.1:$port}
 YML
     docker-registry serve "$work/$1.yml" >"$work/$1.log" 2>&1 &
     pids+=($!)
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done   # poll until it listens
     echo "127.0.0.1:$port"
 }
 
