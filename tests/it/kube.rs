@@ -392,16 +392,34 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
         }
     }
 
-    // 5. flannel's Network changed behind the install's back: every node NotReady with the kubelet's reason
-    // (the dry run names each node), and the next install applies the site's flannel manifest again
+    // 5. flannel's DaemonSet deleted behind the install's back: no node has a CNI config, every node NotReady
+    // with the kubelet's reason; the next install applies the site's flannel manifest again
     let t = std::time::Instant::now();
+    let not_ready = |lab: &Lab| {
+        let nodes = kubectl_json(lab, "get nodes");
+        for n in &lab.nodes {
+            let c = ready_condition(&nodes, n);
+            assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("KubeletNotReady")), "{n}: {c}");
+            assert!(c["message"].as_str().unwrap().contains("NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"), "{n}: {c}");
+        }
+    };
+    lab.exec("master1", "kubectl --kubeconfig /etc/kubernetes/admin.conf delete daemonset -n kube-flannel kube-flannel-ds");
+    not_ready(&lab);
+    let healed = ok(&site.install(&["--from", "flannel"]));
+    assert_eq!(applies(&lab)[2..], [apply_of("flannel.yaml")], "{healed}");
+    addons_converged_now(&lab, &pod_subnet);
+
+    // 6. flannel's Network changed behind the install's back: flannel crash-loops, every node NotReady (the
+    // dry run names each node with the kubelet's reason), and the next install applies the site's manifest again
     let wrong = airgap::kube::manifests::patch_flannel(&fixture(FLANNEL), "10.99.0.0/16", &[]).unwrap().text;
     fs_err::write(lab.root("master1").join("root/wrong-flannel.yaml"), wrong).unwrap();
     lab.exec("master1", "kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f /root/wrong-flannel.yaml");
-    for n in &lab.nodes {
-        let c = ready_condition(&kubectl_json(&lab, "get nodes"), n);
-        assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("KubeletNotReady")), "{n}: {c}");
-        assert!(c["message"].as_str().unwrap().contains("NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"), "{n}: {c}");
+    not_ready(&lab);
+    let pods = kubectl_json(&lab, "get pods -n kube-flannel");
+    assert_eq!(pods["items"].as_array().unwrap().len(), lab.nodes.len(), "{pods}");
+    for p in pods["items"].as_array().unwrap() {
+        let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+        assert!(w["reason"] == "CrashLoopBackOff" && w["message"].as_str().unwrap().contains("Network 10.99.0.0/16 is not the cluster's pod subnet"), "{p}");
     }
     let dry = ok(&site.install(&["--only", "flannel", "--dry-run"]));
     for n in &lab.nodes {
@@ -409,13 +427,13 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     }
     let healed = ok(&site.install(&["--from", "flannel"]));
     let applied = applies(&lab);
-    assert_eq!(applied[3..], [apply_of("flannel.yaml")], "{healed}");
+    assert_eq!(applied[4..], [apply_of("flannel.yaml")], "{healed}");
     assert!(healed.contains("master1: flannel: done") && healed.contains("master1: ingress-nginx: already done"), "{healed}");
     addons_converged_now(&lab, &pod_subnet);
     let drift = t.elapsed();
 
     eprintln!(
-        "kube lab: setup {:.1} s, refused for a missing image (first contact included) {:.1} s, install until killed after kubeadm init {:.1} s, resumed to the end {:.1} s, twice nothing to do {:.1} s, flannel's Network drift seen and healed {:.1} s, total {:.1} s",
+        "kube lab: setup {:.1} s, refused for a missing image (first contact included) {:.1} s, install until killed after kubeadm init {:.1} s, resumed to the end {:.1} s, twice nothing to do {:.1} s, flannel deleted and then its Network changed, both seen and healed {:.1} s, total {:.1} s",
         setup.as_secs_f64(),
         refused.as_secs_f64(),
         first.as_secs_f64(),
