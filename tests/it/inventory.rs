@@ -5,7 +5,7 @@ use airgap::site::inventory::Inventory;
 const BASE: &str = "\
 cluster:
   name: plant-a
-  kubernetes_version: 1.31.4
+  kubernetes_version: 1.36.3
 ssh:
   user: root
   key_file: /root/.ssh/id_ed25519
@@ -101,7 +101,7 @@ fn ha_layout_needs_3_masters_and_2_workers() {
     );
     insta::assert_snapshot!(error(&one_worker));
     // a single-master layout, allowed explicitly
-    let single = "cluster:\n  name: lab\n  kubernetes_version: 1.31.4\n  allow_single_master: true\nnodes:\n  - name: m1\n    address: 10.20.0.11\n    role: master\nvips:\n  masters: 10.20.0.100\n  workers: 10.20.0.200\nnetwork:\n  node_subnet: 10.20.0.0/24\n";
+    let single = "cluster:\n  name: lab\n  kubernetes_version: 1.36.3\n  allow_single_master: true\nnodes:\n  - name: m1\n    address: 10.20.0.11\n    role: master\nvips:\n  masters: 10.20.0.100\n  workers: 10.20.0.200\nnetwork:\n  node_subnet: 10.20.0.0/24\n";
     Inventory::parse(single, "site.yaml").unwrap();
 }
 

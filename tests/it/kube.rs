@@ -297,7 +297,7 @@ fn kubeadm_init_and_joins_over_ssh_with_the_standins() {
     let mut child = site.command(&["--from", K8S_STEPS]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let inited = || calls(&lab, "master1", "kubeadm").iter().any(|a| a[1] == "init");
     while !inited() && child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(300) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // poll period
     }
     assert!(inited(), "kubeadm init did not run");
     assert!(child.try_wait().unwrap().is_none(), "install finished before it could be killed after init");

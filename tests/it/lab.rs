@@ -385,7 +385,7 @@ fn install_over_ssh_on_a_five_node_lab() {
 fn unreachable_nodes_are_named() {
     let d = tempfile::tempdir().unwrap();
     let mut inv = String::from(
-        "cluster:\n  name: lo\n  kubernetes_version: 1.31.4\nssh:\n  port: 1\n  connect_timeout: 2\nnodes:\n",
+        "cluster:\n  name: lo\n  kubernetes_version: 1.36.3\nssh:\n  port: 1\n  connect_timeout: 2\nnodes:\n",
     );
     for (i, n) in ["master1", "master2", "master3", "worker1", "worker2"]
         .iter()

@@ -146,14 +146,14 @@ fn nfs_and_docker_install_offline_and_pass_their_checkers_in_the_lab() {
     let t = Instant::now();
     while holders(&lab, &nfs_vip) != ["master1"] {
         assert!(t.elapsed() < Duration::from_secs(20), "the NFS VIP is on {:?}", holders(&lab, &nfs_vip));
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100)); // poll period
     }
     // nfs-server stops on master1: the check fails, the VIP moves to master2
     lab.exec("master1", "systemctl stop nfs-server");
     let t = Instant::now();
     while holders(&lab, &nfs_vip) != ["master2"] {
         assert!(t.elapsed() < Duration::from_secs(20), "the NFS VIP did not move: {:?}", holders(&lab, &nfs_vip));
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100)); // poll period
     }
     eprintln!("MEASURED NFS VIP on master2 {:?} after nfs-server stopped on master1", t.elapsed());
     lab.exec("master1", "systemctl start nfs-server");

@@ -212,7 +212,7 @@ fn slow_proxy(upstream: &str, rate: usize) -> String {
                             if server.write_all(&buf[..n]).is_err() {
                                 break;
                             }
-                            std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+                            std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64)); // pacing: the throttled link
                         }
                     }
                 }
@@ -238,7 +238,7 @@ fn a_push_killed_halfway_completes_on_rerun() {
     while stored_blobs(&target) < 2 {
         assert!(child.try_wait().unwrap().is_none(), "the push finished before it could be killed");
         assert!(Instant::now() < deadline, "no blob arrived");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5)); // poll period
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -211,7 +211,7 @@ fn redis_cluster_and_housekeeping_in_the_lab_survive_a_master_loss_and_reboot() 
     let mut cl = Cluster::new(addrs[2..].to_vec());
     while !cl.set(&probe, "after") {
         assert!(t.elapsed() < Duration::from_secs(40), "no write to master1's slots 40 s after its loss: {:?}", roles(&addrs));
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100)); // poll period
     }
     let outage = t.elapsed();
     let lost: Vec<_> = acked.iter().filter(|(k, v)| cl.get(k).as_deref() != Some(v.as_str())).collect();
@@ -223,14 +223,14 @@ fn redis_cluster_and_housekeeping_in_the_lab_survive_a_master_loss_and_reboot() 
     let booted = t.elapsed();
     while balanced(&addrs).is_err() || !roles(&addrs).get(&addrs[0]).is_some_and(|r| r.0) {
         assert!(t.elapsed() < Duration::from_secs(120), "the layout is not restored 120 s after master1's reboot: {:?}", roles(&addrs));
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(200)); // poll period
     }
     let restored = t.elapsed();
     let journal = lab.exec("master1", "journalctl -b -u airgap-redis-failover --no-pager -o cat");
     assert!(journal.contains("is a primary again"), "{journal}");
     while lab.exec("master1", "systemctl is-active keepalived || true").trim() != "active" {
         assert!(t.elapsed() < Duration::from_secs(120), "keepalived is not active after master1's reboot");
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(200)); // poll period
     }
     let ka = started_after_boot(&lab, "master1", "keepalived");
     // boot-delay counts from PID 1's start; systemd's own start timestamp (the reference here) is a little later

@@ -49,7 +49,7 @@ impl Site {
 
 /// An inventory for the lab's nodes (`nodes`), with `ssh` as the ssh block and host keys pinned by node.
 fn inventory(lab: &Lab, cluster: &str, ssh: &str, nodes: &[&str], pins: &[(&str, &str)]) -> String {
-    let mut s = format!("cluster:\n  name: {cluster}\n  kubernetes_version: 1.31.4\n  allow_single_master: true\nssh:\n{ssh}nodes:\n");
+    let mut s = format!("cluster:\n  name: {cluster}\n  kubernetes_version: 1.36.3\n  allow_single_master: true\nssh:\n{ssh}nodes:\n");
     for n in nodes {
         s.push_str(&format!("  - name: {n}\n    address: {}\n    role: master\n", lab.address(n)));
         if let Some((_, fp)) = pins.iter().find(|(p, _)| p == n) {
@@ -328,7 +328,7 @@ fn askpass_answers_password_prompts_only() {
 #[test]
 fn pinned_host_keys_are_validated_with_their_line() {
     let d = tempfile::tempdir().unwrap();
-    let mut inv = String::from("cluster:\n  name: lo\n  kubernetes_version: 1.31.4\n  allow_single_master: true\nnodes:\n");
+    let mut inv = String::from("cluster:\n  name: lo\n  kubernetes_version: 1.36.3\n  allow_single_master: true\nnodes:\n");
     for (i, key) in [
         "SHA256:E/riCNVqGK1RiG+NjiHkRkf4+bfFCp/K0zSKR0cq8WI",
         "SHA256:E/riCNVqGK1RiG+NjiHkRkf4+bfFCp/K0zSKR0cq8WI",
