@@ -205,7 +205,8 @@ pulls       through the workers' VIP $vip:5000: skopeo (2 images) and containerd
             name via hosts.toml, digests equal to upstream's
 failover    registry stopped on $was: VIP on $now_on and serving again in ${fig[failover]} s; master2 pulled
 lab down    ${fig[down]} s; whole demo $(since "$T0") s (cargo build ${fig[cargo]} s)
-not run     kubelet, kubeadm-init, kubeadm-join, flannel, ingress-nginx, nfs, redis, housekeeping: they need
-            the Kubernetes server binaries (kubeadm, kubelet), which no registry reachable here ships
+not run     kubelet, kubeadm-init, kubeadm-join, flannel, ingress-nginx: they need the Kubernetes server
+            binaries (kubeadm, kubelet), which no registry reachable here ships (the tests run them against
+            stand-ins); nfs needs a kernel NFS server; redis and housekeeping run in the test suite
 work files  $work
 SUMMARY

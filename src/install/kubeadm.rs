@@ -61,6 +61,8 @@ pub fn cluster_input(ctx: &Ctx) -> Result<ClusterInput> {
     if let Some(s) = ctx.secrets {
         input.key_algorithm = s.ca.algorithm();
     }
+    // the site's registry: the workers' VIP :5000, or `registry.external` (HOST[/PREFIX])
+    input.image_repository = crate::install::config::Site::of(ctx)?.image_repository();
     Ok(input)
 }
 

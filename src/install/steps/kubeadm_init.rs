@@ -43,7 +43,25 @@ pub fn site_images(ctx: &Ctx) -> Result<Vec<String>> {
     let input = k::cluster_input(ctx)?;
     let set = crate::kube::images::images_for(&input.kubernetes_version)
         .with_context(|| format!("cluster.kubernetes_version {}", ctx.inv.cluster.kubernetes_version))?;
-    Ok(set.at_site(&input.image_repository))
+    let mut images = set.at_site(&input.image_repository);
+    // every image of the bundle too: the closure check made them a superset of what the bundled manifests
+    // (flannel, ingress, the NFS provisioner...) reference, so the later steps find theirs
+    if let Some(kit) = ctx.kit {
+        for i in &kit.root().images {
+            let r = crate::oci::reference::ImageRef::parse(&i.reference)?;
+            let mut at = format!("{}/{}", input.image_repository, r.repository);
+            if let Some(t) = &r.tag {
+                at = format!("{at}:{t}");
+            }
+            if let Some(d) = &r.digest {
+                at = format!("{at}@{d}");
+            }
+            if !images.contains(&at) {
+                images.push(at);
+            }
+        }
+    }
+    Ok(images)
 }
 
 impl KubeadmInit {
@@ -67,7 +85,7 @@ impl KubeadmInit {
             Action::Command {
                 argv: { let mut v = node_cmd(&["check-images"]); v.extend(site_images(ctx)?); v },
                 check: None,
-                why: "every image kubeadm pulls resolves in the site registry (else: stop before any change)".into(),
+                why: "every image kubeadm pulls, and every image of the bundle, resolves in the site registry (else: stop before any change)".into(),
             },
         ];
         let ca_crt = ctx.secrets.map_or_else(|| "<the cluster CA certificate, made by the first install>\n".to_string(), |s| s.ca.cert_pem().to_string());
