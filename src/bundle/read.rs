@@ -419,7 +419,6 @@ fn read_stream<S: EntrySink>(source: &BundleSource, tee: Tee, pk: &PublicKey, si
     }
 
     // 4. The rest of the stream: a little of tar's zero padding, then the end of the zstd data and of the file.
-    drop(tar);
     let mut dec = ar.into_inner();
     let mut rest = (&mut dec).take(MAX_TRAILER + 1);
     let mut buf = vec![0u8; 16 * 1024];

@@ -510,13 +510,13 @@ mod tests {
     fn decisions() {
         let (k, o) = (ed(), other());
         // a pin wins over any record, and must be presented
-        assert_eq!(decide(Some(ED_FP), &[o.clone()], &[o.clone(), k.clone()]).unwrap(), (k.clone(), How::Pinned));
-        assert_eq!(decide(Some(ED_FP), &[], &[o.clone()]).unwrap_err(), Expected::Pinned(ED_FP.into()));
+        assert_eq!(decide(Some(ED_FP), std::slice::from_ref(&o), &[o.clone(), k.clone()]).unwrap(), (k.clone(), How::Pinned));
+        assert_eq!(decide(Some(ED_FP), &[], std::slice::from_ref(&o)).unwrap_err(), Expected::Pinned(ED_FP.into()));
         // a record must be presented
-        assert_eq!(decide(None, &[k.clone()], &[k.clone()]).unwrap().1, How::Recorded);
-        assert_eq!(decide(None, &[k.clone()], &[o.clone()]).unwrap_err(), Expected::Recorded(k.clone()));
+        assert_eq!(decide(None, std::slice::from_ref(&k), std::slice::from_ref(&k)).unwrap().1, How::Recorded);
+        assert_eq!(decide(None, std::slice::from_ref(&k), std::slice::from_ref(&o)).unwrap_err(), Expected::Recorded(k.clone()));
         // first contact: the preferred type
-        assert_eq!(decide(None, &[], &[o.clone()]).unwrap(), (o, How::FirstContact));
+        assert_eq!(decide(None, &[], std::slice::from_ref(&o)).unwrap(), (o, How::FirstContact));
     }
 
     #[test]
