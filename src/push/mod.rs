@@ -252,7 +252,29 @@ pub async fn push(images: &Images, target: &Target, client: &RegistryClient, opt
             .await?;
     }
 
-    // 3. manifests: children by digest, then the top level under its tag or digest
+    // 3. manifests: every index's children by digest, each (repository, digest) once, all before any top level
+    //    (two references to one index must not race: a registry that checks an index's children refuses it
+    //    while a concurrent PUT of one of them is in flight)
+    let mut children: Vec<(&str, &Digest, &str, &[u8])> = Vec::new();
+    for p in &planned {
+        for (d, mt, bytes) in &p.children {
+            if !children.iter().any(|(r, cd, _, _)| *r == p.repo && *cd == d) {
+                children.push((&p.repo, d, mt, bytes));
+            }
+        }
+    }
+    futures::stream::iter(children)
+        .map(|(repo, d, mt, bytes)| {
+            let c = c.clone();
+            async move {
+                let put = ManifestPut { reference: &d.to_string(), media_type: mt, bytes, digest: d };
+                ensure_manifest(client, repo, put, opts, &c).await.map(drop)
+            }
+        })
+        .buffer_unordered(jobs)
+        .try_collect::<()>()
+        .await?;
+    // then the top levels under their tag or digest
     let pushed: Vec<Pushed> = futures::stream::iter(planned.iter())
         .map(|p| {
             let c = c.clone();
@@ -300,9 +322,7 @@ async fn ensure_manifest(client: &RegistryClient, repo: &str, m: ManifestPut<'_>
 }
 
 async fn push_manifests(client: &RegistryClient, target: &Target, p: &Planned, opts: &PushOptions, c: &Counters) -> Result<Pushed> {
-    for (d, mt, bytes) in &p.children {
-        ensure_manifest(client, &p.repo, ManifestPut { reference: &d.to_string(), media_type: mt, bytes, digest: d }, opts, c).await?;
-    }
+    // (its children are on the registry already: pushed before any top level)
     let reference = match (&p.image.tag, &p.image.digest) {
         (Some(t), _) => t.clone(),
         (None, _) => p.src.digest.to_string(),
