@@ -47,15 +47,10 @@ pub fn site_images(ctx: &Ctx) -> Result<Vec<String>> {
     // every image of the bundle too: the closure check made them a superset of what the bundled manifests
     // (flannel, ingress, the NFS provisioner...) reference, so the later steps find theirs
     if let Some(kit) = ctx.kit {
+        // named in the site registry as `push` and `serve` name them
+        let site = crate::push::Target::parse(&input.image_repository)?;
         for i in &kit.root().images {
-            let r = crate::oci::reference::ImageRef::parse(&i.reference)?;
-            let mut at = format!("{}/{}", input.image_repository, r.repository);
-            if let Some(t) = &r.tag {
-                at = format!("{at}:{t}");
-            }
-            if let Some(d) = &r.digest {
-                at = format!("{at}@{d}");
-            }
+            let at = site.reference(&crate::oci::reference::ImageRef::parse(&i.reference)?);
             if !images.contains(&at) {
                 images.push(at);
             }
