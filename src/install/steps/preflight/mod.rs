@@ -321,6 +321,19 @@ fn evaluate(ctx: &Ctx, facts: &BTreeMap<String, (Facts, i64)>, r: &mut Report) {
                 );
             }
         }
+        if ctx.inv.redis.enabled && node.role == crate::site::inventory::Role::Master {
+            let (_, tags) = crate::node::packages::os_tags_for(&f.os_id, &f.os_like, &f.os_version);
+            if tags.iter().any(|t| t == "el7") {
+                r.add(
+                    n,
+                    "os",
+                    format!(
+                        "{} cannot run the Redis cluster: its units need systemd 236 or newer (the password reaches redis-server on its stdin, `StandardInput=file:`) and cluster tooling from Redis 5 or newer; el7 has systemd 219 and Redis 3.2. Put the masters on el8 or newer, or remove the inventory's `redis:` section",
+                        f.os_pretty
+                    ),
+                );
+            }
+        }
         // the VIPs go on the interface that holds the node's address (unless the inventory names one)
         match (f.interface_holding(node.address), &node.interface) {
             (None, _) => r.add(

@@ -269,3 +269,21 @@ fn a_drbd_disk_that_is_not_a_block_device_is_named_on_master1_and_master2() {
         [("master2".to_string(), "nfs.drbd_disk /dev/sdb is missing here, not a block device: DRBD mirrors a disk or partition between master1 and master2".to_string())]
     );
 }
+
+#[test]
+fn el7_masters_are_refused_for_the_redis_cluster_and_only_then() {
+    let mut inv = example_inventory();
+    let mut facts = healthy(&inv);
+    for (f, _) in facts.values_mut() {
+        f.os_id = "centos".into();
+        f.os_like = vec!["rhel".into(), "fedora".into()];
+        f.os_version = "7".into();
+        f.os_pretty = "CentOS Linux 7 (Core)".into();
+    }
+    let p = problems(&inv, &facts);
+    assert_eq!(p.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["master1", "master2", "master3"], "{p:#?}");
+    assert!(p[0].1.starts_with("CentOS Linux 7 (Core) cannot run the Redis cluster: its units need systemd 236 or newer"), "{p:#?}");
+    assert!(p[0].1.ends_with("remove the inventory's `redis:` section"), "{p:#?}");
+    inv.redis.enabled = false;
+    assert_eq!(problems(&inv, &facts), vec![]);
+}
