@@ -51,10 +51,14 @@ pub enum NodeCommand {
         #[arg(long)]
         block: Option<String>,
     },
-    /// Write stdin (a secret) to PATH, mode 0600, atomically, only when different (`--check`: compare).
+    /// Write stdin (a file holding secrets) to PATH, atomically, only when different (`--check`: compare
+    /// content and mode). Nothing of the content, not even its hash, is on the command line. The mode has no
+    /// group or other bits (default 0600).
     SecretFile {
         #[arg(long)]
         path: PathBuf,
+        #[arg(long, value_parser = parse_mode, default_value = "600")]
+        mode: u32,
         #[arg(long)]
         check: bool,
     },
@@ -178,6 +182,17 @@ pub enum NodeCommand {
         #[arg(long)]
         pubkey: PathBuf,
     },
+    /// Exit 0 when the registry on `--registry` serves every tag of the store's catalog with the catalog's
+    /// digest (a running `airgap serve` re-reads the catalog after a load within a second); `--wait-secs`
+    /// waits for it. Else the first differences on stderr.
+    RegistryServes {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        registry: String,
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
+    },
     /// Create the Redis cluster of the pairs if there is none, bring it to that layout, wait until every
     /// replica is in sync (`--check`: only look). The password comes from the auth file.
     RedisCluster {
@@ -293,16 +308,17 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
             let written = files::write_file(&path, mode, &content, block.as_deref())?;
             println!("{}", if written { "written" } else { "unchanged" });
         }
-        NodeCommand::SecretFile { path, check } => {
+        NodeCommand::SecretFile { path, mode, check } => {
+            anyhow::ensure!(mode & 0o077 == 0, "a file holding secrets gets no group or other permissions (mode {mode:o})");
             let mut content = Vec::new();
             std::io::stdin().take(1 << 20).read_to_end(&mut content).context("failed to read the content from stdin")?;
             anyhow::ensure!(!content.is_empty(), "no content on stdin for {}", path.display());
             if check {
-                if let files::FileState::Differs(why) = files::check_file(&path, &Digest::of_bytes(&content), Some(0o600), None)? {
+                if let files::FileState::Differs(why) = files::check_file(&path, &Digest::of_bytes(&content), Some(mode), None)? {
                     differs(&why);
                 }
             } else {
-                let written = files::write_file(&path, 0o600, &content, None)?;
+                let written = files::write_file(&path, mode, &content, None)?;
                 println!("{}", if written { "written" } else { "unchanged" });
             }
         }
@@ -428,6 +444,29 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 .unwrap_or(false);
             if !loaded {
                 differs(&format!("the registry store {} does not hold bundle {}-{}", store.display(), root.name, root.version));
+            }
+        }
+        NodeCommand::RegistryServes { store, registry, wait_secs } => {
+            let catalog = crate::registry::store::Store::open(&store)?.catalog()?;
+            let t = std::time::Duration::from_secs(5);
+            let serves = || {
+                let wrong: Vec<String> = catalog
+                    .images
+                    .iter()
+                    .filter_map(|i| Some((i, i.tag.as_deref()?)))
+                    .filter_map(|(i, tag)| match checks::served_digest(&registry, &i.name, tag, Some(&i.host), t) {
+                        Ok(d) if d == i.digest.to_string() => None,
+                        Ok(d) => Some(format!("{}: served as {d}, the store holds {}", i.reference, i.digest)),
+                        Err(e) => Some(format!("{}: {e:#}", i.reference)),
+                    })
+                    .collect();
+                match wrong.len() {
+                    0 => Ok(()),
+                    n => Err(anyhow::anyhow!("{n} of {} images are not served as the store holds them: {}", catalog.images.len(), wrong.iter().take(3).cloned().collect::<Vec<_>>().join("; "))),
+                }
+            };
+            if let Err(e) = checks::wait_for(std::time::Duration::from_secs(wait_secs), serves) {
+                differs(&format!("the registry on {registry}: {e:#}"));
             }
         }
         NodeCommand::RedisCluster { auth_file, pairs, wait_secs, check } => {

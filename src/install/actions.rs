@@ -35,6 +35,16 @@ pub fn write_file_cmd(path: &str, mode: u32, content: &str, block: Option<&str>)
     v
 }
 
+/// The `airgap node secret-file` command for a file holding secrets (content on stdin, for the write and
+/// for the check).
+pub fn secret_file_cmd(path: &str, mode: u32, check: bool) -> Vec<String> {
+    let mut v = node_cmd(&["secret-file", "--path", path, "--mode", &format!("{mode:o}")]);
+    if check {
+        v.push("--check".into());
+    }
+    v
+}
+
 /// The `airgap node receive` command for a copy (content on stdin, verified by sha256 before the rename).
 pub fn receive_cmd(remote: &str, mode: u32, sha256: &Digest) -> Vec<String> {
     node_cmd(&[
@@ -71,9 +81,16 @@ pub fn check_one(a: &Action, t: &dyn Transport) -> Result<Option<String>> {
             let sha = Digest::of_bytes(content.as_bytes());
             check_file(t, path, &sha, *mode, block.as_deref())
         }
-        Action::SecretFile { path, mode, sha256, .. } => match sha256 {
-            Some(sha) => check_file(t, path, sha, *mode, None),
-            None => Ok(Some(format!("{path}: the cluster secrets are not made yet (the first install makes them)"))),
+        Action::SecretFile { path, mode, content, source, .. } => match content {
+            Some(content) => {
+                let out = t.run(&secret_file_cmd(path, *mode, true), Stdin::Bytes(content.expose().as_bytes()))?;
+                match out.code {
+                    0 => Ok(None),
+                    1 => Ok(Some(format!("{path}: {}", out.stdout_str().trim()))),
+                    _ => bail!("failed to check {path} on {}: {}", t.node(), out.reason()),
+                }
+            }
+            None => Ok(Some(format!("{path}: its secrets ({source}) are not there yet"))),
         },
         Action::Copy {
             remote, sha256, mode, ..
@@ -145,14 +162,13 @@ pub fn apply_all(actions: &[Action], t: &dyn Transport, progress: &dyn Fn(&str))
                     changed.push(format!("wrote {path}"));
                 }
             }
-            Action::SecretFile { path, mode, content, .. } => {
+            Action::SecretFile { path, mode, content, source, .. } => {
                 let Some(content) = content else {
-                    bail!("bug: no secrets for {path} (the install makes them before the Kubernetes steps)")
+                    bail!("bug: the secrets of {path} ({source}) were not read before the apply")
                 };
-                progress(&format!("writing {path} (secret)"));
-                // the content travels on stdin; the command line carries only its sha256
-                let cmd = write_file_cmd(path, *mode, content.expose(), None);
-                let out = t.run(&cmd, Stdin::Bytes(content.expose().as_bytes()))?;
+                progress(&format!("writing {path} (<secret>)"));
+                // the content travels on stdin; nothing of it (not even its hash) on the command line
+                let out = t.run(&secret_file_cmd(path, *mode, false), Stdin::Bytes(content.expose().as_bytes()))?;
                 if !out.success() {
                     bail!("failed to write {path} on {}: {}", t.node(), out.reason());
                 }

@@ -94,8 +94,11 @@ pub fn secret_file(
         shown = shown.replace(&secrets.ca_cert_hash.to_string(), PIN_PLACEHOLDER);
     }
     let content = if real { Some(render(&secrets, Secrets::Real)?) } else { None };
-    Ok(Action::secret_file(path, crate::kube::kubeadm_config::CONFIG_FILE_MODE, content, shown))
+    Ok(Action::secret_file(path, crate::kube::kubeadm_config::CONFIG_FILE_MODE, content, shown, CLUSTER_SECRETS))
 }
+
+/// Where the kubeadm files' secrets come from, as the plan says it.
+pub const CLUSTER_SECRETS: &str = "the cluster's secrets (<state dir>/secrets/, made once)";
 
 /// The bootstrap token's public id (names its Secret `bootstrap-token-<id>`).
 pub fn token_id(ctx: &Ctx) -> String {

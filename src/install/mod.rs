@@ -78,18 +78,24 @@ pub enum Action {
         check: Option<Vec<String>>,
         why: String,
     },
-    /// A file holding secrets (bootstrap token, certificate key, CA key): sent over SSH stdin like a
-    /// [`Action::File`], written with `mode` (0600), but `plan`, `--dry-run`, the log and the journal see only
-    /// `shown` (the same file with every secret as `<secret>`) and the sha256 of the real content.
+    /// A file holding secrets (bootstrap token, certificate key, CA key, the Redis password, registry
+    /// credentials): THE one way a secret reaches a node. Written with `mode` (0600) by
+    /// `airgap node secret-file`, the content on its stdin for the write and for the check (nothing of it, not
+    /// even a hash, on a command line); `plan`, `--dry-run`, the log and the journal see only `shown` (the
+    /// same file with every secret as `<secret>`) and `source`.
     SecretFile {
         path: String,
         #[serde(serialize_with = "octal")]
         mode: u32,
         shown: String,
-        /// The real content; `None` when the cluster secrets are not made yet (`plan`, `status`).
+        /// Where the secrets come from (said in the plan).
+        source: String,
+        /// The real content; `None` in `plan` and `status` until its source is read (the cluster secrets
+        /// before the first install made them; a password read only for check and apply: see [`secret::fill`]).
         #[serde(skip)]
         content: Option<SecretText>,
-        /// sha256 of the real content (in the inputs hash: new secrets re-run the step).
+        /// sha256 of the real content when known at plan time (in the inputs hash: new cluster secrets re-run
+        /// the step). Never on a command line, never printed.
         #[serde(skip_serializing_if = "Option::is_none")]
         sha256: Option<Digest>,
     },
@@ -126,10 +132,11 @@ impl std::fmt::Debug for SecretText {
 }
 
 impl Action {
-    /// A file holding secrets: `content` for the node, `shown` (secrets as `<secret>`) for people.
-    pub fn secret_file(path: &str, mode: u32, content: Option<String>, shown: String) -> Action {
+    /// A file holding secrets: `content` for the node, `shown` (secrets as `<secret>`) for people, `source`
+    /// saying where the secrets come from.
+    pub fn secret_file(path: &str, mode: u32, content: Option<String>, shown: String, source: &str) -> Action {
         let sha256 = content.as_ref().map(|c| Digest::of_bytes(c.as_bytes()));
-        Action::SecretFile { path: path.into(), mode, shown, content: content.map(SecretText), sha256 }
+        Action::SecretFile { path: path.into(), mode, shown, source: source.into(), content: content.map(SecretText), sha256 }
     }
 }
 

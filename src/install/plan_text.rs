@@ -137,15 +137,11 @@ pub fn action_text(a: &Action) -> String {
                 heredoc(content)
             )
         }
-        Action::SecretFile { path, mode, shown, sha256, .. } => {
-            let sha = sha256.as_ref().map_or("<sha256 of the file>".to_string(), |d| d.hex().to_string());
-            let argv = super::node_cmd(&["write-file", "--path", path, "--mode", &format!("{mode:o}"), "--sha256", &sha]);
-            format!(
-                "# file {path} (mode {mode:o}) holds secrets: shown with <secret>, sent over SSH stdin\n$ {} {}",
-                shell_join(&argv),
-                heredoc(shown)
-            )
-        }
+        Action::SecretFile { path, mode, shown, source, .. } => format!(
+            "# file {path} (mode {mode:o}) holds secrets from {source}: shown with <secret>; the content goes on stdin (checked the same way)\n$ {} {}",
+            shell_join(&super::actions::secret_file_cmd(path, *mode, false)),
+            heredoc(shown)
+        ),
         Action::Command { argv, check, why } => {
             let mut s = format!("# {why}\n");
             if let Some(c) = check {

@@ -1,11 +1,10 @@
-//! Files that hold a secret (the Redis password...): never in a plan, a log, an argv or the journal. In the
-//! plan they are an `airgap node secret-file --path P` command whose purpose says `<secret>` and where the
-//! secret comes from; check and apply send the content on the command's stdin, so that nothing of it (not
-//! even a hash, which would allow guessing a weak password offline) is on a command line.
+//! Secrets the inventory points at (the Redis password, the external registry's password): an environment
+//! variable or a file on the deploy machine, read only when a step checks or applies, never at plan time.
+//! They reach the nodes like every secret, as an [`Action::SecretFile`] (`airgap node secret-file`, the
+//! content on stdin): the plan carries the file with `<secret>` and no content; [`fill`] puts in the real
+//! content for check and apply.
 
-use super::actions::{apply_all, check_one};
-use super::ssh::{Stdin, Transport};
-use super::{node_cmd, Action};
+use super::{Action, SecretText};
 use anyhow::{bail, Context, Result};
 
 /// Where a secret comes from, as the inventory says.
@@ -42,62 +41,15 @@ impl Source {
     }
 }
 
-/// The plan's action for a secret file (mode 0600).
-pub fn file_action(path: &str, what: &str, source: &Source) -> Action {
-    Action::Command {
-        argv: node_cmd(&["secret-file", "--path", path]),
-        check: Some(node_cmd(&["secret-file", "--path", path, "--check"])),
-        why: format!("{what} (<secret>, from the {}) in {path}, mode 0600: the content goes on stdin", source.describe()),
-    }
-}
-
-fn secret_path(a: &Action) -> Option<&str> {
-    match a {
-        Action::Command { argv, .. } if argv.get(2).is_some_and(|s| s == "secret-file") => argv.get(4).map(String::as_str),
-        _ => None,
-    }
-}
-
-/// [`super::actions::check_all`] with the secret files' contents (`path` → content) sent on stdin.
-pub fn check_all(actions: &[Action], t: &dyn Transport, secrets: &[(String, String)]) -> Result<Vec<String>> {
-    let mut diff = Vec::new();
-    for a in actions {
-        match (secret_path(a), a) {
-            (Some(p), Action::Command { check: Some(check), .. }) => {
-                let content = content_of(secrets, p)?;
-                let out = t.run(check, Stdin::Bytes(content.as_bytes()))?;
-                if !out.success() {
-                    diff.push(format!("{p}: {}", out.stdout_str().trim()));
-                }
+/// The plan's secret files whose content is not known yet, given it by `content_of` (called once per such
+/// file, with its path and its shown text; `None` leaves it without content).
+pub fn fill(mut actions: Vec<Action>, mut content_of: impl FnMut(&str, &str) -> Result<Option<String>>) -> Result<Vec<Action>> {
+    for a in &mut actions {
+        if let Action::SecretFile { path, shown, content: content @ None, .. } = a {
+            if let Some(text) = content_of(path, shown)? {
+                *content = Some(SecretText::new(text));
             }
-            _ => diff.extend(check_one(a, t)?),
         }
     }
-    Ok(diff)
-}
-
-/// [`super::actions::apply_all`] with the secret files' contents sent on stdin.
-pub fn apply(actions: &[Action], t: &dyn Transport, secrets: &[(String, String)], progress: &dyn Fn(&str)) -> Result<Vec<String>> {
-    let mut changed = Vec::new();
-    for a in actions {
-        match (secret_path(a), a) {
-            (Some(p), Action::Command { argv, .. }) => {
-                let content = content_of(secrets, p)?;
-                progress(&format!("writing {p} (<secret>)"));
-                let out = t.run(argv, Stdin::Bytes(content.as_bytes()))?;
-                if !out.success() {
-                    bail!("failed to write {p} on {}: {}", t.node(), out.reason());
-                }
-                if out.stdout_str().trim() == "written" {
-                    changed.push(format!("wrote {p} (<secret>)"));
-                }
-            }
-            _ => changed.extend(apply_all(std::slice::from_ref(a), t, progress)?),
-        }
-    }
-    Ok(changed)
-}
-
-fn content_of<'a>(secrets: &'a [(String, String)], path: &str) -> Result<&'a String> {
-    secrets.iter().find(|(p, _)| p == path).map(|(_, c)| c).with_context(|| format!("no secret content for {path}"))
+    Ok(actions)
 }

@@ -75,28 +75,53 @@ pub fn check_manifest(image: &str, timeout: Duration) -> Result<()> {
             .filter(|(_, t)| !t.contains('/'))
             .with_context(|| format!("{image}: no tag or digest"))?,
     };
-    let hostport = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
-    let sa = resolve(&hostport)?;
-    let mut s = TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("{image}: nothing accepts connections on {hostport}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    let req = format!(
-        "HEAD /v2/{path}/manifests/{reference} HTTP/1.0\r\nHost: {host}\r\nAccept: {MANIFEST_TYPES}\r\nUser-Agent: airgap-check\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).with_context(|| format!("{image}: failed to ask {hostport}"))?;
-    let mut head = Vec::new();
-    let _ = s.take(4096).read_to_end(&mut head);
-    let line = String::from_utf8_lossy(&head);
-    let code: u16 = line
-        .strip_prefix("HTTP/1.")
-        .and_then(|r| r.get(2..5))
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("{image}: {hostport} did not answer HTTP"))?;
+    let (code, _) = head_manifest(host, &format!("/v2/{path}/manifests/{reference}"), timeout).with_context(|| image.to_string())?;
     match code {
         200 => Ok(()),
         404 => bail!("{image}: not in the registry (HTTP 404)"),
         c => bail!("{image}: the registry answered HTTP {c}"),
     }
+}
+
+/// The digest a registry on `host` (`HOST[:PORT]`) serves for `name:tag` (`?ns=` `upstream` when given: the
+/// upstream host the name came from, as containerd asks a mirror), from its `Docker-Content-Digest` header.
+pub fn served_digest(host: &str, name: &str, tag: &str, upstream: Option<&str>, timeout: Duration) -> Result<String> {
+    let what = format!("{name}:{tag}");
+    let ns = upstream.map(|u| format!("?ns={u}")).unwrap_or_default();
+    let (code, digest) = head_manifest(host, &format!("/v2/{name}/manifests/{tag}{ns}"), timeout).with_context(|| what.clone())?;
+    match (code, digest) {
+        (200, Some(d)) => Ok(d),
+        (200, None) => bail!("{what}: the registry answered without a Docker-Content-Digest header"),
+        (404, _) => bail!("{what}: not served (HTTP 404)"),
+        (c, _) => bail!("{what}: the registry answered HTTP {c}"),
+    }
+}
+
+/// HEAD `path` on `host` over plain HTTP, asking for every manifest media type: the status code and the
+/// `Docker-Content-Digest` header.
+fn head_manifest(host: &str, path: &str, timeout: Duration) -> Result<(u16, Option<String>)> {
+    let hostport = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let sa = resolve(&hostport)?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("nothing accepts connections on {hostport}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let req = format!(
+        "HEAD {path} HTTP/1.0\r\nHost: {host}\r\nAccept: {MANIFEST_TYPES}\r\nUser-Agent: airgap-check\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).with_context(|| format!("failed to ask {hostport}"))?;
+    let mut head = Vec::new();
+    let _ = s.take(8192).read_to_end(&mut head);
+    let text = String::from_utf8_lossy(&head);
+    let code: u16 = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{hostport} did not answer HTTP"))?;
+    let digest = text.lines().take_while(|l| !l.trim().is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("docker-content-digest").then(|| v.trim().to_string())
+    });
+    Ok((code, digest))
 }
 
 /// Run `check` until it succeeds or `wait` passes (then its last error).
@@ -148,6 +173,37 @@ mod tests {
         assert!(rx.recv().unwrap().starts_with("HEAD /v2/etcd/manifests/3.6.8-0 "));
         assert!(rx.recv().unwrap().starts_with("HEAD /v2/ingress-nginx/controller/manifests/sha256:abcd "));
         assert!(check_manifest("no-tag-here", t).is_err());
+    }
+
+    #[test]
+    fn the_served_digest_comes_from_the_header_and_the_upstream_host_goes_in_ns() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let answers = [
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\ndocker-content-digest: sha256:aa\r\nContent-Length: 9\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\n\r\n",
+        ];
+        let t = std::thread::spawn(move || {
+            let mut asked = Vec::new();
+            for a in answers {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = [0u8; 2048];
+                let n = c.read(&mut buf).unwrap();
+                asked.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap().to_string());
+                c.write_all(a.as_bytes()).unwrap();
+            }
+            asked
+        });
+        let t5 = Duration::from_secs(5);
+        assert_eq!(served_digest(&addr, "pause", "3.10", Some("registry.k8s.io"), t5).unwrap(), "sha256:aa");
+        let e = served_digest(&addr, "library/nginx", "1", None, t5).unwrap_err();
+        assert!(format!("{e:#}").contains("without a Docker-Content-Digest"), "{e:#}");
+        let e = served_digest(&addr, "x", "1", None, t5).unwrap_err();
+        assert_eq!(format!("{e:#}"), "x:1: not served (HTTP 404)");
+        let asked = t.join().unwrap();
+        assert_eq!(asked[0], "HEAD /v2/pause/manifests/3.10?ns=registry.k8s.io HTTP/1.0");
+        assert_eq!(asked[1], "HEAD /v2/library/nginx/manifests/1 HTTP/1.0");
     }
 
     #[test]

@@ -113,6 +113,15 @@ fn no_secret_in_plan_journal_log_or_argv() {
     let argvs: Vec<String> = m1.calls.lock().unwrap().iter().map(|(a, _)| a.join(" ")).collect();
     let pos = |s: &str| argvs.iter().position(|a| a.contains(s)).unwrap_or_else(|| panic!("no {s} in {argvs:#?}"));
     assert!(pos("check-images") < pos("--path /etc/kubernetes/pki/ca.key"), "images are checked before anything is written");
+    // the files holding secrets go through `secret-file` (content on stdin), and not even their hash is on a
+    // command line
+    assert!(argvs.iter().any(|a| a.ends_with("node secret-file --path /etc/kubernetes/pki/ca.key --mode 600")), "{argvs:#?}");
+    for a in KubeadmInit.plan(&ctx, master1).unwrap() {
+        if let crate::install::Action::SecretFile { content: Some(c), path, .. } = a {
+            let hash = crate::digest::Digest::of_bytes(c.expose().as_bytes());
+            assert!(!argvs.iter().any(|a| a.contains(hash.hex())), "the hash of {path} is on a command line");
+        }
+    }
     assert!(pos("--path /etc/kubernetes/airgap/kubeadm-init.yaml") < pos("kubeadm init --config"));
     assert!(argvs.iter().any(|a| a.ends_with("kubeadm init --config /etc/kubernetes/airgap/kubeadm-init.yaml --upload-certs --skip-token-print --skip-certificate-key-print")));
     assert!(pos("token create --config") < pos("upload-certs --upload-certs --config"));

@@ -22,6 +22,7 @@ pub const QUICK_NODE_COMMANDS: &[&str] = &[
     "check-http",
     "check-images",
     "registry-loaded",
+    "registry-serves",
     "sysctl",
     "log-cleanup",
     "log-cut",

@@ -86,7 +86,7 @@ impl KubeadmInit {
         let ca_crt = ctx.secrets.map_or_else(|| "<the cluster CA certificate, made by the first install>\n".to_string(), |s| s.ca.cert_pem().to_string());
         let files = vec![
             Action::File { path: CA_CRT.into(), mode: 0o644, content: ca_crt, block: None },
-            Action::secret_file(CA_KEY, 0o600, ctx.secrets.map(|s| s.ca.expose_key_pem().to_string()), "<secret>\n".into()),
+            Action::secret_file(CA_KEY, 0o600, ctx.secrets.map(|s| s.ca.expose_key_pem().to_string()), "<secret>\n".into(), k::CLUSTER_SECRETS),
             k::secret_file(ctx, INIT_CONFIG_PATH, |secrets, mode| render_init(&input, secrets, mode))?,
         ];
         let init = Action::Command {

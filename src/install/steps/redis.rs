@@ -2,7 +2,7 @@
 //! packages), two per master on `redis.base_port`..+5, each the `airgap-redis@PORT` systemd unit with its own
 //! config (`/etc/airgap/redis/PORT.conf`) and data dir (`/var/lib/airgap-redis/PORT`), bound to the node's
 //! address, cluster-enabled. The password comes from the inventory's source (`redis.password_env` /
-//! `password_file`) into `/etc/airgap/redis/auth.conf` (0600; never in argv, logs or plan: `<secret>`), which
+//! `password_file`) into `/etc/airgap/redis/auth.conf` (an `Action::SecretFile`: 0600, never in argv, logs or plan), which
 //! systemd hands to redis-server on its stdin. On master1, `airgap node redis-cluster` creates the cluster
 //! with `redis-cli --cluster create` (primaries), puts each replica on the master after its primary's
 //! (CLUSTER MEET + REPLICATE, checked after creation), and is done only when every replica is in sync.
@@ -11,7 +11,7 @@
 use crate::install::config::units;
 use crate::install::secret::{self, Source};
 use crate::install::ssh::Transport;
-use crate::install::{node_cmd, services, software, Action, Ctx, Step};
+use crate::install::{actions, node_cmd, services, software, Action, Ctx, Step};
 use crate::node::redis::{auth_conf, check_password, AUTH_FILE};
 use crate::site::inventory::{Inventory, Node, Role};
 use anyhow::Result;
@@ -27,14 +27,19 @@ pub fn source(inv: &Inventory) -> Source {
     }
 }
 
-/// The auth file's content (the password read from its source, checked).
-fn secrets(inv: &Inventory) -> Result<Vec<(String, String)>> {
-    let field = if inv.redis.password_env.is_some() { "redis.password_env" } else { "redis.password_file" };
-    let pw = source(inv).read(field)?;
-    if let Err(why) = check_password(&pw) {
-        anyhow::bail!("the Redis password from the {} {why}", source(inv).describe());
-    }
-    Ok(vec![(AUTH_FILE.to_string(), auth_conf(crate::install::config::render::HEADER, &pw))])
+/// The plan's actions with the auth file's content (the password read from its source, checked).
+fn with_password(inv: &Inventory, plan: Vec<Action>) -> Result<Vec<Action>> {
+    secret::fill(plan, |path, _| {
+        if path != AUTH_FILE {
+            return Ok(None);
+        }
+        let field = if inv.redis.password_env.is_some() { "redis.password_env" } else { "redis.password_file" };
+        let pw = source(inv).read(field)?;
+        if let Err(why) = check_password(&pw) {
+            anyhow::bail!("the Redis password from the {} {why}", source(inv).describe());
+        }
+        Ok(Some(auth_conf(crate::install::config::render::HEADER, &pw)))
+    })
 }
 
 /// `airgap node redis-cluster` for the layout (`--check`: only look).
@@ -67,7 +72,8 @@ impl Step for Redis {
     fn plan(&self, ctx: &Ctx, node: &Node) -> Result<Vec<Action>> {
         let inv = ctx.inv;
         let mut v = vec![software::packages(&["redis-server|redis"])];
-        v.push(secret::file_action(AUTH_FILE, "the Redis password", &source(inv)));
+        let shown = auth_conf(crate::install::config::render::HEADER, crate::install::config::SECRET);
+        v.push(Action::secret_file(AUTH_FILE, 0o600, None, shown, &format!("the Redis password's {}", source(inv).describe())));
         let files = units::redis_files(inv, &node.name)?;
         v.extend(services::files(&files));
         // the package's own instance (127.0.0.1:6379, no password) is not part of the site
@@ -93,10 +99,10 @@ impl Step for Redis {
         Ok(v)
     }
     fn check(&self, ctx: &Ctx, node: &Node, t: &dyn Transport) -> Result<Vec<String>> {
-        secret::check_all(&self.plan(ctx, node)?, t, &secrets(ctx.inv)?)
+        actions::check_all(&with_password(ctx.inv, self.plan(ctx, node)?)?, t)
     }
     fn apply(&self, ctx: &Ctx, node: &Node, t: &dyn Transport, progress: &dyn Fn(&str)) -> Result<Vec<String>> {
-        secret::apply(&self.plan(ctx, node)?, t, &secrets(ctx.inv)?, progress)
+        actions::apply_all(&with_password(ctx.inv, self.plan(ctx, node)?)?, t, progress)
     }
 }
 
@@ -116,7 +122,8 @@ mod tests {
         assert!(!Redis.runs_on(&ctx, node("worker1")));
         let text: String = Redis.plan(&ctx, node("master1")).unwrap().iter().map(action_text).collect();
         assert!(!text.contains("pw-never-shown"), "{text}");
-        assert!(text.contains("the Redis password (<secret>, from the environment variable AIRGAP_REDIS_PASSWORD) in /etc/airgap/redis/auth.conf, mode 0600"), "{text}");
+        assert!(text.contains("# file /etc/airgap/redis/auth.conf (mode 600) holds secrets from the Redis password's environment variable AIRGAP_REDIS_PASSWORD"), "{text}");
+        assert!(text.contains("airgap node secret-file --path /etc/airgap/redis/auth.conf --mode 600 <<") && text.contains("requirepass \"<secret>\""), "{text}");
         // master1: primary 7000, replica 7001 of master3's primary; the cluster is made from master1
         assert!(text.contains("airgap-redis@7000") && text.contains("airgap-redis@7001") && !text.contains("@7002"), "{text}");
         assert!(text.contains("redis-cluster --pair 10.20.0.11:7000=10.20.0.12:7003 --pair 10.20.0.12:7002=10.20.0.13:7005 --pair 10.20.0.13:7004=10.20.0.11:7001 --wait-secs 300"), "{text}");
@@ -126,10 +133,20 @@ mod tests {
         let files = units::redis_files(&inv, "master2").unwrap();
         let c = &files.iter().find(|f| f.path == "/etc/airgap/redis/7003.conf").unwrap().content;
         assert!(c.contains("bind 10.20.0.12\nport 7003\n") && c.contains("cluster-enabled yes") && !c.contains("requirepass"), "{c}");
-        // the auth file holds it, for redis-server only
-        let s = secrets(&inv).unwrap();
-        assert_eq!(s[0].0, AUTH_FILE);
-        assert!(s[0].1.contains("requirepass \"pw-never-shown-71c2\"\nmasterauth \"pw-never-shown-71c2\"\n"));
+        // the auth file holds it, for redis-server only: filled in for check and apply, never in the plan
+        let secrets = |inv: &Inventory| -> Result<String> {
+            let filled = with_password(inv, Redis.plan(&ctx, node("master1"))?)?;
+            let texts: Vec<String> = filled
+                .iter()
+                .filter_map(|a| match a {
+                    Action::SecretFile { path, content: Some(c), .. } if path == AUTH_FILE => Some(c.expose().to_string()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(texts.len(), 1);
+            Ok(texts[0].clone())
+        };
+        assert!(secrets(&inv).unwrap().contains("requirepass \"pw-never-shown-71c2\"\nmasterauth \"pw-never-shown-71c2\"\n"));
         std::env::set_var("AIRGAP_REDIS_PASSWORD", "has space");
         assert!(secrets(&inv).unwrap_err().to_string().contains("environment variable AIRGAP_REDIS_PASSWORD has a character"));
         std::env::remove_var("AIRGAP_REDIS_PASSWORD");

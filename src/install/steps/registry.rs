@@ -44,6 +44,12 @@ impl Step for Registry {
         v.extend(services::files(&unit));
         v.push(services::service("airgap-registry", &unit, &[], &[], true));
         v.push(services::answers("the registry", "check-http", &format!("http://127.0.0.1:{REGISTRY_PORT}/v2/")));
+        let registry = format!("127.0.0.1:{REGISTRY_PORT}");
+        v.push(Action::Command {
+            argv: node_cmd(&["registry-serves", "--store", REGISTRY_STORE, "--registry", &registry, "--wait-secs", "30"]),
+            check: Some(node_cmd(&["registry-serves", "--store", REGISTRY_STORE, "--registry", &registry])),
+            why: "the registry serves every image of its store as loaded (the running registry re-read its catalog)".into(),
+        });
         v.push(software::packages(&["keepalived"]));
         let ka = render::keepalived(&site, &node.name, VipRole::Workers)?;
         v.extend(services::files(&ka));

@@ -65,7 +65,7 @@ impl Step for Runtime {
         if components.contains(&Component::Crictl) {
             specs.push(render::crictl_yaml()?);
         }
-        v.extend(services::files(&specs));
+        v.extend(registry_credentials::masked(services::files(&specs)));
         // the service restarts when its configuration or its binaries (the bundle's files) change
         let mut hashed = specs.clone();
         for a in &v {
