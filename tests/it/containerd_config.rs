@@ -247,6 +247,7 @@ fn the_runtime_steps_containerd_config_works_under_the_containerd_it_is_written_
     // under 1.6 with its version-2 file: the same pull
     let ctd = pull_through_hosts_toml(Path::new(""), &v2_files, &reg, &made.digest, false);
     let log = ctd.log();
-    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("level=warning")).collect();
+    // (1.6 always warns that the devmapper snapshotter is not configured: nothing a config should change)
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("level=warning") && !l.contains("devmapper")).collect();
     assert!(warnings.is_empty(), "containerd 1.6 warned about its config:\n{}", warnings.join("\n"));
 }
