@@ -45,4 +45,8 @@ if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
 fi
+# containerd 2.x (Debian sid's package, apt-verified, unpacked under /var/cache/airgap-test/containerd2, never
+# installed over bookworm's 1.6) for the tests of the runtime step's containerd config under both
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+$SUDO bash "$(dirname "$0")/fetch-containerd2.sh"
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }

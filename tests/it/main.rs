@@ -5,6 +5,7 @@ mod support;
 mod build;
 mod certs;
 mod closure;
+mod containerd_config;
 mod bundle;
 mod defaults;
 mod delta;

@@ -210,3 +210,26 @@ fn plan_refuses_a_bundle_for_another_kubernetes_than_the_inventorys() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the bundle carries no flannel manifest"), "{stderr}");
 }
+
+/// master1's part of `plan --only runtime` with a bundle carrying `bundled`'s containerd.
+fn runtime_plan_of_master1(bundled: crate::containerd_config::Bundled) -> String {
+    let fx = crate::support::bundle::Fixture::new();
+    let text = kit_hex(&crate::containerd_config::plan_runtime(&fx, bundled, false));
+    let start = text.find("### master1 ").expect("master1 in the plan");
+    let end = text[start..].find("\n### master2 ").map_or(text.len(), |i| start + i);
+    stable(&text[start..end], &[(&fx.path().display().to_string(), "[tmp]")])
+}
+
+#[test]
+fn plan_runtime_with_the_bundled_static_containerd_2_writes_config_version_3() {
+    let text = runtime_plan_of_master1(crate::containerd_config::Bundled::Static2);
+    assert!(text.contains("\nversion = 3\n"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn plan_runtime_with_debians_containerd_1_6_package_writes_config_version_2() {
+    let text = runtime_plan_of_master1(crate::containerd_config::Bundled::Debian16);
+    assert!(text.contains("\nversion = 2\n"), "{text}");
+    insta::assert_snapshot!(text);
+}

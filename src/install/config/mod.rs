@@ -9,6 +9,7 @@
 //! Nothing here touches a machine: the steps in `install::steps` turn the rendered [`FileSpec`]s into
 //! actions, which write on a node only what differs.
 
+pub mod containerd;
 pub mod nfs;
 pub mod render;
 pub mod site;

@@ -1,6 +1,7 @@
 //! Render the infrastructure config files from a [`Site`] with the minijinja templates in `templates/`,
 //! embedded in the binary (it runs offline on the nodes).
 
+use super::containerd::ContainerdRelease;
 use super::{FileSpec, Peer, Site, APISERVER_PORT, CERTS_DIR, CONTAINERD_ROOT, LB_PORT, REGISTRY_PORT, REGISTRY_STORE};
 use crate::node::OsFamily;
 use anyhow::{Context, Result};
@@ -242,9 +243,10 @@ pub fn crictl_yaml() -> Result<FileSpec> {
     Ok(FileSpec::new(CRICTL_YAML, 0o644, render("crictl.yaml", ctx! { header => HEADER })?))
 }
 
-/// containerd's config.toml and one hosts.toml per upstream host (plus the site registry itself, which is
-/// plain HTTP). (docker, when a node has it, is pointed at the registry by `airgap node docker-registry`.)
-pub fn runtime(site: &Site) -> Result<Vec<FileSpec>> {
+/// containerd's config.toml (the layout `containerd` reads: see [`super::containerd`]) and one hosts.toml per
+/// upstream host (plus the site registry itself, which is plain HTTP). (docker, when a node has it, is pointed
+/// at the registry by `airgap node docker-registry`.)
+pub fn runtime(site: &Site, containerd: &ContainerdRelease) -> Result<Vec<FileSpec>> {
     let registry = site.registry();
     let mut files = vec![FileSpec::new(
         CONTAINERD_CONFIG,
@@ -254,6 +256,8 @@ pub fn runtime(site: &Site) -> Result<Vec<FileSpec>> {
             ctx! {
                 header => HEADER, registry => registry, sandbox_image => site.sandbox_image(), root => CONTAINERD_ROOT,
                 snapshotter => site.snapshotter, certs_dir => CERTS_DIR, cni_bin_dir => CNI_BIN_DIR,
+                config_version => containerd.config_version(), cni_bin_dirs => containerd.cni_bin_dirs(),
+                containerd => containerd.describe(),
             },
         )?,
     )];

@@ -1,6 +1,7 @@
 //! Render every template for the example site, snapshot it, and run each daemon's own config checker on it.
 
 use super::*;
+use crate::install::config::containerd::{ContainerdRelease, ContainerdVersion};
 use crate::install::config::{Interface, Peer, Site};
 use crate::node::{OsFamily, BIN};
 use std::path::Path;
@@ -175,7 +176,12 @@ fn nginx_conf_passes_nginx_t() {
 #[test]
 fn containerd_config_is_loaded_by_containerd() {
     let site = example_site();
-    let files = runtime(&site).unwrap();
+    // the bundle's containerd 1.6 (Debian 12's package): config version 2, which this host's containerd 1.6 loads
+    let debian = ContainerdRelease::Known {
+        version: ContainerdVersion { major: 1, minor: 6, patch: 20 },
+        from: "the bundle's packages/debian-12/containerd_1.6.20~ds1-1+deb12u3_amd64.deb".into(),
+    };
+    let files = runtime(&site, &debian).unwrap();
     let cfg = &file(&files, CONTAINERD_CONFIG).content;
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("config.toml");
@@ -192,6 +198,18 @@ fn containerd_config_is_loaded_by_containerd() {
         assert!(dump.contains(needle), "containerd's effective config lacks {needle:?}:\n{dump}");
     }
     insta::assert_snapshot!("containerd_config_toml", cfg);
+    // a containerd the bundle does not tell: the same version-2 layout
+    let unknown = runtime(&site, &ContainerdRelease::Unknown).unwrap();
+    assert!(file(&unknown, CONTAINERD_CONFIG).content.contains("\nversion = 2\n"));
+    // containerd 2.3 (the default bundle's static release): version 3, CNI bin_dirs (tests/it/containerd_config.rs
+    // loads it in containerd 2.x)
+    let v2 = ContainerdRelease::Known {
+        version: ContainerdVersion { major: 2, minor: 3, patch: 6 },
+        from: "the bundle's archives/linux-amd64/containerd-static-2.3.6.tar.gz".into(),
+    };
+    let v3 = runtime(&site, &v2).unwrap();
+    insta::assert_snapshot!("containerd_config_toml_v3", file(&v3, CONTAINERD_CONFIG).content);
+    assert_eq!(v3[1..], files[1..], "the hosts.toml files do not depend on containerd's version");
 
     // one hosts.toml per upstream host and one for the site registry (plain HTTP), all to the VIP only
     let hosts: Vec<&str> = files.iter().filter(|f| f.path.ends_with("/hosts.toml")).map(|f| f.path.as_str()).collect();

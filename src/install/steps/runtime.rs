@@ -5,7 +5,9 @@
 //!   to the OS packages it carries (`containerd`|`containerd.io`, `runc`).
 //! - CNI plugins (/opt/cni/bin), crictl (+ /etc/crictl.yaml), kubeadm, kubelet, kubectl: from the bundle when
 //!   it carries them (the kubelet's unit comes with the kubeadm step).
-//! - containerd's config: `SystemdCgroup`, the sandbox image from the site registry, and
+//! - containerd's config, in the layout of the containerd the node gets (config `version = 3` for the
+//!   bundle's containerd 2.x, `version = 2` for 1.6 / 1.7 or a version the bundle does not tell: see
+//!   `config::containerd`): `SystemdCgroup`, the sandbox image from the site registry, and
 //!   `/etc/containerd/certs.d/<host>/hosts.toml` sending every upstream host of the bundle (and
 //!   registry.k8s.io, docker.io, ghcr.io, quay.io) to `http://<workers' VIP>:5000` only.
 //! - docker, when the node has it: `insecure-registries` lists the site registry. With `runtime.docker: true`
@@ -13,6 +15,7 @@
 //!   RHEL family) and its daemon.json also gets the site registry in `registry-mirrors` (Docker Hub names by
 //!   their original name) and json-file logs with the inventory's `max-size` / `max-file`.
 
+use crate::install::config::containerd::ContainerdRelease;
 use crate::install::config::{render, FileSpec, Site};
 use crate::install::ssh::Transport;
 use crate::install::{actions, node_cmd, registry_credentials, services, software, Action, Ctx, Step};
@@ -58,7 +61,7 @@ impl Step for Runtime {
         if ctx.kit.is_some() && !components.contains(&Component::CniPlugins) {
             (ctx.warn)("the bundle carries no cni-plugins (`install: cni-plugins`): pods need /opt/cni/bin (bridge, host-local, loopback, portmap) for flannel");
         }
-        let mut specs = render::runtime(&site)?;
+        let mut specs = render::runtime(&site, &ContainerdRelease::of(ctx, node))?;
         if static_containerd {
             specs.push(render::containerd_unit(Component::Containerd.destination())?);
         }

@@ -1,5 +1,5 @@
-//! A private containerd daemon for tests: its own config, root, state and sockets under a temp dir (the CRI
-//! plugin disabled), driven with the stock `ctr`.
+//! A private containerd daemon for tests: its own config, root, state and sockets under a temp dir (`start`: the CRI
+//! plugin disabled; `start_with`: any release and config), driven with the `ctr` of its release.
 
 use super::{require_tool, run_ok, ChildGuard};
 use std::path::{Path, PathBuf};
@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Containerd {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// The `ctr` of the same release (`ctr` on the PATH for the system's containerd).
+    ctr: PathBuf,
     _child: ChildGuard,
 }
 
@@ -16,22 +18,30 @@ impl Containerd {
     pub fn start() -> Containerd {
         require_tool("containerd");
         require_tool("ctr");
+        Self::start_with(Path::new(""), |d| {
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{opt}\"\n",
+                root = d.join("root").display(),
+                state = d.join("state").display(),
+                sock = d.join("c.sock").display(),
+                opt = d.join("opt").display(),
+            )
+        })
+    }
+
+    /// The `containerd` and `ctr` of `bin_dir` (empty: the PATH's) with the config `config(DIR)` returns for a
+    /// fresh temp dir DIR, whose gRPC socket must be `DIR/c.sock` (root, state and everything else it writes
+    /// belong under DIR too).
+    pub fn start_with(bin_dir: &Path, config: impl FnOnce(&Path) -> String) -> Containerd {
         // Short path: unix socket paths are limited to 108 bytes.
         let dir = tempfile::Builder::new().prefix("ctd").tempdir_in("/tmp").unwrap();
         let d = dir.path();
         let socket = d.join("c.sock");
-        let cfg = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\
-             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{opt}\"\n",
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            sock = socket.display(),
-            opt = d.join("opt").display(),
-        );
-        fs_err::write(d.join("config.toml"), cfg).unwrap();
+        fs_err::write(d.join("config.toml"), config(d)).unwrap();
         let log = fs_err::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        let child = Command::new(bin_dir.join("containerd"))
             .arg("--config")
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
@@ -39,9 +49,9 @@ impl Containerd {
             .stderr(log.into_parts().0)
             .spawn()
             .expect("failed to start containerd");
-        let c = Containerd { socket, _child: ChildGuard(child), dir };
+        let c = Containerd { socket, ctr: bin_dir.join("ctr"), _child: ChildGuard(child), dir };
         let up = super::try_wait_until(Duration::from_secs(20), || {
-            Command::new("ctr").arg("--address").arg(&c.socket).arg("version").output().is_ok_and(|o| o.status.success())
+            Command::new(&c.ctr).arg("--address").arg(&c.socket).arg("version").output().is_ok_and(|o| o.status.success())
         });
         assert!(up.is_some(), "containerd did not start:\n{}", c.log());
         c
@@ -53,19 +63,24 @@ impl Containerd {
 
     /// `ctr --address SOCK ARGS...`, not checked.
     pub fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr").arg("--address").arg(&self.socket).args(args).output().expect("failed to run ctr")
+        Command::new(&self.ctr).arg("--address").arg(&self.socket).args(args).output().expect("failed to run ctr")
     }
 
     /// `ctr images pull` (unpacks for the host platform with the `native` snapshotter); panics on failure.
     pub fn pull(&self, extra: &[&str], reference: &str) -> Output {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(&self.ctr);
         cmd.arg("--address").arg(&self.socket).args(["images", "pull", "--snapshotter", "native"]).args(extra).arg(reference);
         run_ok(&mut cmd)
     }
 
     /// The digest containerd recorded for an image (`ctr images ls`).
     pub fn image_digest(&self, reference: &str) -> String {
-        let out = self.ctr(&["images", "ls"]);
+        self.image_digest_in("default", reference)
+    }
+
+    /// The digest containerd recorded for an image in a namespace (`k8s.io`: the CRI's).
+    pub fn image_digest_in(&self, namespace: &str, reference: &str) -> String {
+        let out = self.ctr(&["--namespace", namespace, "images", "ls"]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(reference))

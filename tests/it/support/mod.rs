@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod attack;
 pub mod containerd;
+pub mod cri;
 pub mod fileserver;
 pub mod images;
 pub mod kubepki;
