@@ -80,7 +80,8 @@ pub fn merged_settings(current: Option<&str>, want: &Settings) -> Result<Option<
         Some(text) => serde_json::from_str(text).context("is not a JSON object")?,
     };
     let mut changed = if want.tls {
-        ensure_unlisted(&mut doc, "insecure-registries", &want.registry)?
+        // and no plain-HTTP mirror of it, which an earlier install may have listed too
+        ensure_unlisted(&mut doc, "registry-mirrors", &format!("http://{}", want.registry))? | ensure_unlisted(&mut doc, "insecure-registries", &want.registry)?
     } else {
         ensure_listed(&mut doc, "insecure-registries", &want.registry)?
     };
@@ -248,7 +249,7 @@ mod tests {
     fn a_tls_registry_is_never_insecure_and_mirrors_over_https() {
         let want = Settings { registry: "harbor.example:8443".into(), mirror: true, tls: true, ..Settings::default() };
         // an earlier install listed it as insecure: taken out, the operator's entries kept
-        let got = merged_settings(Some(r#"{"insecure-registries": ["a:5000", "harbor.example:8443"]}"#), &want).unwrap().unwrap();
+        let got = merged_settings(Some(r#"{"insecure-registries": ["a:5000", "harbor.example:8443"], "registry-mirrors": ["http://harbor.example:8443"]}"#), &want).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_str(&got).unwrap();
         assert_eq!(v["insecure-registries"], serde_json::json!(["a:5000"]));
         assert_eq!(v["registry-mirrors"], serde_json::json!(["https://harbor.example:8443"]));
