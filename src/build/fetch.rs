@@ -29,6 +29,8 @@ pub struct FetchOptions {
     pub lock: Option<Lock>,
     /// Blobs not to download: a delta's base holds them (they are left out of the bundle).
     pub skip_blobs: std::collections::BTreeSet<Digest>,
+    /// Registries whose images are fetched from a mirror (`--registry-mirror`); the bundle names them as written.
+    pub registry_mirrors: Vec<crate::oci::mirror::RegistryMirror>,
 }
 
 pub struct Fetched {
@@ -43,7 +45,7 @@ pub struct Fetched {
 pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fetched> {
     let cache = Cache::open(&opts.cache_dir)?;
     let jobs = opts.jobs.max(1);
-    let puller = Puller::new(opts.insecure_registries.clone(), opts.ca_pems.clone(), opts.credentials.clone(), opts.retry);
+    let puller = Puller::new(opts.insecure_registries.clone(), opts.ca_pems.clone(), opts.credentials.clone(), opts.retry, opts.registry_mirrors.clone());
     let http = super::files::Downloader::new(&opts.ca_pems, opts.retry)?;
     let locked = opts.lock.as_ref();
 

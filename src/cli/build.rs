@@ -56,6 +56,11 @@ pub struct Args {
     /// `debian-12=http://mirror.example/`; default: this machine's apt/dnf mirror, for its own distribution.
     #[arg(long = "mirror", value_name = "OS=URL")]
     pub mirrors: Vec<String>,
+    /// Fetch the images of registry HOST from a mirror (repeatable), e.g. `docker.io=https://harbor.example/dockerhub-proxy`
+    /// (a pull-through cache or a copy, `http://` for plain HTTP); the bundle still names every image by its
+    /// original reference, with the same digests. The auth file's entry for the mirror's host applies.
+    #[arg(long = "registry-mirror", value_name = "HOST=URL")]
+    pub registry_mirrors: Vec<String>,
 }
 
 /// `~/x` → `$HOME/x`.
@@ -71,6 +76,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut manifest = crate::build::manifest::load(&args.manifest)?;
     let mirrors = args.mirrors.iter().map(|m| crate::build::mirror::parse_flag(m)).collect::<anyhow::Result<_>>()?;
+    let registry_mirrors = args.registry_mirrors.iter().map(|m| crate::oci::mirror::RegistryMirror::parse(m)).collect::<anyhow::Result<Vec<_>>>()?;
     crate::build::mirror::resolve(&mut manifest, &mirrors, &crate::build::mirror::machine_default)?;
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
@@ -104,6 +110,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         retry: RetryPolicy { attempts: args.retries, ..RetryPolicy::default() },
         lock,
         skip_blobs: base.as_ref().map(|b| b.blobs().clone()).unwrap_or_default(),
+        registry_mirrors,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.jobs.clamp(2, 16)).enable_all().build().context("failed to start the async runtime")?;
     let start = std::time::Instant::now();

@@ -145,12 +145,23 @@ pub enum NodeCommand {
         /// Also the site registry in `registry-mirrors` (Docker Hub names pulled by their original name).
         #[arg(long)]
         mirror: bool,
+        /// The registry speaks TLS (the site's own one): never in `insecure-registries`, mirrored over https.
+        #[arg(long)]
+        tls: bool,
         /// json-file logs with this `max-size` (e.g. 100m).
         #[arg(long)]
         log_max_size: Option<String>,
         /// json-file logs with this `max-file`.
         #[arg(long)]
         log_max_file: Option<u32>,
+        #[arg(long)]
+        check: bool,
+    },
+    /// Merge the registry credentials of a docker config.json the install wrote (0600) into root's
+    /// `~/.docker/config.json` (other keys and entries kept; written 0600).
+    DockerAuth {
+        #[arg(long)]
+        from: PathBuf,
         #[arg(long)]
         check: bool,
     },
@@ -410,8 +421,8 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 println!("installed {}", done.join(" "));
             }
         }
-        NodeCommand::DockerRegistry { registry, mirror, log_max_size, log_max_file, check } => {
-            let want = docker::Settings { registry, mirror, log_max_size, log_max_file };
+        NodeCommand::DockerRegistry { registry, mirror, tls, log_max_size, log_max_file, check } => {
+            let want = docker::Settings { registry, mirror, tls, log_max_size, log_max_file };
             let changed = docker::ensure(std::path::Path::new("/"), &want, check)?;
             match (check, changed) {
                 (true, Some(why)) => differs(&why),
@@ -419,6 +430,11 @@ pub fn run(args: Args, _out: &Output) -> Result<()> {
                 _ => {}
             }
         }
+        NodeCommand::DockerAuth { from, check } => match (check, docker::ensure_auths(std::path::Path::new("/"), &from, check)?) {
+            (true, Some(why)) => differs(&why),
+            (false, Some(what)) => println!("{what}"),
+            _ => {}
+        },
         NodeCommand::Service { name, hash, check, restart, require, validate } => {
             if check {
                 let why = service::check(&name, &hash);

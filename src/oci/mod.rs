@@ -1,9 +1,11 @@
 //! OCI images: [`reference`](mod@reference) (THE image reference parser), [`platform`] (`os/arch[/variant]`), [`pull`]
-//! (pulling from registries: tags, digests, multi-arch indexes), [`auth`] (credentials), media types.
+//! (pulling from registries: tags, digests, multi-arch indexes), [`auth`] (credentials), [`mirror`] (build-time
+//! registry mirrors), media types.
 //!
 //! Imports: `transfer` (retries, the download cache) and the base modules; `build` and `registry` use it.
 
 pub mod auth;
+pub mod mirror;
 pub mod platform;
 pub mod pull;
 pub mod reference;

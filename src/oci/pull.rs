@@ -8,6 +8,7 @@ use crate::error::HintExt;
 use crate::transfer::retry::{retry, RetryPolicy};
 use crate::transfer::stream::stage_stream;
 use crate::oci::auth::Credentials;
+use crate::oci::mirror::RegistryMirror;
 use crate::oci::platform::Platform;
 use crate::oci::reference::ImageRef;
 use crate::oci::{is_index, ACCEPT, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
@@ -23,6 +24,8 @@ pub struct Puller {
     client: oci_client::Client,
     creds: Credentials,
     insecure: Vec<String>,
+    /// Registries whose images are fetched from a mirror (`--registry-mirror`).
+    mirrors: Vec<RegistryMirror>,
     pub retry: RetryPolicy,
 }
 
@@ -87,7 +90,8 @@ struct ImageConfig {
 }
 
 impl Puller {
-    pub fn new(insecure: Vec<String>, ca_pems: Vec<Vec<u8>>, creds: Credentials, retry: RetryPolicy) -> Puller {
+    pub fn new(mut insecure: Vec<String>, ca_pems: Vec<Vec<u8>>, creds: Credentials, retry: RetryPolicy, mirrors: Vec<RegistryMirror>) -> Puller {
+        insecure.extend(mirrors.iter().filter(|m| m.plain_http).map(|m| m.host.clone()));
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure.clone()),
             extra_root_certificates: ca_pems.into_iter().map(|data| Certificate { encoding: CertificateEncoding::Pem, data }).collect(),
@@ -96,7 +100,16 @@ impl Puller {
             user_agent: concat!("airgap/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
-        Puller { client: oci_client::Client::new(config), creds, insecure, retry }
+        Puller { client: oci_client::Client::new(config), creds, insecure, mirrors, retry }
+    }
+
+    /// Where `image` is fetched from: its registry, or that registry's mirror (the same repository, tag and
+    /// digest there); and how errors name it.
+    fn source(&self, image: &ImageRef) -> (ImageRef, String) {
+        match crate::oci::mirror::for_image(&self.mirrors, image) {
+            Some(m) => (m.source_of(image), format!("{} (the mirror of {})", m.host, image.registry)),
+            None => (image.clone(), image.registry.clone()),
+        }
     }
 
     fn hint_for(&self, registry: &str, err: &anyhow::Error) -> String {
@@ -133,16 +146,17 @@ impl Puller {
                 }
             }
         }
-        let r = image.to_client_ref(pin);
-        let auth = self.creds.for_registry(&image.registry);
+        let (src, from) = self.source(image);
+        let r = src.to_client_ref(pin);
+        let auth = self.creds.for_registry(&src.registry);
         let what = format!("fetching manifest {}", r.whole());
         let (bytes, _) = retry(&what, self.retry, || async {
             self.client.pull_manifest_raw(&r, &auth, ACCEPT).await.map_err(anyhow::Error::from)
         })
         .await
         .map_err(|e| {
-            let hint = self.hint_for(&image.registry, &e);
-            crate::error::with_hint(e.context(format!("failed to fetch the manifest of {} from {}", image.as_written, image.registry)), hint)
+            let hint = self.hint_for(&src.registry, &e);
+            crate::error::with_hint(e.context(format!("failed to fetch the manifest of {} from {from}", image.as_written)), hint)
         })?;
         if bytes.len() > MAX_MANIFEST {
             bail!("the manifest of {} is {} bytes, more than the {MAX_MANIFEST} accepted", image.as_written, bytes.len());
@@ -150,7 +164,7 @@ impl Puller {
         let d = Digest::of_bytes(&bytes);
         if let Some(want) = pin.or(image.digest.as_ref()) {
             if &d != want {
-                bail!("{} served a manifest with digest {d} for {} (expected {want})", image.registry, image.as_written);
+                bail!("{from} served a manifest with digest {d} for {} (expected {want})", image.as_written);
             }
         }
         cache.put_bytes(&bytes)?;
@@ -219,10 +233,11 @@ impl Puller {
         if cache.has(d, Some(size)).is_some() {
             return Ok(());
         }
-        self.client.store_auth_if_needed(&image.registry, &self.creds.for_registry(&image.registry)).await;
-        let r = image.to_client_ref(None);
+        let (src, _) = self.source(image);
+        self.client.store_auth_if_needed(&src.registry, &self.creds.for_registry(&src.registry)).await;
+        let r = src.to_client_ref(None);
         let desc = oci_client::manifest::OciDescriptor { digest: d.to_string(), size: size as i64, ..Default::default() };
-        let what = format!("downloading {d} from {}/{}", image.registry, image.repository);
+        let what = format!("downloading {d} from {}/{}", src.registry, src.repository);
         retry(&what, self.retry, || async {
             let stream = self.client.pull_blob_stream(&r, &desc).await?;
             let staged = stage_stream(cache, stream, progress, |len| {
@@ -237,7 +252,7 @@ impl Puller {
         })
         .await
         .map_err(|e| {
-            let hint = self.hint_for(&image.registry, &e);
+            let hint = self.hint_for(&src.registry, &e);
             crate::error::with_hint(e.context(format!("failed to download blob {d} of {}", image.as_written)), hint)
         })
     }

@@ -307,6 +307,40 @@ fn basic_auth_registry_with_authfile() {
     assert!(err.contains("failed to read the auth file"), "{err}");
 }
 
+/// `--registry-mirror docker.io=https://MIRROR/PREFIX`: Docker Hub's images come from a mirror (here a
+/// Harbor-style proxy-cache project behind TLS and basic auth, the auth file's entry for the mirror's host)
+/// while the bundle names them as written, with the digests the mirror served (the same content).
+#[test]
+fn images_of_a_registry_come_from_its_mirror_under_their_original_names() {
+    let env = Env::new();
+    let mirror = Registry::start(Mode::BasicAuth { user: "proxy".into(), password: "pw".into() });
+    mirror.push_layout(&env.layout, "docker", "hub-proxy/library/docker:2");
+    mirror.push_layout(&env.layout, "single", "hub-proxy/bitnami/single:3");
+    let m = env.tmp.path().join("hub.yaml");
+    fs_err::write(&m, "name: demo\nversion: 1.0.0-1\nplatforms: [linux/amd64, linux/arm64]\nimages:\n  - docker:2\n  - docker.io/bitnami/single:3\n").unwrap();
+    let ca = mirror.ca_cert.as_ref().unwrap().to_str().unwrap().to_string();
+    let flag = format!("docker.io=https://{}/hub-proxy", mirror.addr);
+    let cache = env.tmp.path().join("cache");
+    // no credentials for the mirror's host: refused, naming the mirror
+    let err = failed(&env.build(&m, &env.tmp.path().join("anon"), &cache, &["--ca-cert", &ca, "--registry-mirror", &flag]));
+    assert!(err.contains(&format!("from {} (the mirror of docker.io)", mirror.addr)) && err.contains("refused the credentials"), "{err}");
+    let auth = env.tmp.path().join("auth.json");
+    fs_err::write(&auth, format!(r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#, mirror.addr, base64_encode(b"proxy:pw"))).unwrap();
+    let out = env.tmp.path().join("out");
+    ok(&env.build(&m, &out, &cache, &["--ca-cert", &ca, "--registry-mirror", &flag, "--authfile", auth.to_str().unwrap()]));
+    let images = lock_images(&out);
+    assert_eq!(images["docker:2"], env.docker.digest.to_string(), "{images}");
+    assert_eq!(images["docker.io/bitnami/single:3"], env.single.digest.to_string(), "{images}");
+    let root = env.tmp.path().join("x");
+    extract_and_check(&out.join("demo-1.0.0-1.tar.zst"), &root);
+    assert_eq!(skopeo_raw_digest(&root, "docker:2"), env.docker.digest.to_string());
+    let index = fs_err::read_to_string(root.join("images/index.json")).unwrap();
+    assert!(!index.contains(&mirror.addr) && !index.contains("hub-proxy"), "the bundle names the mirror: {index}");
+    // a bad flag is a usage error that says how to write it
+    let err = failed(&env.build(&m, &env.tmp.path().join("bad"), &cache, &["--registry-mirror", "docker.io"]));
+    assert!(err.contains("HOST=URL"), "{err}");
+}
+
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)

@@ -7,7 +7,9 @@
 //! `exportfs -ra`, so what is proven here is everything around the kernel: /etc/exports as `exportfs` parses
 //! it, the NFS VIP's keepalived (`keepalived -t`, the VIP on master1), the unit (`systemd-analyze verify`), the
 //! scripts (`bash -n`), the client packages on every node, and a second install that changes nothing. DRBD
-//! cannot run here either: its resource is checked with `drbdadm dump` by the unit tests.
+//! cannot run here either: its resource is checked with `drbdadm dump` by the unit tests. docker pulls a
+//! bundled Docker Hub image by its original short name (through its mirror, the site registry), the bundle
+//! built with `--registry-mirror docker.io=...` (no internet here).
 
 use crate::support::lab::Lab;
 use crate::support::registry::{Mode, Registry};
@@ -45,13 +47,18 @@ fn holders(lab: &Lab, vip: &str) -> Vec<String> {
         .collect()
 }
 
-/// Build the bundle: the image, the static runtime, the OS packages' closure against the lab rootfs.
-fn build_bundle(w: &Path, image_ref: &str, upstream: &str) -> std::path::PathBuf {
+/// Build the bundle: the images, the static runtime, the OS packages' closure against the lab rootfs. The
+/// Docker Hub image comes from `upstream` as its mirror (`--registry-mirror docker.io=http://UPSTREAM`).
+fn build_bundle(w: &Path, image_refs: &[&str], upstream: &str) -> std::path::PathBuf {
     let rootfs = Path::new("/var/cache/airgap-lab/rootfs-bookworm");
     let closure = run_ok(Command::new("bash").arg(format!("{REPO}/scripts/deb-closure.sh")).arg("--rootfs").arg(rootfs).args([
         "nfs-kernel-server", "nfs-common", "keepalived", "drbd-utils", "docker.io",
     ]));
-    let mut manifest = format!("name: nfs-lab\nversion: 1.0.0\nimages:\n  - {image_ref}\nfiles:\n");
+    let mut manifest = String::from("name: nfs-lab\nversion: 1.0.0\nimages:\n");
+    for r in image_refs {
+        manifest.push_str(&format!("  - {r}\n"));
+    }
+    manifest.push_str("files:\n");
     let rel = w.join("releases");
     let files = crate::infra::static_runtime_releases(&rel);
     let server = crate::support::fileserver::FileServer::start(&rel);
@@ -65,7 +72,7 @@ fn build_bundle(w: &Path, image_ref: &str, upstream: &str) -> std::path::PathBuf
     ok(&airgap(&[
         "build", w.join("manifest.yaml").to_str().unwrap(), "--out", w.join("out").to_str().unwrap(),
         "--key", w.join("keys/airgap.key").to_str().unwrap(), "--insecure-registry", upstream,
-        "--cache-dir", w.join("cache").to_str().unwrap(),
+        "--registry-mirror", &format!("docker.io=http://{upstream}"), "--cache-dir", w.join("cache").to_str().unwrap(),
     ]));
     w.join("out/nfs-lab-1.0.0.tar.zst")
 }
@@ -82,8 +89,15 @@ fn nfs_and_docker_install_offline_and_pass_their_checkers_in_the_lab() {
     let made = images::make_image(&w.join("layout"), "t0", &images::ImageSpec::single(41));
     let image_ref = format!("{}/airgap/app:v1", upstream.addr);
     run_ok(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:t0", w.join("layout").display())).arg(format!("docker://{image_ref}")));
+    // a Docker Hub image, bundled by its original name from a mirror of Docker Hub (upstream again, serving
+    // it as Docker Hub's mirrors do, at library/NAME): no internet here
+    let hub = images::make_image(&w.join("layout"), "t1", &images::ImageSpec::single(42));
+    run_ok(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:t1", w.join("layout").display())).arg(format!("docker://{}/library/airgap-hello:v1", upstream.addr)));
+    let hub_ref = "docker.io/library/airgap-hello:v1";
     let lab = Lab::up(5).expect("the lab needs root");
-    let bundle = build_bundle(w, &image_ref, &upstream.addr);
+    let bundle = build_bundle(w, &[&image_ref, hub_ref], &upstream.addr);
+    let inspect = ok(&airgap(&["inspect", bundle.to_str().unwrap(), "--pubkey", w.join("keys/airgap.pub").to_str().unwrap(), "--json"]));
+    assert!(inspect.contains(&format!("\"{hub_ref}\"")) && inspect.contains(&hub.digest.to_string()), "the bundle names the Docker Hub image by its original name and digest:\n{inspect}");
 
     let nfs_vip = format!("{}.150", lab.net);
     let inv = String::from_utf8_lossy(&lab.script(&["inventory"]).stdout)
@@ -129,6 +143,9 @@ fn nfs_and_docker_install_offline_and_pass_their_checkers_in_the_lab() {
     assert!(out.contains(&made.digest.to_string()) && out.trim_end().ends_with("json-file"), "{out}");
     let original = lab.script(&["exec", "master3", "docker", "pull", &image_ref]);
     assert!(!original.status.success(), "docker pulled {image_ref} by a non-Docker-Hub original name: the README says it cannot");
+    // a Docker Hub image by its original short name: docker sends it to its mirror, the site registry
+    let out = lab.exec("master2", "docker pull -q airgap-hello:v1 >/dev/null && docker image inspect -f '{{index .RepoDigests 0}}' airgap-hello:v1");
+    assert_eq!(out.trim(), format!("airgap-hello@{}", hub.digest), "docker pull airgap-hello:v1 by its original name");
 
     // NFS servers: exports as exportfs parses them, keepalived -t, the unit, the scripts
     for n in ["master1", "master2"] {

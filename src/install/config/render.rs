@@ -109,7 +109,48 @@ fn vrrp_position<'a>(group: &'a [Peer], node: &str) -> Result<(&'a Peer, u8, &'s
     Ok((&group[idx], priority, state, peers))
 }
 
+/// What keepalived's workers' VIP follows on its holders (`keepalived-workers.conf`'s `follows`).
+#[derive(Debug, Serialize)]
+struct Follows {
+    /// `registry` / `ingress`: what the VIP is for.
+    what: &'static str,
+    service: &'static str,
+    the_service: &'static str,
+    port: u16,
+    check: &'static str,
+    /// `airgap node ...` arguments probing the service on the node itself.
+    probe: String,
+}
+
+/// The workers' VIP follows the built-in registry (:5000) where the `registry` step installs it; with the
+/// site's own registry (`registry.external`) there is none, and the `nginx` step installs the VIP following
+/// nginx (:80), which forwards the VIP's :80/:443 to the ingress.
+fn workers_vip_follows(site: &Site) -> Follows {
+    match site.external {
+        None => Follows {
+            what: "registry",
+            service: "registry",
+            the_service: "the registry",
+            port: REGISTRY_PORT,
+            check: "chk_registry",
+            probe: format!("check-http http://127.0.0.1:{REGISTRY_PORT}/v2/"),
+        },
+        Some(_) => Follows {
+            what: "ingress",
+            service: "nginx",
+            the_service: "nginx",
+            port: NGINX_HTTP_PORT,
+            check: "chk_nginx",
+            probe: format!("check-tcp 127.0.0.1:{NGINX_HTTP_PORT}"),
+        },
+    }
+}
+
+/// nginx's port on the registry workers (and so on the workers' VIP), forwarded to the ingress.
+pub const NGINX_HTTP_PORT: u16 = 80;
+
 /// keepalived.conf, its notify hook and the systemd drop-in for one node holding the masters' or the workers' VIP.
+/// The workers' VIP follows the registry, or nginx with `registry.external` (see [`workers_vip_follows`]).
 pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec>> {
     let (group, vip, vrid, template, instance) = match role {
         VipRole::Masters => (&site.masters, site.masters_vip, site.masters_vrid, "keepalived-masters.conf", "airgap_masters"),
@@ -119,6 +160,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
     };
     let (me, priority, state, peers) = vrrp_position(group, node)?;
     let interface = me.interface_name()?;
+    let follows = workers_vip_follows(site);
     let conf = render(
         template,
         ctx! {
@@ -136,6 +178,7 @@ pub fn keepalived(site: &Site, node: &str, role: VipRole) -> Result<Vec<FileSpec
             lb_port => LB_PORT,
             registry_port => REGISTRY_PORT,
             notify_script => KEEPALIVED_NOTIFY,
+            follows => follows,
         },
     )?;
     let instances = [Instance { name: instance, vip: vip.to_string(), vip_prefix: site.vip_prefix, interface: &interface }];

@@ -98,6 +98,16 @@ fn keepalived_workers_renders_and_passes_keepalived_t() {
         insta::assert_snapshot!(format!("keepalived_workers_{node}"), conf);
     }
     assert!(keepalived(&site, "master1", VipRole::Workers).is_err());
+    // with the site's own registry there is no registry to follow: the VIP follows nginx (:80)
+    let ext = Site {
+        external: Some(crate::install::config::ExternalRegistry { host: "harbor.example:443".into(), prefix: "k8s".into(), ca_pem: None, authenticated: false }),
+        ..example_site()
+    };
+    let files = keepalived(&ext, "worker1", VipRole::Workers).unwrap();
+    let conf = &file(&files, KEEPALIVED_CONF).content;
+    keepalived_check(tempfile::tempdir().unwrap().path(), conf, &file(&files, KEEPALIVED_NOTIFY).content);
+    assert!(conf.contains("vrrp_script chk_nginx {\n    script \"/opt/airgap/bin/airgap node check-tcp 127.0.0.1:80 --timeout-ms 800\""), "{conf}");
+    assert!(conf.contains("track_script {\n        chk_nginx\n") && !conf.contains("5000"), "{conf}");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! nginx: on worker1/worker2 (behind the workers' VIP), forwards :80 and :443 to the ingress controller on
-//! the masters (upstreams from the inventory), TLS passed through.
+//! the masters (upstreams from the inventory), TLS passed through. With the site's own registry
+//! (`registry.external`) the `registry` step, which installs keepalived's workers' VIP, runs nowhere: this
+//! step installs that VIP instead, keepalived on worker1 (worker2 backup) following nginx on :80.
 
-use crate::install::config::render::{self, NginxLayout, NginxPorts};
+use crate::install::config::render::{self, NginxLayout, NginxPorts, VipRole};
 use crate::install::config::Site;
 use crate::install::{services, software, Action, Ctx, Step};
 use crate::node::OsFamily;
@@ -32,6 +34,12 @@ impl Step for Nginx {
         v.extend(services::files(&specs));
         v.push(services::service("nginx", &specs, &[render::NGINX_CONF], &["nginx", "-t", "-q", "-c", render::NGINX_CONF], false));
         v.push(services::answers("nginx", "check-tcp", "127.0.0.1:80"));
+        if site.external.is_some() {
+            v.push(software::packages(&["keepalived"]));
+            let ka = render::keepalived(&site, &node.name, VipRole::Workers)?;
+            v.extend(services::files(&ka));
+            v.push(services::service("keepalived", &ka, &[render::KEEPALIVED_CONF], &["keepalived", "-t", "-f", render::KEEPALIVED_CONF], false));
+        }
         Ok(v)
     }
 }

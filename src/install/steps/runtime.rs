@@ -68,7 +68,7 @@ impl Step for Runtime {
         if components.contains(&Component::Crictl) {
             specs.push(render::crictl_yaml()?);
         }
-        v.extend(registry_credentials::masked(services::files(&specs)));
+        v.extend(services::files(&specs));
         // the service restarts when its configuration or its binaries (the bundle's files) change
         let mut hashed = specs.clone();
         for a in &v {
@@ -80,15 +80,7 @@ impl Step for Runtime {
         if docker.docker {
             // after containerd: docker's packages must not replace the bundle's containerd unit or config
             v.push(software::packages(&["docker.io|docker-ce|docker"]));
-            let max_file = docker.docker_log_max_file.to_string();
-            let args = ["docker-registry", &site.registry(), "--mirror", "--log-max-size", &docker.docker_log_max_size, "--log-max-file", &max_file];
-            let mut check = node_cmd(&args);
-            check.push("--check".into());
-            v.push(Action::Command {
-                argv: node_cmd(&args),
-                check: Some(check),
-                why: "docker pulls from the site registry (insecure-registries, registry-mirrors) and keeps json-file logs within runtime.docker_log_max_size/max_file".into(),
-            });
+            v.extend(docker_settings(&site, &docker.docker_log_max_size, docker.docker_log_max_file));
             v.push(Action::Command {
                 argv: vec!["systemctl".into(), "enable".into(), "--now".into(), "docker".into()],
                 check: Some(vec!["systemctl".into(), "is-active".into(), "--quiet".into(), "docker".into()]),
@@ -101,7 +93,8 @@ impl Step for Runtime {
                 why: "docker (only if the node has it) trusts the site registry (insecure-registries)".into(),
             });
         }
-        Ok(v)
+        // every file holding the external registry's credentials (hosts.toml, docker's auth) is a secret file
+        Ok(registry_credentials::masked(v))
     }
     // the external registry's credentials: `<secret>` in the plan, the real value only in what is written
     fn check(&self, ctx: &Ctx, node: &Node, t: &dyn Transport) -> Result<Vec<String>> {
@@ -110,6 +103,78 @@ impl Step for Runtime {
     fn apply(&self, ctx: &Ctx, node: &Node, t: &dyn Transport, progress: &dyn Fn(&str)) -> Result<Vec<String>> {
         actions::apply_all(&registry_credentials::fill(ctx, self.plan(ctx, node)?)?, t, progress)
     }
+}
+
+/// Where docker finds the site's own registry's CA (docker looks it up by the registry's `HOST[:PORT]` as
+/// image names write it).
+pub fn docker_ca_path(host: &str) -> String {
+    format!("/etc/docker/certs.d/{host}/ca.crt")
+}
+
+/// The site registry's credentials as a docker config.json (0600, `<secret>` in the plan), merged into
+/// root's `~/.docker/config.json` by `airgap node docker-auth`.
+pub const DOCKER_AUTH: &str = "/etc/airgap/docker-auth.json";
+
+/// Docker Hub's key in a docker config.json: the credentials docker sends for Docker Hub names, to its
+/// mirror too.
+const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
+
+/// docker's settings for the site registry, json-file logs within the inventory's limits.
+///
+/// - the built-in registry (plain HTTP on the workers' VIP): in `insecure-registries`, and `http://VIP:5000`
+///   in `registry-mirrors` (docker sends Docker Hub names, and only those, to its mirrors);
+/// - the site's own registry (`registry.external`, TLS): never insecure; its CA in
+///   `/etc/docker/certs.d/HOST[:PORT]/ca.crt`; `https://HOST[:PORT]` in `registry-mirrors` only when it has
+///   no prefix (a mirror serves Docker Hub's `/v2/library/nginx/...` at its root: where `airgap push --to
+///   HOST` put them, while `--to HOST/PREFIX` put them under `/v2/PREFIX/...`, which no docker mirror URL
+///   reaches); its pull credentials, if any, merged into root's docker config (0600), also under Docker
+///   Hub's key when it is the mirror.
+fn docker_settings(site: &Site, log_max_size: &str, log_max_file: u32) -> Vec<Action> {
+    let mut v = Vec::new();
+    let max_file = log_max_file.to_string();
+    let registry = site.registry();
+    let mut args = vec!["docker-registry", &registry];
+    let why = match &site.external {
+        None => {
+            args.push("--mirror");
+            "docker pulls from the site registry (insecure-registries, registry-mirrors) and keeps json-file logs within runtime.docker_log_max_size/max_file"
+        }
+        Some(ext) => {
+            if let Some(pem) = &ext.ca_pem {
+                v.extend(services::files(&[FileSpec::new(docker_ca_path(&ext.host), 0o644, pem.clone())]));
+            }
+            args.push("--tls");
+            if ext.prefix.is_empty() {
+                args.push("--mirror");
+            }
+            if ext.authenticated {
+                let mut keys = vec![ext.host.as_str()];
+                if ext.prefix.is_empty() {
+                    keys.push(DOCKER_HUB_AUTH_KEY);
+                }
+                let auths: serde_json::Map<String, serde_json::Value> =
+                    keys.iter().map(|k| (k.to_string(), serde_json::json!({ "auth": crate::install::config::SECRET }))).collect();
+                let mut text = serde_json::to_string_pretty(&serde_json::json!({ "auths": auths })).expect("JSON");
+                text.push('\n');
+                v.extend(services::files(&[FileSpec::new(DOCKER_AUTH, 0o600, text)]));
+                v.push(Action::Command {
+                    argv: node_cmd(&["docker-auth", "--from", DOCKER_AUTH]),
+                    check: Some(node_cmd(&["docker-auth", "--from", DOCKER_AUTH, "--check"])),
+                    why: "root's docker client has the site registry's pull credentials (~/.docker/config.json, 0600)".into(),
+                });
+            }
+            if ext.prefix.is_empty() {
+                "docker pulls from the site's own registry over TLS (its CA, registry-mirrors for Docker Hub names) and keeps json-file logs within runtime.docker_log_max_size/max_file"
+            } else {
+                "docker pulls from the site's own registry over TLS (its CA; no registry-mirrors: a mirror cannot have a prefix) and keeps json-file logs within runtime.docker_log_max_size/max_file"
+            }
+        }
+    };
+    args.extend(["--log-max-size", log_max_size, "--log-max-file", &max_file]);
+    let mut check = node_cmd(&args);
+    check.push("--check".into());
+    v.push(Action::Command { argv: node_cmd(&args), check: Some(check), why: why.into() });
+    v
 }
 
 #[cfg(test)]
