@@ -78,7 +78,7 @@ mod tests {
         let nginx = ImageRef::parse("nginx:1.27").unwrap();
         let src = m.source_of(&nginx);
         assert_eq!((src.registry.as_str(), src.repository.as_str(), src.tag.as_deref()), ("127.0.0.1:5001", "library/nginx", Some("1.27")));
-        assert_eq!(for_image(&[m.clone()], &nginx), Some(&m));
+        assert_eq!(for_image(std::slice::from_ref(&m), &nginx), Some(&m));
         assert_eq!(for_image(&[m], &ImageRef::parse("registry.k8s.io/pause:3.10").unwrap()), None);
 
         // a Harbor proxy-cache project; Docker Hub's aliases are docker.io
