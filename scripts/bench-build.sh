@@ -4,6 +4,7 @@
 # Prints wall time, peak RSS, output size and the ratios (airgap / peer: below 1 means airgap is better).
 #
 # Usage: scripts/bench-build.sh [TOTAL_MIB=400]
+#   AIRGAP_BIN=PATH to measure that binary instead of building one.
 #   PROFILE=debug to measure the debug build (default: release; `cargo build --release` once, a few minutes).
 #   JOBS=N        airgap's --jobs (default 8).
 #   SEED_DIR=DIR  keep the seeded registry storage in DIR and reuse it on the next run (seeding takes minutes).
@@ -16,8 +17,12 @@ jobs=${JOBS:-8}
 cd "$(dirname "$0")/.."
 flags=()
 [ "$profile" = release ] && flags=(--release)
-cargo build -q "${flags[@]}" --bin airgap
-bin=$PWD/target/$profile/airgap
+if [ -n "${AIRGAP_BIN:-}" ]; then
+    bin=$AIRGAP_BIN   # a binary built elsewhere (e.g. the previous version, to compare)
+else
+    cargo build -q "${flags[@]}" --bin airgap
+    bin=$PWD/target/$profile/airgap
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/airgap-bench-build.XXXXXX")
 reg_pid=""
 cleanup() { [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }

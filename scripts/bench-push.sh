@@ -8,6 +8,7 @@
 # that the digests airgap pushed are the peer's.
 #
 # Usage: scripts/bench-push.sh [TOTAL_MIB=400]
+#   AIRGAP_BIN=PATH to measure that binary instead of building one.
 #   PROFILE=debug to measure the debug build (default: release).   JOBS=N: airgap's --jobs (default 8).
 #   SEED_DIR=DIR  keep the seeded source registry storage in DIR and reuse it (seeding takes minutes).
 # Needs: docker-registry, skopeo, zstd, tar, python3, /usr/bin/time (Debian package `time`), bc.
@@ -18,8 +19,12 @@ jobs=${JOBS:-8}
 cd "$(dirname "$0")/.."
 flags=()
 [ "$profile" = release ] && flags=(--release)
-cargo build -q "${flags[@]}" --bin airgap
-bin=${CARGO_TARGET_DIR:-$PWD/target}/$profile/airgap
+if [ -n "${AIRGAP_BIN:-}" ]; then
+    bin=$AIRGAP_BIN   # a binary built elsewhere (e.g. the previous version, to compare)
+else
+    cargo build -q "${flags[@]}" --bin airgap
+    bin=${CARGO_TARGET_DIR:-$PWD/target}/$profile/airgap
+fi
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/airgap-bench-push.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }

@@ -139,6 +139,59 @@ pub fn safe_relative_path(p: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
+/// A file being written (a bundle, a part) whose data is flushed to disk in the background while it grows,
+/// so that the closing `sync_all` has little left to write: on a disk slower than the producer, that final
+/// fsync alone took seconds (the kernel holds the dirty pages of a fresh file until told). A flusher thread
+/// runs `fdatasync` on a clone of the descriptor every [`WRITEBACK_STEP`] bytes written, never blocking the
+/// writer; its errors are left to the closing `sync_all`, which is what makes the file durable.
+pub struct WritebackFile {
+    file: fs_err::File,
+    since_flush: u64,
+    /// Wakes the flusher (one pending wake-up at most: they coalesce).
+    wake: std::sync::mpsc::SyncSender<()>,
+    flusher: std::thread::JoinHandle<()>,
+}
+
+/// Bytes written between two background flushes.
+pub const WRITEBACK_STEP: u64 = 32 << 20;
+
+impl WritebackFile {
+    pub fn new(file: fs_err::File) -> std::io::Result<WritebackFile> {
+        let clone = file.file().try_clone()?;
+        let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let flusher = std::thread::Builder::new().name("writeback".into()).spawn(move || {
+            while rx.recv().is_ok() {
+                let _ = clone.sync_data();
+            }
+        })?;
+        Ok(WritebackFile { file, since_flush: 0, wake, flusher })
+    }
+
+    /// Stop the flusher (waiting for a flush under way) and hand back the file, to `sync_all`. (Dropped
+    /// instead, the flusher ends on its own after its current flush.)
+    pub fn into_file(self) -> fs_err::File {
+        let WritebackFile { file, wake, flusher, .. } = self;
+        drop(wake);
+        let _ = flusher.join();
+        file
+    }
+}
+
+impl Write for WritebackFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since_flush += n as u64;
+        if self.since_flush >= WRITEBACK_STEP {
+            self.since_flush = 0;
+            let _ = self.wake.try_send(());
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

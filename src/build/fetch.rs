@@ -1,6 +1,7 @@
-//! The online side of `airgap build`: resolve every image and file of a manifest, download what the cache
-//! lacks (bounded parallelism, retries, streaming hashes), and assemble the [`BundleContent`] for the writer
-//! plus the [`Lock`] that pins a later rebuild.
+//! The online side of `airgap build`: resolve every image and file of a manifest, download the files the
+//! cache lacks (bounded parallelism, retries, streaming hashes), and assemble the [`BundleContent`] for the
+//! writer plus the [`Lock`] that pins a later rebuild. The image blobs the cache lacks are left to
+//! [`PendingBlobs`], downloaded while the bundle is written (see [`super::pipeline`]).
 
 use crate::bundle::format::{FileEntry, ImageEntry, KubernetesEntry, PackageEntry, RootDoc, REF_NAME_ANNOTATION, SCHEMA};
 use crate::bundle::write::{BlobSource, BundleContent, FileSource};
@@ -12,8 +13,9 @@ use crate::oci::auth::Credentials;
 use crate::oci::pull::{Puller, Resolved};
 use crate::output::Output;
 use anyhow::{anyhow, Context, Result};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use super::lock::{Lock, LOCK_SCHEMA};
+use super::pipeline::PendingBlobs;
 use crate::transfer::retry::RetryPolicy;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,9 +38,11 @@ pub struct FetchOptions {
 pub struct Fetched {
     pub content: BundleContent,
     pub lock: Lock,
-    /// Bytes downloaded in this run, and bytes found in the cache.
+    /// Bytes of files downloaded in this run, and bytes found in the cache.
     pub downloaded: u64,
     pub cached: u64,
+    /// The image blobs still to download (the writer waits for each).
+    pub pending: PendingBlobs,
 }
 
 /// Resolve and download everything the manifest names.
@@ -152,18 +156,21 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
         human(cached)
     ));
 
-    // 3. Download, bounded.
-    let bar = out.bar(to_fetch, "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}");
-    let blob_futs = blob_jobs.iter().map(|(d, (size, i))| {
-        let (puller, cache, bar, r) = (&puller, &cache, &bar, &resolved[*i]);
-        async move { puller.blob(&r.image, d, *size, cache, Some(bar)).await.map(|_| *size) }.boxed()
-    });
+    // 3. Download the files, bounded (the root document gives their sizes: they come before any writing);
+    //    the blobs are downloaded while the bundle is written, in its order (by digest).
+    let bar = out.bar(file_jobs.len() as u64, "{spinner} downloading files {pos}/{len} {wide_msg}");
     let file_futs = file_jobs.iter().map(|(d, url)| {
         let (http, cache, bar) = (&http, &cache, &bar);
-        async move { http.file(url, d, cache, Some(bar)).await }.boxed()
+        async move {
+            let n = http.file(url, d, cache, None).await?;
+            bar.inc(1);
+            Ok::<u64, anyhow::Error>(n)
+        }
     });
-    let downloaded: u64 = futures::stream::iter(blob_futs.chain(file_futs)).buffer_unordered(jobs).try_fold(0u64, |a, n| async move { Ok(a + n) }).await?;
+    let downloaded: u64 = futures::stream::iter(file_futs).buffer_unordered(jobs).try_fold(0u64, |a, n| async move { Ok(a + n) }).await?;
     bar.finish_and_clear();
+    let pending_blobs: Vec<(Digest, u64, crate::oci::reference::ImageRef)> =
+        blob_jobs.iter().map(|(d, (size, i))| (d.clone(), *size, resolved[*i].image.clone())).collect();
 
     // 4. Assemble the bundle content.
     let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
@@ -240,7 +247,8 @@ pub async fn fetch(m: &Manifest, opts: &FetchOptions, out: &Output) -> Result<Fe
             .collect(),
         bundle: None,
     };
-    Ok(Fetched { content: BundleContent { root, index_json, blobs: blob_sources, files: file_sources }, lock, downloaded, cached })
+    let pending = PendingBlobs { puller, cache, jobs, blobs: pending_blobs };
+    Ok(Fetched { content: BundleContent { root, index_json, blobs: blob_sources, files: file_sources }, lock, downloaded, cached, pending })
 }
 
 /// The media type of an image's descriptor in `images/index.json`. skopeo (containers/image) looks images up

@@ -105,7 +105,7 @@ pub struct PartsWriter {
     dir: PathBuf,
     archive_name: String,
     limit: u64,
-    cur: Option<(io::BufWriter<fs_err::File>, Hasher)>,
+    cur: Option<(io::BufWriter<crate::fsutil::WritebackFile>, Hasher)>,
     done: Vec<PartInfo>,
 }
 
@@ -119,7 +119,7 @@ impl PartsWriter {
 
     fn close_current(&mut self) -> io::Result<()> {
         if let Some((w, h)) = self.cur.take() {
-            let f = w.into_inner().map_err(|e| e.into_error())?;
+            let f = w.into_inner().map_err(|e| e.into_error())?.into_file();
             f.sync_all()?;
             let (sha256, size) = h.finish();
             let path = self.dir.join(part_name(&self.archive_name, self.done.len()));
@@ -148,7 +148,7 @@ impl PartsWriter {
         let path = self.dir.join(part_name(&self.archive_name, idx));
         let f = fs_err::OpenOptions::new().write(true).create_new(true).open(&path)?;
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(super::write::PUBLISHED_MODE))?;
-        self.cur = Some((io::BufWriter::with_capacity(1 << 20, f), Hasher::new()));
+        self.cur = Some((io::BufWriter::with_capacity(1 << 20, crate::fsutil::WritebackFile::new(f)?), Hasher::new()));
         Ok(())
     }
 }

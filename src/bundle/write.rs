@@ -4,11 +4,14 @@
 //!
 //! CONTRACT (used by `build`; do not change the signatures without updating every caller):
 //! `write_bundle(&BundleContent, &SecretKey, &WriteOptions) -> Result<Written>`; with a progress bar:
-//! `write_bundle_with_progress(.., &ProgressBar)` (length set here, advanced by content bytes written).
+//! `write_bundle_with_progress(.., &ProgressBar)` (length set here, advanced by content bytes written); with
+//! blobs still arriving: `write_bundle_gated(.., &ProgressBar, ready)` (`ready(digest)` returns once the blob
+//! is at its path, or fails the write).
 
 use crate::bundle::format::{self, RootDoc, FILES_DIR, IMAGES_DIR, ROOT_DOC, ROOT_SIG, SHA256SUMS, ZSTD_LEVEL};
 use crate::bundle::split::{self, PartInfo, PartsWriter};
 use crate::digest::{Digest, Hasher, HashingReader};
+use crate::fsutil::WritebackFile;
 use crate::sign::{self, Prehasher};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
@@ -246,6 +249,18 @@ pub fn write_bundle_with_progress(
     opts: &WriteOptions,
     bar: &ProgressBar,
 ) -> Result<Written> {
+    write_bundle_gated(content, sk, opts, bar, &|_| Ok(()))
+}
+
+/// [`write_bundle_with_progress`] while the blobs are still being downloaded: before each blob, `ready`
+/// waits until it is at its path (or fails, failing the write). Only sizes and digests are needed up front.
+pub fn write_bundle_gated(
+    content: &BundleContent,
+    sk: &SecretKey,
+    opts: &WriteOptions,
+    bar: &ProgressBar,
+    ready: &dyn Fn(&Digest) -> Result<()>,
+) -> Result<Written> {
     let plan = Plan::new(content, sk)?;
     let name = archive_name(&content.root)?;
     if opts.split_size == Some(0) {
@@ -264,7 +279,7 @@ pub fn write_bundle_with_progress(
         None => {
             let f = fs_err::File::create(staging.path().join(&name))?;
             f.set_permissions(std::fs::Permissions::from_mode(PUBLISHED_MODE))?;
-            Sink::File(io::BufWriter::with_capacity(1 << 20, f))
+            Sink::File(io::BufWriter::with_capacity(1 << 20, WritebackFile::new(f)?))
         }
         Some(limit) => Sink::Parts(PartsWriter::new(staging.path(), &name, limit)?),
     };
@@ -272,14 +287,31 @@ pub fn write_bundle_with_progress(
     let mut enc = zstd::stream::write::Encoder::new(tee, ZSTD_LEVEL).context("failed to start zstd")?;
     configure_encoder(&mut enc, opts.zstd_workers)?;
     let mut tar = tar::Builder::new(enc);
+    // phase timings, for `-v` (where a build's time goes)
+    let t = std::time::Instant::now();
+    let mut waited = std::time::Duration::ZERO;
     for item in &plan.items {
+        if let Item::Blob(b) = item {
+            let w = std::time::Instant::now();
+            ready(&b.digest)?;
+            waited += w.elapsed();
+        }
         write_item(&mut tar, item, bar)?;
     }
+    let entries = t.elapsed();
     let enc = tar.into_inner().context("failed to finish the tar stream")?;
     let tee = enc.finish().context("failed to finish the zstd stream")?;
+    let compressed = t.elapsed();
     let HashTee { inner, sha, pre } = tee;
     let (sha256, size) = sha.finish();
     let parts = inner.finish()?;
+    tracing::debug!(
+        "bundle written: entries {:.2}s (waiting for downloads {:.2}s), end of zstd {:.2}s, fsync {:.2}s",
+        entries.as_secs_f64(),
+        waited.as_secs_f64(),
+        (compressed - entries).as_secs_f64(),
+        (t.elapsed() - compressed).as_secs_f64()
+    );
 
     let comment = trusted_comment(&content.root, &name);
     let sig_text = sign::sign_prehashed(sk, &pre.finish(), &comment).context("failed to sign the bundle")?;
@@ -419,9 +451,9 @@ fn append_source<W: Write>(
     Ok(())
 }
 
-/// Where compressed bytes go: one file, or parts.
+/// Where compressed bytes go: one file (flushed to disk while it grows), or parts.
 enum Sink {
-    File(io::BufWriter<fs_err::File>),
+    File(io::BufWriter<WritebackFile>),
     Parts(PartsWriter),
 }
 
@@ -430,7 +462,7 @@ impl Sink {
     fn finish(self) -> Result<Option<Vec<PartInfo>>> {
         match self {
             Sink::File(w) => {
-                let f = w.into_inner().map_err(|e| e.into_error()).context("failed to write the archive")?;
+                let f = w.into_inner().map_err(|e| e.into_error()).context("failed to write the archive")?.into_file();
                 f.sync_all().context("failed to sync the archive")?;
                 Ok(None)
             }

@@ -1,5 +1,6 @@
 use crate::bundle::split::parse_size;
-use crate::bundle::write::{write_bundle_with_progress, WriteOptions};
+use crate::build::pipeline::Arrivals;
+use crate::bundle::write::{write_bundle_gated, WriteOptions};
 use crate::error::HintExt;
 use crate::build::lock::Lock;
 use crate::transfer::retry::RetryPolicy;
@@ -115,17 +116,34 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.jobs.clamp(2, 16)).enable_all().build().context("failed to start the async runtime")?;
     let start = std::time::Instant::now();
     let mut fetched = rt.block_on(fetch(&manifest, &opts, out))?;
-    drop(rt);
-    let fetch_time = start.elapsed();
     let mut record = crate::build::delta::release_record(&fetched.content, base.as_ref());
     let dropped = match &base {
         Some(b) => Some(crate::build::delta::make_delta(&mut fetched.content, b)?),
         None => None,
     };
 
+    // the writer in its own thread, taking each blob as its download completes (in the bundle's order)
     let wopts = WriteOptions { out_dir: args.out.clone(), split_size, ..WriteOptions::default() };
+    let pending = &fetched.pending;
     let bar = out.bar(0, "{spinner} writing [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}");
-    let written = write_bundle_with_progress(&fetched.content, &sk, &wopts, &bar).context("failed to write the bundle")?;
+    let arrivals = Arrivals::new(pending.digests());
+    let content = &fetched.content;
+    // fetch_time: resolving, the files, and the blobs (downloaded while the writer runs)
+    let (downloaded, fetch_time, written) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let r = write_bundle_gated(content, &sk, &wopts, &bar, &|d| arrivals.wait(d));
+            if r.is_err() {
+                arrivals.cancel();
+            }
+            r
+        });
+        let downloaded = rt.block_on(pending.download(&arrivals));
+        (downloaded, start.elapsed(), writer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the bundle writer panicked"))))
+    });
+    drop(rt);
+    // a download error says more than the writer's (which stopped for want of the blob)
+    let downloaded = downloaded? + fetched.downloaded;
+    let written = written.context("failed to write the bundle")?;
     bar.finish_and_clear();
 
     record.root_sha256 = written.root_sha256.hex().to_string();
@@ -160,7 +178,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             human(written.size),
             written.sha256,
             start.elapsed().as_secs_f64(),
-            human(fetched.downloaded),
+            human(downloaded),
             fetch_time.as_secs_f64(),
             human(fetched.cached),
         );

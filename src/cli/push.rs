@@ -2,7 +2,8 @@ use crate::bundle::read::BundleSource;
 use crate::cli::build::expand_tilde;
 use crate::error::HintExt;
 use crate::output::{human_bytes, Output};
-use crate::push::client::{ClientOptions, RegistryClient};
+use crate::push::client::{BlobOutcome, ClientOptions, RegistryClient};
+use crate::push::early::{self, Early, Planner};
 use crate::push::{source, PushOptions, Target};
 use crate::transfer::retry::{retry, RetryPolicy};
 use anyhow::{bail, Context};
@@ -74,24 +75,38 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     let what = format!("connecting to {}", target.host);
     let client = rt.block_on(retry(&what, policy, || RegistryClient::connect(&target.host, &copts))).hint("nothing was pushed")?;
 
-    let images = match (&args.from_store, &args.bundle) {
-        (Some(store), _) => source::from_store(store)?,
+    let opts = PushOptions { jobs: args.jobs, retry: policy };
+    let (images, early) = match (&args.from_store, &args.bundle) {
+        (Some(store), _) => (source::from_store(store)?, Early::default()),
         (None, Some(bundle)) => {
             let pubkey = args.pubkey.as_ref().context("--pubkey is required with a bundle")?;
             let pk = crate::sign::load_public_key(pubkey)?;
             let src = BundleSource::open(bundle)?;
             let bar = out.bar(0, "{spinner} verifying {bytes}/{total_bytes} {wide_bar} {eta}");
-            source::from_bundle(&src, &pk, &args.work_dir, &bar)
-                .with_context(|| format!("failed to read {}", src.name()))
-                .hint("nothing was pushed")?
+            // the reader in its own thread; each blob that verified is uploaded meanwhile (manifests wait)
+            let (tx, rx) = futures::channel::mpsc::unbounded();
+            let planner = Planner::new(target.clone(), tx);
+            let (read, early) = std::thread::scope(|s| {
+                let reader = s.spawn(|| source::from_bundle(&src, &pk, &args.work_dir, &bar, Some(planner)));
+                let early = rt.block_on(early::upload(rx, &client, &opts));
+                (reader.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the bundle reader panicked"))), early)
+            });
+            let uploaded = early.done.values().filter(|(_, o)| *o == BlobOutcome::Uploaded).count();
+            let images = read.with_context(|| format!("failed to read {}", src.name())).hint(if uploaded == 0 {
+                "nothing was pushed".to_string()
+            } else {
+                format!(
+                    "no image was pushed: no manifest was sent, and the {uploaded} blobs uploaded meanwhile (each checked against the signed SHA256SUMS) are referenced by none; the registry's garbage collection removes them"
+                )
+            })?;
+            (images, early)
         }
         (None, None) => bail!("give a bundle, or --from-store DIR"),
     };
     let verified_in = start.elapsed();
     let bar = out.bar(0, "{spinner} pushing {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta}");
-    let opts = PushOptions { jobs: args.jobs, retry: policy };
     let report = rt
-        .block_on(crate::push::push(&images, &target, &client, &opts, &bar))
+        .block_on(crate::push::push(&images, &target, &client, &opts, &early, &bar))
         .hint("re-run the same command to continue: what is on the registry already is not sent again")?;
     drop(rt);
     if args.json {
@@ -105,7 +120,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
     if !out.quiet {
         let changed = report.images.iter().filter(|i| !i.unchanged).count();
         println!(
-            "pushed {} images from {} to {} ({} new or moved) in {:.1}s (reading {:.1}s): uploaded {} blobs ({}), mounted {}, {} already there; {} manifests sent, {} already there",
+            "pushed {} images from {} to {} ({} new or moved) in {:.1}s (reading {:.1}s): uploaded {} blobs ({}; {} while reading), mounted {}, {} already there; {} manifests sent, {} already there",
             report.images.len(),
             images.label,
             args.to,
@@ -114,6 +129,7 @@ pub fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             verified_in.as_secs_f64(),
             report.blobs_uploaded,
             human_bytes(report.bytes_uploaded),
+            report.blobs_uploaded_early,
             report.blobs_mounted,
             report.blobs_present,
             report.manifests_pushed,

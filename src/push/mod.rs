@@ -11,9 +11,12 @@
 //!   So a re-run after a kill continues where the first run stopped, and a second push uploads nothing.
 //! - Every request is retried on transient failures ([`crate::transfer::retry`]).
 //!
-//! [`source`] reads the bundle (verify first) or the store; [`client`] speaks the distribution API.
+//! [`source`] reads the bundle (verify first) or the store; [`early`] uploads a bundle's blobs while it is
+//! read (each once its own sha256 verified; manifests only after the whole bundle did); [`client`] speaks the
+//! distribution API.
 
 pub mod client;
+pub mod early;
 pub mod source;
 
 use crate::digest::Digest;
@@ -103,6 +106,8 @@ pub struct Report {
     pub blobs_mounted: u64,
     pub blobs_uploaded: u64,
     pub bytes_uploaded: u64,
+    /// Of the blobs uploaded, those uploaded while the bundle was still being read.
+    pub blobs_uploaded_early: u64,
     pub manifests_pushed: u64,
     pub manifests_present: u64,
 }
@@ -186,8 +191,9 @@ struct Counters {
     manifests_present: AtomicU64,
 }
 
-/// Push every image of `images` to `target` through `client`. `bar` advances by bytes uploaded.
-pub async fn push(images: &Images, target: &Target, client: &RegistryClient, opts: &PushOptions, bar: &indicatif::ProgressBar) -> Result<Report> {
+/// Push every image of `images` to `target` through `client`. `bar` advances by bytes uploaded. `early`: the
+/// blobs already made present in a repository while the bundle was read (not sent again).
+pub async fn push(images: &Images, target: &Target, client: &RegistryClient, opts: &PushOptions, early: &early::Early, bar: &indicatif::ProgressBar) -> Result<Report> {
     let planned = images.images.iter().map(|i| plan_image(images, target, i)).collect::<Result<Vec<_>>>()?;
     // every blob, and the repositories that need it (the first one gets it uploaded, the others mount it)
     let mut need: BTreeMap<Digest, (u64, Vec<String>)> = BTreeMap::new();
@@ -204,6 +210,27 @@ pub async fn push(images: &Images, target: &Target, client: &RegistryClient, opt
     let c = Arc::new(Counters::default());
     let jobs = opts.jobs.max(1);
     let blob_count = need.values().map(|(_, r)| r.len() as u64).sum();
+    // what went early: that repository comes first (the others mount from it), and round 1 skips it
+    let mut early_uploads = 0;
+    need.retain(|d, (size, repos)| {
+        let Some((repo, outcome)) = early.done.get(d) else { return true };
+        let Some(i) = repos.iter().position(|r| r == repo) else { return true };
+        repos.swap(0, i);
+        match outcome {
+            BlobOutcome::Present => c.present.fetch_add(1, Ordering::Relaxed),
+            BlobOutcome::Mounted => c.mounted.fetch_add(1, Ordering::Relaxed),
+            BlobOutcome::Uploaded => {
+                early_uploads += 1;
+                c.bytes.fetch_add(*size, Ordering::Relaxed);
+                c.uploaded.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        bar.inc(*size);
+        // still needed for the mounts into the other repositories
+        repos.len() > 1
+    });
+    let skip_round0: std::collections::BTreeSet<Digest> =
+        need.keys().filter(|d| early.done.get(*d).is_some_and(|(r, _)| need[*d].1[0] == *r)).cloned().collect();
 
     // 1. each blob into its first repository; 2. into the others (mounted when the registry offers it)
     for round in 0..2 {
@@ -212,6 +239,9 @@ pub async fn push(images: &Images, target: &Target, client: &RegistryClient, opt
             .flat_map(|(d, (size, repos))| {
                 let first = repos[0].clone();
                 let list: Vec<(Digest, u64, String, Option<String>)> = if round == 0 {
+                    if skip_round0.contains(d) {
+                        return Vec::new();
+                    }
                     vec![(d.clone(), *size, first, None)]
                 } else {
                     repos[1..].iter().map(|r| (d.clone(), *size, r.clone(), Some(first.clone()))).collect()
@@ -291,6 +321,7 @@ pub async fn push(images: &Images, target: &Target, client: &RegistryClient, opt
         blobs_mounted: c.mounted.load(Ordering::Relaxed),
         blobs_uploaded: c.uploaded.load(Ordering::Relaxed),
         bytes_uploaded: c.bytes.load(Ordering::Relaxed),
+        blobs_uploaded_early: early_uploads,
         manifests_pushed: c.manifests_pushed.load(Ordering::Relaxed),
         manifests_present: c.manifests_present.load(Ordering::Relaxed),
     })

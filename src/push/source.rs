@@ -1,9 +1,11 @@
 //! Where `push` takes images from: a bundle, verified while its blobs are staged into a temporary directory
-//! through the verifying reader (nothing is pushed before the whole bundle, signature included, verified), or
-//! a loaded registry store.
+//! through the verifying reader (each blob whose own sha256 verified can be uploaded at once, see
+//! [`super::early`]; no manifest is pushed before the whole bundle, signature included, verified), or a loaded
+//! registry store.
 
 use crate::bundle::format::IMAGES_DIR;
-use crate::bundle::read::{self, BundleSource, EntrySink};
+use super::early::Planner;
+use crate::bundle::read::{self, BundleSource, EntrySink, Head};
 use crate::digest::Digest;
 use crate::registry::store::Store;
 use anyhow::{Context, Result};
@@ -54,23 +56,41 @@ impl Images {
     }
 }
 
-/// Stages the image blobs of a bundle under a temporary directory while the reader verifies them.
+/// Stages the image blobs of a bundle under a temporary directory while the reader verifies them, telling
+/// the planner (if any) about each one whose bytes verified.
 struct StagingSink {
     dir: tempfile::TempDir,
+    planner: Option<Planner>,
+    buf: Vec<u8>,
 }
+
+/// Copy buffer of the staging sink (fewer, larger reads through the decoder and writes to the file).
+const STAGE_BUFFER: usize = 1 << 20;
 
 impl EntrySink for StagingSink {
     type Done = tempfile::TempDir;
 
-    fn entry(&mut self, path: &str, _size: u64, _mode: u32, data: &mut dyn Read) -> Result<()> {
+    fn start(&mut self, head: &Head, _meta: &[(&str, &[u8])]) -> Result<()> {
+        if let Some(p) = self.planner.as_mut() {
+            p.start(head.root().images.iter().map(|i| (i.reference.as_str(), &i.digest)));
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: &str, size: u64, _mode: u32, data: &mut dyn Read) -> Result<()> {
         let Some(hex) = path.strip_prefix(IMAGES_DIR).and_then(|p| p.strip_prefix("/blobs/sha256/")) else {
             return Ok(()); // files/..., index.json: not pushed (the reader still verifies them)
         };
         // the reader refuses a blob whose name is not its digest, and fails this read at the entry's end when
         // the bytes do not match: a staged file that survives to `finish` is verified
         let d = Digest::from_hex(hex).with_context(|| format!("bad blob name {path} in the bundle"))?;
-        let mut f = fs_err::File::create(self.dir.path().join("blobs/sha256").join(d.hex()))?;
-        std::io::copy(data, &mut f).with_context(|| format!("failed to stage {path}"))?;
+        let file = self.dir.path().join("blobs/sha256").join(d.hex());
+        let mut f = fs_err::File::create(&file)?;
+        copy(data, &mut f, &mut self.buf).with_context(|| format!("failed to stage {path}"))?;
+        // read to its end without an error: its bytes matched the digest SHA256SUMS gives it
+        if let Some(p) = self.planner.as_mut() {
+            p.verified(d, size, file);
+        }
         Ok(())
     }
 
@@ -79,14 +99,30 @@ impl EntrySink for StagingSink {
     }
 }
 
-/// Verify `source` with `pk`, staging its image blobs under `work_dir` (removed when the result is dropped).
-pub fn from_bundle(source: &BundleSource, pk: &PublicKey, work_dir: &Path, bar: &ProgressBar) -> Result<Images> {
+/// `io::copy` with the sink's (large) buffer.
+fn copy(from: &mut dyn Read, to: &mut impl std::io::Write, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    if buf.is_empty() {
+        buf.resize(STAGE_BUFFER, 0);
+    }
+    loop {
+        match from.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Verify `source` with `pk`, staging its image blobs under `work_dir` (removed when the result is dropped);
+/// `planner` hears of every blob that verified, to upload it while the rest is read.
+pub fn from_bundle(source: &BundleSource, pk: &PublicKey, work_dir: &Path, bar: &ProgressBar, planner: Option<Planner>) -> Result<Images> {
     // the signed head first: a wrong key fails before anything is staged
     read::read_head(source, pk)?;
     fs_err::create_dir_all(work_dir)?;
     let dir = tempfile::Builder::new().prefix("airgap-push-").tempdir_in(work_dir).with_context(|| format!("failed to make a staging directory in {}", work_dir.display()))?;
     fs_err::create_dir_all(dir.path().join("blobs/sha256"))?;
-    let (verified, dir) = read::read_verified_with_progress(source, pk, StagingSink { dir }, bar)?;
+    let (verified, dir) = read::read_verified_with_progress(source, pk, StagingSink { dir, planner, buf: Vec::new() }, bar)?;
     let images = verified
         .root
         .images

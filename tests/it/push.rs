@@ -284,3 +284,98 @@ fn push_with_bearer_tokens_as_harbor_issues_them() {
         assert_eq!(got, raw_digest(&src.upstream, &format!("{}/{reference}", src.upstream.addr)), "{reference}");
     }
 }
+
+/// Manifests the registry's storage holds under any repository (whatever the API says).
+fn stored_manifests(reg: &Registry) -> usize {
+    fn walk(dir: &Path, in_manifests: bool, n: &mut usize) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let inside = in_manifests || e.file_name() == "_manifests";
+            if p.is_dir() {
+                walk(&p, inside, n);
+            } else if inside && e.file_name() == "link" {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(&reg.dir.path().join("data/docker/registry/v2/repositories"), false, &mut n);
+    n
+}
+
+/// The bundle's tar stream, rebuilt entry by entry (headers kept) with `change` applied to each entry's
+/// bytes, compressed at zstd `level`, beside the original's signature (which then no longer verifies).
+fn rewritten(src: &Source, name: &str, level: i32, change: impl Fn(&str, &mut Vec<u8>)) -> PathBuf {
+    let raw = zstd::decode_all(fs_err::File::open(&src.bundle).unwrap()).unwrap();
+    let mut ar = tar::Archive::new(raw.as_slice());
+    let mut out = tar::Builder::new(Vec::new());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        change(&path, &mut data);
+        let mut h = e.header().clone();
+        out.append_data(&mut h, &path, data.as_slice()).unwrap();
+    }
+    let tar = out.into_inner().unwrap();
+    let dir = src.env.tmp.path().join(name);
+    fs_err::create_dir_all(&dir).unwrap();
+    let bundle = dir.join(src.bundle.file_name().unwrap());
+    fs_err::write(&bundle, zstd::encode_all(tar.as_slice(), level).unwrap()).unwrap();
+    let sig = format!("{}.minisig", src.bundle.display());
+    fs_err::copy(&sig, format!("{}.minisig", bundle.display())).unwrap();
+    bundle
+}
+
+#[test]
+fn a_bundle_found_tampered_while_its_blobs_upload_pushes_no_manifest() {
+    let src = Source::new(None);
+    let auth = src.env.tmp.path().join("none.json");
+    fs_err::write(&auth, "{}").unwrap();
+    let push_bundle = |bundle: &Path, target: &Registry| {
+        let mut c = Command::new(airgap_bin());
+        c.arg("push").arg(bundle).arg("--pubkey").arg(&src.env.pubkey).arg("--to").arg(&target.addr).arg("--insecure-registry").arg("--authfile").arg(&auth).arg("--json").arg("--work-dir").arg(src.env.tmp.path());
+        c.output().unwrap()
+    };
+
+    // every entry verifies, only the archive's own signature does not (same content, other compressed
+    // bytes): blobs may have gone up while it was read (as many as the uploads got to before the read
+    // ended), no manifest did, and it says so
+    let recompressed = rewritten(&src, "recompressed", 1, |_, _| {});
+    let target = Registry::start(Mode::Plain);
+    let e = failed(&push_bundle(&recompressed, &target));
+    let uploaded = stored_blobs(&target);
+    assert!(e.contains("signature"), "{e}");
+    let said = if uploaded > 0 { "no manifest was sent" } else { "nothing was pushed" };
+    assert!(e.contains(said), "{uploaded} blobs stored, yet it does not say {said:?}:\n{e}");
+    assert_eq!(stored_manifests(&target), 0, "a manifest was pushed from a bundle that failed verification");
+
+    // the biggest layer's bytes changed in the stream: the read stops there, with no manifest pushed
+    let last_layer = zstd::decode_all(fs_err::File::open(&src.bundle).unwrap()).unwrap();
+    let mut biggest = (String::new(), 0u64);
+    for e in tar::Archive::new(last_layer.as_slice()).entries().unwrap() {
+        let e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        if path.starts_with("images/blobs/") && e.size() > biggest.1 {
+            biggest = (path, e.size());
+        }
+    }
+    let damaged = rewritten(&src, "damaged", 3, |path, data| {
+        if path == biggest.0 {
+            data[0] ^= 1;
+        }
+    });
+    let target = Registry::start(Mode::Plain);
+    let e = failed(&push_bundle(&damaged, &target));
+    assert!(e.contains("damaged") && e.contains(biggest.0.rsplit('/').next().unwrap()), "{e}");
+    assert!(e.contains("no manifest was sent") || e.contains("nothing was pushed"), "{e}");
+    assert_eq!(stored_manifests(&target), 0, "a manifest was pushed from a damaged bundle");
+
+    // the intact bundle into the same registry: everything, digests equal
+    // (every blob was uploaded while the bundle was read: each one's repository is known by its end)
+    let r = report(&push_bundle(&src.bundle, &target));
+    assert_eq!(r["images"].as_array().unwrap().len(), 5, "{r}");
+    assert!(r["blobs_uploaded"].as_u64() > Some(0) && r["blobs_uploaded_early"] == r["blobs_uploaded"], "{r}");
+    check_same(&src, &target, "");
+}
