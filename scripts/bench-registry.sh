@@ -4,18 +4,21 @@
 #
 #   scripts/bench-registry.sh            # ~400 MB over 12 images, 16 clients x 3 rounds
 #   BIG=1 scripts/bench-registry.sh      # also: RSS of both servers while 16 clients fetch one 1 GiB blob
+#   OLD_AIRGAP=/tmp/airgap-old scripts/bench-registry.sh   # also storm another airgap binary (new/old ratio)
 #
 # Steps: make a Kubernetes-sized image set from scratch (scripts/lib/make-image.sh), push it to docker-registry
 # (skopeo), write a signed bundle of the same layout and `airgap load` it, start both servers and measure
 # time-to-ready (first 200 on /v2/), then a pull storm: CLIENTS concurrent curl clients, each fetching every
 # manifest (with the usual Accept headers) and every blob over one keep-alive connection, ROUNDS times.
-# Prints wall times, the airgap/distribution ratio (< 1: airgap faster) and each server's peak RSS (VmHWM) and
-# anonymous RSS (RssAnon) from /proc.
+# Prints wall times, the airgap/distribution ratio (< 1: airgap faster), the CPU time each server and the
+# clients used during each storm (where the time goes), and each server's peak RSS (VmHWM) and anonymous RSS
+# (RssAnon) from /proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-16}
 ROUNDS=${ROUNDS:-3}
 BIG=${BIG:-0}
+OLD_AIRGAP=${OLD_AIRGAP:-}     # another airgap binary (e.g. the previous release) to storm in the same run
 PROFILE=${PROFILE:-release}   # PROFILE=debug SCALE=100: a quick dry run of the script itself
 SCALE=${SCALE:-1}             # divide every layer size by this
 for t in docker-registry skopeo curl python3 openssl gzip; do
@@ -47,6 +50,9 @@ while True:
     except OSError: time.sleep(0.001)  # poll until ready
 print(p.pid, round((time.monotonic() - t0) * 1000, 1))
 PY
+}
+cpu_ms() {  # cpu_ms PID: user + system CPU time of PID so far, in ms
+  awk -v t="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); print int(($12 + $13) * 1000 / t)}' "/proc/$1/stat"
 }
 status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 sampler() {  # sampler PID FILE: the peak RssAnon (kB) of PID, sampled every 50 ms, kept in FILE
@@ -134,6 +140,11 @@ read -r apid a_ready < <(start_timed "$work/airgap.log" "http://127.0.0.1:$aport
 pids+=("$apid")
 read -r dpid d_ready < <(start_timed "$work/dist/log" "http://127.0.0.1:$dport/v2/" docker-registry serve "$work/dist/config.yml")
 pids+=("$dpid")
+if [ -n "$OLD_AIRGAP" ]; then
+  oport=$(free_port)
+  read -r opid o_ready < <(start_timed "$work/old.log" "http://127.0.0.1:$oport/v2/" "$OLD_AIRGAP" -q serve --store "$work/store" --listen "127.0.0.1:$oport")
+  pids+=("$opid")
+fi
 sampler "$apid" "$work/airgap.anon" & pids+=($!)
 sampler "$dpid" "$work/dist.anon" & pids+=($!)
 
@@ -169,20 +180,24 @@ curl_config() {  # curl_config PORT -> a curl config fetching every path once
 }
 curl_config "$aport" > "$work/airgap.curl"
 curl_config "$dport" > "$work/dist.curl"
+if [ -n "$OLD_AIRGAP" ]; then curl_config "$oport" > "$work/old.curl"; fi
 nreq=$(wc -l < "$work/paths")
 
-storm() {  # storm CONFIG -> ms for CLIENTS concurrent clients x ROUNDS
-  local t0; t0=$(now_ms)
-  for _ in $(seq "$ROUNDS"); do
-    seq "$CLIENTS" | xargs -P "$CLIENTS" -I{} curl -sS --fail -K "$1"
-  done
-  echo $(( $(now_ms) - t0 ))
+storm() {  # storm CONFIG SERVER_PID -> "WALL_MS SERVER_CPU_MS CLIENTS_CPU_MS" for CLIENTS concurrent clients x ROUNDS
+  local t0 c0; t0=$(now_ms); c0=$(cpu_ms "$2")
+  # shellcheck disable=SC2016 # the inner script gets its arguments as $1..$3
+  /usr/bin/time -o "$work/storm.time" -f '%U %S' \
+    bash -c 'for _ in $(seq "$1"); do seq "$2" | xargs -P "$2" -I{} curl -sS --fail -K "$3"; done' _ "$ROUNDS" "$CLIENTS" "$1"
+  echo "$(( $(now_ms) - t0 )) $(( $(cpu_ms "$2") - c0 )) $(awk '{print int(($1 + $2) * 1000)}' "$work/storm.time")"
 }
-# One warm-up pass each (page cache), then the measured storms, alternating.
+# One warm-up pass each (page cache; airgap checks each blob's digest on its first download), then the
+# measured storms, alternating.
 curl -sS --fail -K "$work/airgap.curl"; curl -sS --fail -K "$work/dist.curl"
+if [ -n "$OLD_AIRGAP" ]; then curl -sS --fail -K "$work/old.curl"; fi
 echo "== pull storm: $CLIENTS clients x $ROUNDS rounds x $nreq requests ($((total / 1000000)) MB per client pass)" >&2
-a_ms=$(storm "$work/airgap.curl")
-d_ms=$(storm "$work/dist.curl")
+storm "$work/airgap.curl" "$apid" > "$work/airgap.storm"; read -r a_ms a_cpu a_cli < "$work/airgap.storm"
+storm "$work/dist.curl" "$dpid" > "$work/dist.storm"; read -r d_ms d_cpu d_cli < "$work/dist.storm"
+if [ -n "$OLD_AIRGAP" ]; then storm "$work/old.curl" "$opid" > "$work/old.storm"; read -r o_ms o_cpu o_cli < "$work/old.storm"; fi
 sample_once "$apid" "$work/airgap.anon"; sample_once "$dpid" "$work/dist.anon"
 a_hwm=$(status_kb "$apid" VmHWM); a_anon=$(cat "$work/airgap.anon")
 d_hwm=$(status_kb "$dpid" VmHWM); d_anon=$(cat "$work/dist.anon")
@@ -197,6 +212,10 @@ printf '  pull storm:         %s clients x %s rounds (%s GB): airgap %s ms (%s M
   "$CLIENTS" "$ROUNDS" "$gb" "$a_ms" "$(python3 -c "print(round($total*$CLIENTS*$ROUNDS/1e6/($a_ms/1000)))")" \
   "$d_ms" "$(python3 -c "print(round($total*$CLIENTS*$ROUNDS/1e6/($d_ms/1000)))")"
 echo "  ratio airgap/distribution: $(python3 -c "print(round($a_ms / $d_ms, 3))") (< 1: airgap faster)"
+echo "  CPU during the storm: airgap server $a_cpu ms + clients $a_cli ms; distribution server $d_cpu ms + clients $d_cli ms"
+if [ -n "$OLD_AIRGAP" ]; then
+  echo "  old airgap ($OLD_AIRGAP): ready ${o_ready} ms, storm $o_ms ms (server $o_cpu ms + clients $o_cli ms CPU); new/old $(python3 -c "print(round($a_ms / $o_ms, 3))")"
+fi
 echo "  peak RSS (VmHWM):   airgap $((a_hwm / 1024)) MB, distribution $((d_hwm / 1024)) MB"
 echo "  peak RssAnon:       airgap $((a_anon / 1024)) MB, distribution $((d_anon / 1024)) MB"
 
