@@ -29,6 +29,7 @@ pub const QUICK_NODE_COMMANDS: &[&str] = &[
     "daemon-reload",
     "unit-off",
     "secret-file",
+    "docker-auth",
 ];
 /// `airgap node` subcommands that install or start things (quick with `--check`).
 pub const LONG_NODE_COMMANDS: &[&str] =
