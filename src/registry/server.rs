@@ -14,10 +14,9 @@
 //! own media type (what distribution does for OCI indexes; containerd, skopeo and docker >= 20 accept every
 //! type a bundle can hold).
 //!
-//! Files: every file-system access (open, stat, read, sendfile) runs on tokio's blocking pool, never on the
-//! async workers; blobs are streamed from a file handle in bounded chunks until their digest is verified, then
-//! with `sendfile` (see `zerocopy`), never memory-mapped, and a blob file that is missing, truncated or damaged
-//! fails the requests for it, and only those (see `blobs`).
+//! Files: every file-system access (open, stat, read) runs on tokio's blocking pool, never on the async
+//! workers; blobs are streamed from a file handle in bounded chunks, never memory-mapped, and a blob file that
+//! is missing, truncated or damaged fails the requests for it, and only those (see `blobs`).
 //!
 //! Connections (see `conn`): a cap on open connections (idle ones make room for new ones), a deadline for a
 //! request's headers (which also bounds keep-alive idling), a deadline for a response that makes no progress,
@@ -25,7 +24,6 @@
 
 mod blobs;
 mod conn;
-mod zerocopy;
 
 pub use blobs::FsBlobStore;
 pub use conn::{bind, Limits};
@@ -34,7 +32,7 @@ use crate::digest::Digest;
 use crate::registry::catalog::Index;
 use crate::registry::names;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Extension, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -196,10 +194,7 @@ async fn open(st: &AppState, d: &Digest, read_upto: u64, head: bool) -> Result<O
     }
 }
 
-/// The connection's zero-copy queue (absent when the app is served without [`conn`]).
-type ZeroCopy = Option<Extension<Arc<zerocopy::Spans>>>;
-
-async fn handle(State(st): State<AppState>, zc: ZeroCopy, method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+async fn handle(State(st): State<AppState>, method: Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let head = method == Method::HEAD;
     if method != Method::GET && !head {
         return error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "this registry is read-only (pull only)", serde_json::json!({}), false);
@@ -236,7 +231,7 @@ async fn handle(State(st): State<AppState>, zc: ZeroCopy, method: Method, uri: a
     };
     match kind {
         "manifests" => manifest(&st, &index, &uri, name, reference, head).await,
-        "blobs" => blob(&st, &index, name, reference, &headers, head, zc).await,
+        "blobs" => blob(&st, &index, name, reference, &headers, head).await,
         _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "not a registry API path", serde_json::json!({}), head),
     }
 }
@@ -323,7 +318,7 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>>
     Some(Ok((start, end.min(size - 1))))
 }
 
-async fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers: &HeaderMap, head: bool, zc: ZeroCopy) -> Response {
+async fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers: &HeaderMap, head: bool) -> Response {
     if !index.has_name(name) {
         return name_unknown(name, head);
     }
@@ -358,9 +353,6 @@ async fn blob(st: &AppState, index: &Index, name: &str, reference: &str, headers
         Body::empty()
     } else if let Some(data) = &blob.data {
         Body::from(data.slice(start as usize..=end as usize))
-    } else if let (Some(Extension(spans)), Verdict::Verified) = (zc, &blob.verdict) {
-        let ctx = Arc::new(blobs::Ctx::unchecked(st.store.clone(), digest.clone(), &blob, st.disk_timeout));
-        Body::from_stream(zerocopy::body(spans, blob.file.clone(), start, end + 1, ctx))
     } else {
         Body::from_stream(blobs::stream(st.store.clone(), digest.clone(), &blob, start, end + 1, st.disk_timeout))
     };

@@ -11,8 +11,7 @@
 //! byte. A blob's content is hashed while it is sent whole for the first time (per file: device, inode, size,
 //! mtime, ctime; one download at a time hashes a blob); a blob that does not match its digest has its last
 //! chunk withheld and is refused from then on, one that matches is not hashed again. Small blobs (and
-//! manifests) are read whole and checked on every request. Once a blob file is verified, it is sent with
-//! `sendfile` instead of these chunks (see `zerocopy`): no copy through user space, no buffer.
+//! manifests) are read whole and checked on every request.
 
 use super::{BlobStore, FileStamp, Opened, Verdict};
 use crate::digest::{Digest, Hasher};
@@ -212,8 +211,7 @@ pub fn stream(
     })
 }
 
-/// What a download needs to report a failure (and to release its claim on checking the blob).
-pub struct Ctx {
+struct Ctx {
     store: Arc<dyn BlobStore>,
     digest: Digest,
     stamp: FileStamp,
@@ -232,13 +230,7 @@ impl Drop for Ctx {
 }
 
 impl Ctx {
-    /// For a download that does not check the blob's digest (see [`stream`] for one that does).
-    pub fn unchecked(store: Arc<dyn BlobStore>, digest: Digest, blob: &Opened, disk_timeout: Duration) -> Ctx {
-        Ctx { store, digest, stamp: blob.stamp.clone(), len: blob.len, disk_timeout, checks: false }
-    }
-
-    /// Log the failure of a download (and remember a blob file that ended early as bad).
-    pub fn fail(&self, e: io::Error) -> io::Error {
+    fn fail(&self, e: io::Error) -> io::Error {
         tracing::error!("serving blob {} ({} bytes) failed: {e}; that download was cut short", self.digest, self.len);
         if e.kind() == io::ErrorKind::UnexpectedEof {
             self.store.record(&self.digest, self.stamp.clone(), Verdict::Bad(e.to_string()));

@@ -31,8 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
-use super::zerocopy::{Socket, Spans};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -214,6 +213,63 @@ impl HttpBody for Tracked {
     }
 }
 
+/// A socket whose writes fail with `TimedOut` once they have made no progress for `timeout`.
+struct Stall {
+    inner: TcpStream,
+    timeout: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    fn new(inner: TcpStream, timeout: Duration) -> Self {
+        Stall { inner, timeout, deadline: None }
+    }
+
+    fn track<T>(&mut self, cx: &mut TaskContext<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Ready(x) => {
+                self.deadline = None;
+                Poll::Ready(x)
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let d = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if std::future::Future::poll(d.as_mut(), cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, format!("the client read nothing for {timeout:?}"))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl AsyncRead for Stall {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stall {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.track(cx, r)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.track(cx, r)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.track(cx, r)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Serve `app` on `listeners` until `shutdown`; then stop accepting, close idle connections, let running
 /// responses finish for at most `grace`.
 pub async fn run(
@@ -329,15 +385,13 @@ async fn serve_conn(
         return; // admitted after the shutdown signal (it waited for a slot): not served
     }
     let (id, state) = t.register();
-    let spans = Arc::new(Spans::default());
-    let io = hyper_util::rt::TokioIo::new(Socket::new(sock, spans.clone(), t.limits.send_timeout));
+    let io = hyper_util::rt::TokioIo::new(Stall::new(sock, t.limits.send_timeout));
     let hyper_app = hyper_util::service::TowerToHyperService::new(app);
     let (st, tr) = (state.clone(), t.clone());
     let send_timeout = t.limits.send_timeout;
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let in_flight = InFlight::new(st.clone(), tr.clone());
         req.extensions_mut().insert(ConnectInfo(peer));
-        req.extensions_mut().insert(spans.clone());
         let fut = hyper::service::Service::call(&hyper_app, req);
         async move {
             let resp: Response = match tokio::time::timeout(send_timeout, fut).await {
@@ -358,9 +412,7 @@ async fn serve_conn(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(t.limits.header_timeout)
         .max_buf_size(t.limits.max_header_bytes.max(8192))
-        .keep_alive(true)
-        // Body frames are queued as they are, never copied into one buffer: zero-copy bodies rely on it.
-        .writev(true);
+        .keep_alive(true);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let mut draining = false;

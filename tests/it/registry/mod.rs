@@ -272,10 +272,6 @@ fn registry_http_api_headers_ranges_errors_and_pagination() {
     assert_eq!((st, body.as_slice()), (206, &full[full.len() - 7..]));
     let (st, h, _) = http("GET", &blob_url, &[&format!("Range: bytes={big_size}-")]);
     assert_eq!((st, h["content-range"].clone()), (416, format!("bytes */{big_size}")));
-    // Verified by its first download, the blob (and the ranges above) went out with sendfile: same bytes.
-    assert!(big_size > 64 * 1024, "the blob is small enough to be served from memory ({big_size})");
-    let (st, _, body) = http("GET", &blob_url, &[]);
-    assert_eq!((st, body == full), (200, true));
 
     // 404s with the spec's codes.
     let zero = format!("sha256:{}", "0".repeat(64));
@@ -335,20 +331,16 @@ fn registry_64_concurrent_blob_downloads() {
     let s = Served::start(store.root());
     let (big, size) = img.blobs.iter().max_by_key(|(_, s)| *s).unwrap().clone();
     let out = tempfile::tempdir().unwrap();
-    // First round: one download checks the blob's digest, the others stream it in chunks; second round: the
-    // verified blob goes out with sendfile.
-    for round in 0..2 {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--fail", "--parallel", "--parallel-immediate", "--parallel-max", "64"]);
-        for i in 0..64 {
-            cmd.arg("-o").arg(out.path().join(format!("b{i}"))).arg(s.url(&format!("/v2/big/image/blobs/{big}")));
-        }
-        run_ok(&mut cmd);
-        for i in 0..64 {
-            let p = out.path().join(format!("b{i}"));
-            assert_eq!(fs_err::metadata(&p).unwrap().len(), size, "round {round}");
-            assert_eq!(crate::support::sha256sum(&p), big.hex(), "round {round}");
-        }
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "--parallel", "--parallel-immediate", "--parallel-max", "64"]);
+    for i in 0..64 {
+        cmd.arg("-o").arg(out.path().join(format!("b{i}"))).arg(s.url(&format!("/v2/big/image/blobs/{big}")));
+    }
+    run_ok(&mut cmd);
+    for i in 0..64 {
+        let p = out.path().join(format!("b{i}"));
+        assert_eq!(fs_err::metadata(&p).unwrap().len(), size);
+        assert_eq!(crate::support::sha256sum(&p), big.hex());
     }
     // A range across several of the 1 MiB slices the body is streamed in.
     let full = fs_err::read(out.path().join("b0")).unwrap();
