@@ -21,18 +21,8 @@ hint() { echo "hint: $*" >&2; }
 
 have() { [ -x "$CACHE/bin/containerd" ] && [ -f "$CACHE/VERSION" ] && "$CACHE/bin/containerd" --version >/dev/null 2>&1; }
 
-# The Debian mirror apt uses on this machine (deb822 sources first, then the one-line format), as scripts/lab.sh.
-mirror() {
-  local m=""
-  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
-    m=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources)
-  fi
-  if [ -z "$m" ] && [ -f /etc/apt/sources.list ]; then
-    m=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list)
-  fi
-  [ -n "$m" ] || die "no Debian mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
-  echo "$m"
-}
+# shellcheck disable=SC1091  # scripts/lib/apt-mirror.sh, itself checked with the other scripts
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-mirror.sh"
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"

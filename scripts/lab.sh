@@ -47,18 +47,8 @@ node_index() { grep -nx "$1" "$LAB_DIR/nodes.list" | cut -d: -f1; }
 node_addr() { echo "$LAB_NET.$((10 + $(node_index "$1")))"; }
 netns_of() { echo "$LAB_ID-$1"; }
 
-# The Debian mirror apt uses on this machine (deb822 sources first, then the one-line format). Never hard-coded.
-mirror() {
-  local m=""
-  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
-    m=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources)
-  fi
-  if [ -z "$m" ] && [ -f /etc/apt/sources.list ]; then
-    m=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list)
-  fi
-  [ -n "$m" ] || die "no Debian mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list"
-  echo "$m"
-}
+# shellcheck disable=SC1091  # scripts/lib/apt-mirror.sh, itself checked with the other scripts
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-mirror.sh"
 
 # The minimal rootfs, built once (flock: two labs starting together build it once). No keepalived, haproxy,
 # nginx or containerd: a later step installs them offline from the bundle.
