@@ -143,18 +143,6 @@ fn external_registry_in(lab: &Lab, w: &Path) {
     workers_vip_follows_nginx(lab, w);
 }
 
-/// The nodes holding `vip`, read from their network namespaces.
-fn holders(lab: &Lab, vip: &str) -> Vec<String> {
-    lab.nodes
-        .iter()
-        .filter(|n| {
-            let out = Command::new("ip").args(["-n", &format!("{}-{n}", lab.id), "-br", "addr", "show", "eth0"]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).split_whitespace().any(|a| a == format!("{vip}/24"))
-        })
-        .cloned()
-        .collect()
-}
-
 /// The body of `GET /` on `addr` (HTTP/1.0), if it answers within a second.
 fn http_get(addr: &str) -> Option<String> {
     use std::io::{Read, Write};
@@ -197,17 +185,17 @@ fn workers_vip_follows_nginx(lab: &Lab, w: &Path) {
         })
         .collect();
     let through = format!("{vip}:80");
-    let took = crate::support::try_wait_until(Duration::from_secs(20), || holders(lab, &vip) == ["worker1"] && http_get(&through).is_some_and(|b| b.starts_with("master")));
-    assert!(took.is_some(), "the workers' VIP {vip} is on {:?}; GET {through}: {:?}", holders(lab, &vip), http_get(&through));
+    let took = crate::support::try_wait_until(Duration::from_secs(20), || lab.vip_holders(&vip) == ["worker1"] && http_get(&through).is_some_and(|b| b.starts_with("master")));
+    assert!(took.is_some(), "the workers' VIP {vip} is on {:?}; GET {through}: {:?}", lab.vip_holders(&vip), http_get(&through));
     // nginx stops on worker1: keepalived's check fails there, the VIP moves to worker2, whose nginx answers
     lab.exec("worker1", "systemctl stop nginx");
     let t = Instant::now();
-    let moved = crate::support::try_wait_until(Duration::from_secs(20), || holders(lab, &vip) == ["worker2"]);
-    assert!(moved.is_some(), "the workers' VIP did not move to worker2 after nginx stopped on worker1: {:?}", holders(lab, &vip));
+    let moved = crate::support::try_wait_until(Duration::from_secs(20), || lab.vip_holders(&vip) == ["worker2"]);
+    assert!(moved.is_some(), "the workers' VIP did not move to worker2 after nginx stopped on worker1: {:?}", lab.vip_holders(&vip));
     crate::support::wait_until(&format!("an answer through {through} from worker2's nginx"), Duration::from_secs(20), || http_get(&through).is_some_and(|b| b.starts_with("master")));
     eprintln!("MEASURED workers' VIP (following nginx) on worker2 {:?} and answering :80 {:?} after nginx stopped on worker1", moved.unwrap(), t.elapsed());
     lab.exec("worker1", "systemctl start nginx");
-    crate::support::wait_until("the workers' VIP back on worker1", Duration::from_secs(20), || holders(lab, &vip) == ["worker1"]);
+    crate::support::wait_until("the workers' VIP back on worker1", Duration::from_secs(20), || lab.vip_holders(&vip) == ["worker1"]);
 }
 
 #[test]

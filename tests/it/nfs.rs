@@ -35,18 +35,6 @@ fn ok(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// The VIP's holders, read from the nodes' network namespaces.
-fn holders(lab: &Lab, vip: &str) -> Vec<String> {
-    lab.nodes
-        .iter()
-        .filter(|n| {
-            let out = Command::new("ip").args(["-n", &format!("{}-{n}", lab.id), "-br", "addr", "show", "eth0"]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).split_whitespace().any(|a| a == format!("{vip}/24"))
-        })
-        .cloned()
-        .collect()
-}
-
 /// Build the bundle: the images, the static runtime, the OS packages' closure against the lab rootfs. The
 /// Docker Hub image comes from `upstream` as its mirror (`--registry-mirror docker.io=http://UPSTREAM`).
 fn build_bundle(w: &Path, image_refs: &[&str], upstream: &str) -> std::path::PathBuf {
@@ -161,15 +149,15 @@ fn nfs_and_docker_install_offline_and_pass_their_checkers_in_the_lab() {
     assert!(!bad.status.success() || String::from_utf8_lossy(&bad.stderr).contains("bogus_opt"), "exportfs accepted a bad option: {bad:?}");
     // the NFS VIP on master1 only (keepalived's check: nfs-server active)
     let t = Instant::now();
-    while holders(&lab, &nfs_vip) != ["master1"] {
-        assert!(t.elapsed() < Duration::from_secs(20), "the NFS VIP is on {:?}", holders(&lab, &nfs_vip));
+    while lab.vip_holders(&nfs_vip) != ["master1"] {
+        assert!(t.elapsed() < Duration::from_secs(20), "the NFS VIP is on {:?}", lab.vip_holders(&nfs_vip));
         std::thread::sleep(Duration::from_millis(100)); // poll period
     }
     // nfs-server stops on master1: the check fails, the VIP moves to master2
     lab.exec("master1", "systemctl stop nfs-server");
     let t = Instant::now();
-    while holders(&lab, &nfs_vip) != ["master2"] {
-        assert!(t.elapsed() < Duration::from_secs(20), "the NFS VIP did not move: {:?}", holders(&lab, &nfs_vip));
+    while lab.vip_holders(&nfs_vip) != ["master2"] {
+        assert!(t.elapsed() < Duration::from_secs(20), "the NFS VIP did not move: {:?}", lab.vip_holders(&nfs_vip));
         std::thread::sleep(Duration::from_millis(100)); // poll period
     }
     eprintln!("MEASURED NFS VIP on master2 {:?} after nfs-server stopped on master1", t.elapsed());

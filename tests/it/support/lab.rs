@@ -285,6 +285,18 @@ impl Lab {
         std::fs::write(path, format!("{}{extra}", String::from_utf8_lossy(&out.stdout))).unwrap();
     }
 
+    /// The nodes that hold `vip` on eth0, read from their network namespaces (not over the VIP).
+    pub fn vip_holders(&self, vip: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                let out = Command::new("ip").args(["-n", &format!("{}-{n}", self.id), "-br", "addr", "show", "eth0"]).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).split_whitespace().any(|a| a == format!("{vip}/24"))
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn stop_node(&self, node: &str) {
         assert!(self.script(&["stop-node", node]).status.success());
     }
